@@ -1,0 +1,34 @@
+"""CAM normalisations used across stages (NSROM.md stages 1, 1b, 2, 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-8
+"""Added to denominators so that an all-zero map stays all zero."""
+
+
+def max_normalize(cam: np.ndarray) -> np.ndarray:
+    """Negatives to 0, then divide by the max (+1e-8): values in [0, 1].
+
+    Stage 1 (OAA) and stage 1b/2 export apply this per (image, class) map;
+    works on one map ``(h, w)`` or a stack ``(n, h, w)`` (each map separately).
+    """
+    cam = np.maximum(np.asarray(cam, dtype=np.float32), 0)
+    peak = cam.reshape(cam.shape[0], -1).max(axis=1) if cam.ndim == 3 else cam.max()
+    peak = np.asarray(peak, dtype=np.float32)
+    if cam.ndim == 3:
+        peak = peak[:, None, None]
+    return cam / (peak + EPS)
+
+
+def to_uint8(cam01: np.ndarray) -> np.ndarray:
+    """``[0, 1]`` map times 255, truncated to uint8 (as the original export)."""
+    return np.clip(np.asarray(cam01, dtype=np.float32) * 255.0, 0, 255).astype(np.uint8)
+
+
+def minmax_normalize(cam: np.ndarray) -> np.ndarray:
+    """``(x - min) / (max - min + 1e-8)``: stage 3 applies this to each OA-CAM and CAM."""
+    cam = np.asarray(cam, dtype=np.float32)
+    lo = cam.min()
+    return (cam - lo) / (cam.max() - lo + EPS)

@@ -1,0 +1,97 @@
+"""Reading images, saliency maps and label PNGs; writing label and grey PNGs.
+
+One implementation for every stage. Readers raise :class:`DataError` naming
+the file when it is missing or cannot be decoded; writers are atomic.
+
+Label PNGs are palette ('P') PNGs with the VOC colour map whose pixel values
+are class indices (0 background, k+1 for class k, 255 ignore). Grey PNGs
+(saliency maps, CAMs) are 8-bit single-channel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .classes import voc_palette
+from .errors import DataError
+from .files import atomic_path
+
+_PALETTE_BYTES = voc_palette(256).tobytes()
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read {what} {path}: {exc}") from None
+    return img
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` uint8 RGB."""
+    return np.asarray(_open(path, "image").convert("RGB"))
+
+
+def read_grey(path: str | Path, what: str = "grey map") -> np.ndarray:
+    """Read an 8-bit grey PNG (saliency map, CAM) as ``(H, W)`` uint8.
+
+    Colour files are converted to luminance; 16-bit files are rejected.
+    """
+    img = _open(path, what)
+    if img.mode in ("I", "I;16", "I;16B", "F"):
+        raise DataError(f"{what} {path} has mode {img.mode}; expected an 8-bit grey PNG")
+    return np.asarray(img.convert("L"))
+
+
+def read_label(path: str | Path, what: str = "label") -> np.ndarray:
+    """Read a label PNG (palette or grey) as ``(H, W)`` uint8 class indices."""
+    img = _open(path, what)
+    if img.mode not in ("P", "L"):
+        raise DataError(
+            f"{what} {path} has mode {img.mode}; expected a palette or grey PNG of class indices"
+        )
+    return np.asarray(img)
+
+
+def write_label(path: str | Path, label: np.ndarray) -> None:
+    """Write ``label`` (``(H, W)`` class indices) as a VOC-palette PNG, atomically."""
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"label must be 2-D, got shape {label.shape}")
+    if label.min(initial=0) < 0 or label.max(initial=0) > 255:
+        raise ValueError(f"label values must lie in 0..255, got {label.min()}..{label.max()}")
+    img = Image.fromarray(label.astype(np.uint8), mode="P")
+    img.putpalette(_PALETTE_BYTES)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def write_grey(path: str | Path, grey: np.ndarray) -> None:
+    """Write ``(H, W)`` uint8 as a grey PNG, atomically."""
+    grey = np.asarray(grey)
+    if grey.ndim != 2 or grey.dtype != np.uint8:
+        raise ValueError(f"grey map must be 2-D uint8, got {grey.dtype} {grey.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(grey, mode="L").save(tmp, format="PNG")
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write ``(H, W, 3)`` uint8 RGB (JPEG or PNG by suffix), atomically."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
+    fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb, mode="RGB").save(tmp, format=fmt, quality=quality)
+
+
+def colorize(label: np.ndarray) -> np.ndarray:
+    """VOC colours of a label map: ``(H, W)`` indices -> ``(H, W, 3)`` uint8."""
+    return voc_palette(256)[np.asarray(label, dtype=np.uint8)]
