@@ -1,0 +1,228 @@
+"""A small synthetic dataset in the VOC layout that exercises NSROM end to end.
+
+Real PASCAL VOC, saliency maps and pretrained weights cannot be fetched in CI,
+so every stage is also run on this data, through the same code paths.
+
+Each image has a textured background and 1 to 3 objects of ``num_classes``
+classes; a class is a (shape, colour, texture) combination, so a classifier
+can tell classes apart. The saliency map is a blurred, noisy copy of the
+object masks in which "non-salient" objects (small ones, and low-contrast
+ones) are faint or missing: these are the objects NSROM's potential object
+mining and non-salient region masking are meant to recover. Ground-truth masks
+carry a 1-pixel ignore (255) border between regions, as VOC's do.
+
+Output is deterministic for a seed (:func:`generate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .classes import IGNORE_INDEX, write_class_names
+from .errors import ConfigError
+from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, classes_in_mask, write_cls_list, write_ids
+from .files import write_json
+from .images import write_grey, write_label, write_rgb
+
+SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "star")
+TEXTURES = ("solid", "stripes", "dots", "checker")
+MAX_OBJECTS = 3
+SMALL_RADIUS = 0.14
+"""Objects whose radius is below this fraction of the short side count as small."""
+LOW_CONTRAST_PROB = 0.2
+"""Chance that an object is drawn blended into the background (low contrast)."""
+MISSING_PROB = 0.5
+"""Chance that a non-salient object is absent from the saliency map (else faint)."""
+
+
+@dataclass(frozen=True)
+class ClassStyle:
+    """How objects of one class look."""
+
+    name: str
+    shape: str
+    texture: str
+    colour: tuple[int, int, int]
+
+
+def class_styles(num_classes: int) -> list[ClassStyle]:
+    """Distinct (shape, texture, colour) per class; colours spread over the hue circle."""
+    if not 1 <= num_classes <= len(SHAPES) * len(TEXTURES):
+        raise ConfigError(f"num_classes must be in 1..{len(SHAPES) * len(TEXTURES)}, got {num_classes}")
+    styles = []
+    for k in range(num_classes):
+        shape = SHAPES[k % len(SHAPES)]
+        texture = TEXTURES[(k // len(SHAPES) + k) % len(TEXTURES)]
+        hue = int(180 * ((k * 0.618034) % 1.0))  # OpenCV hue range 0..179
+        hsv = np.array([[[hue, 220, 230]]], dtype=np.uint8)
+        colour = tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+        styles.append(ClassStyle(f"{texture}_{shape}", shape, texture, colour))
+    return styles
+
+
+def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
+    """Binary mask (uint8 0/1) of one object outline filled."""
+    mask = np.zeros((h, w), dtype=np.uint8)
+    centre = (int(round(cx)), int(round(cy)))
+
+    def polygon(n: int, radii: list[float], offset: float) -> np.ndarray:
+        pts = []
+        for i in range(n * len(radii)):
+            a = offset + 2 * np.pi * i / (n * len(radii))
+            rr = r * radii[i % len(radii)]
+            pts.append((cx + rr * np.cos(a), cy + rr * np.sin(a)))
+        return np.round(np.array(pts)).astype(np.int32)
+
+    if shape == "disc":
+        cv2.circle(mask, centre, int(round(r)), 1, -1)
+    elif shape == "ring":
+        cv2.circle(mask, centre, int(round(r)), 1, -1)
+        cv2.circle(mask, centre, int(round(r * 0.5)), 0, -1)
+    elif shape == "square":
+        cv2.fillPoly(mask, [polygon(4, [1.0], angle + np.pi / 4)], 1)
+    elif shape == "diamond":
+        cv2.fillPoly(mask, [polygon(4, [1.0], 0.0)], 1)
+    elif shape == "triangle":
+        cv2.fillPoly(mask, [polygon(3, [1.0], angle - np.pi / 2)], 1)
+    elif shape == "star":
+        cv2.fillPoly(mask, [polygon(5, [1.0, 0.45], angle - np.pi / 2)], 1)
+    elif shape == "cross":
+        t = max(1, int(round(r * 0.35)))
+        x0, y0, ri = centre[0], centre[1], int(round(r))
+        cv2.rectangle(mask, (x0 - ri, y0 - t), (x0 + ri, y0 + t), 1, -1)
+        cv2.rectangle(mask, (x0 - t, y0 - ri), (x0 + t, y0 + ri), 1, -1)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return mask
+
+
+def _texture(texture: str, h: int, w: int, period: float, angle: float) -> np.ndarray:
+    """Brightness modulation in [-1, 1] for a texture name."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = -xx * np.sin(angle) + yy * np.cos(angle)
+    if texture == "solid":
+        return np.zeros((h, w), np.float32)
+    if texture == "stripes":
+        return np.sign(np.sin(2 * np.pi * u / period)).astype(np.float32)
+    if texture == "checker":
+        return np.sign(np.sin(np.pi * u / period) * np.sin(np.pi * v / period)).astype(np.float32)
+    if texture == "dots":
+        d = np.hypot((u % period) - period / 2, (v % period) - period / 2)
+        return np.where(d < period / 4, -1.0, 0.3).astype(np.float32)
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth coloured noise plus a gradient and fine grain, float32 RGB 0..255."""
+    base = rng.uniform(60, 170, size=3)
+    coarse = rng.normal(0, 25, size=(4, 4, 3)).astype(np.float32)
+    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    direction = rng.uniform(-1, 1, size=2)
+    gradient = (direction[0] * gx / w + direction[1] * gy / h)[..., None] * 30
+    grain = rng.normal(0, 6, size=(h, w, 3)).astype(np.float32)
+    return np.clip(base + smooth + gradient + grain, 0, 255).astype(np.float32)
+
+
+@dataclass
+class SyntheticSample:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) uint8, 0 bg, k+1 class k, 255 border
+    saliency: np.ndarray  # (H, W) uint8
+    objects: list[dict]  # class, radius, salient/faint/missing
+
+
+def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle]) -> SyntheticSample:
+    """One image with its mask and saliency map (see the module docstring)."""
+    long_side, short_side = size, int(rng.integers(int(0.7 * size), size + 1))
+    h, w = (short_side, long_side) if rng.random() < 0.7 else (long_side, short_side)
+    image = _background(rng, h, w)
+    label = np.zeros((h, w), dtype=np.uint8)
+    saliency = np.zeros((h, w), dtype=np.float32)
+    objects = []
+    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        k = int(rng.integers(len(styles)))
+        style = styles[k]
+        r = float(rng.uniform(0.10, 0.26)) * min(h, w)
+        cy, cx = rng.uniform(r, h - r), rng.uniform(r, w - r)
+        obj = _shape_mask(style.shape, h, w, cy, cx, r, float(rng.uniform(0, np.pi)))
+        if obj.sum() == 0:
+            continue
+        colour = np.array(style.colour, np.float32)
+        low_contrast = rng.random() < LOW_CONTRAST_PROB
+        if low_contrast:
+            colour = 0.45 * colour + 0.55 * image[obj > 0].mean(axis=0)
+        mod = _texture(style.texture, h, w, max(3.0, r / 2.5), float(rng.uniform(0, np.pi)))
+        fill = colour[None, None, :] * (1 + 0.25 * mod[..., None]) + rng.normal(0, 5, (h, w, 3))
+        image = np.where(obj[..., None] > 0, fill, image)
+        label[obj > 0] = k + 1
+        small = r < SMALL_RADIUS * min(h, w)
+        if small or low_contrast:
+            status = "missing" if rng.random() < MISSING_PROB else "faint"
+        else:
+            status = "salient"
+        strength = {"salient": rng.uniform(200, 255), "faint": rng.uniform(40, 90), "missing": 0.0}[status]
+        saliency = np.where(obj > 0, strength, saliency)
+        objects.append({"class": k, "radius": round(r, 1), "saliency": status})
+    sigma = max(1.0, min(h, w) / 40)
+    saliency = cv2.GaussianBlur(saliency, (0, 0), sigma) + rng.normal(0, 8, (h, w))
+    border = np.zeros((h, w), dtype=bool)
+    border[:, 1:] |= label[:, 1:] != label[:, :-1]
+    border[1:, :] |= label[1:, :] != label[:-1, :]
+    label[border] = IGNORE_INDEX
+    return SyntheticSample(
+        image=np.clip(image, 0, 255).astype(np.uint8),
+        mask=label,
+        saliency=np.clip(saliency, 0, 255).astype(np.uint8),
+        objects=objects,
+    )
+
+
+def generate(
+    out_dir: str | Path,
+    num_train: int = 48,
+    num_val: int = 16,
+    size: int = 128,
+    num_classes: int = 5,
+    seed: int = 0,
+) -> DataLayout:
+    """Write a synthetic dataset in the VOC layout under ``out_dir``; return its layout.
+
+    Writes JPEGImages, SegmentationClassAug (palette PNGs), saliency (every
+    image), ImageSets/Segmentation/{train_aug,val,train_cls}.txt, labels.txt and
+    synthetic.json (the parameters and each object's saliency status).
+    """
+    if num_train < 1 or num_val < 0 or size < 32:
+        raise ConfigError("need num_train >= 1, num_val >= 0 and size >= 32")
+    layout = DataLayout(out_dir)
+    styles = class_styles(num_classes)
+    write_class_names(layout.labels_path, ["background", *(s.name for s in styles)])
+    children = np.random.SeedSequence(seed).spawn(num_train + num_val)
+    splits = {TRAIN_SPLIT: [f"train_{i:05d}" for i in range(num_train)],
+              VAL_SPLIT: [f"val_{i:05d}" for i in range(num_val)]}
+    all_ids = splits[TRAIN_SPLIT] + splits[VAL_SPLIT]
+    meta: dict[str, list[dict]] = {}
+    cls_labels: dict[str, list[int]] = {}
+    for image_id, child in zip(all_ids, children):
+        rng = np.random.default_rng(child)
+        sample = render_sample(rng, size, styles)
+        while not classes_in_mask(sample.mask, num_classes):
+            sample = render_sample(rng, size, styles)
+        write_rgb(layout.image_path(image_id), sample.image)
+        write_label(layout.mask_path(image_id), sample.mask)
+        write_grey(layout.saliency_path(image_id), sample.saliency)
+        meta[image_id] = sample.objects
+        cls_labels[image_id] = classes_in_mask(sample.mask, num_classes)
+    for split, ids in splits.items():
+        write_ids(layout.list_path(split), ids)
+    write_cls_list(layout.cls_list_path, {i: cls_labels[i] for i in splits[TRAIN_SPLIT]})
+    write_json(layout.root / "synthetic.json", {
+        "num_train": num_train, "num_val": num_val, "size": size,
+        "num_classes": num_classes, "seed": seed, "objects": meta,
+    })
+    return layout

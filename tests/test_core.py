@@ -1,0 +1,110 @@
+"""The shared core: palette, label/grey PNG I/O, atomic writes, CAM normalisation, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nsrom.cam import max_normalize, minmax_normalize, to_uint8
+from nsrom.classes import VOC_CLASSES, load_class_names, read_class_names, voc_palette, write_class_names
+from nsrom.data import read_cls_list, read_ids
+from nsrom.errors import DataError
+from nsrom.files import atomic_path, read_json, write_json
+from nsrom.images import read_grey, read_label, write_label
+from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
+
+
+def test_voc_palette_known_colours():
+    pal = voc_palette()
+    assert pal[0].tolist() == [0, 0, 0]
+    assert pal[1].tolist() == [128, 0, 0]  # aeroplane
+    assert pal[15].tolist() == [192, 128, 128]  # person
+    assert pal[20].tolist() == [0, 64, 128]  # tvmonitor
+    assert pal[255].tolist() == [224, 224, 192]  # ignore
+
+
+def test_class_names_from_labels_txt(tmp_path):
+    assert load_class_names(tmp_path) == list(VOC_CLASSES)
+    write_class_names(tmp_path / "labels.txt", ["background", "cat", "dog"])
+    assert load_class_names(tmp_path) == ["background", "cat", "dog"]
+    (tmp_path / "labels.txt").write_text("0 background\n2 cat\n")
+    with pytest.raises(DataError, match="labels.txt:2"):
+        read_class_names(tmp_path / "labels.txt")
+
+
+def test_label_png_round_trip_is_palette(tmp_path):
+    label = np.array([[0, 1, 255], [20, 3, 0]], dtype=np.uint8)
+    write_label(tmp_path / "x.png", label)
+    img = Image.open(tmp_path / "x.png")
+    assert img.mode == "P" and img.getpalette()[3:6] == [128, 0, 0]
+    np.testing.assert_array_equal(read_label(tmp_path / "x.png"), label)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary left
+
+
+def test_corrupt_and_missing_files_name_the_path(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="bad.png"):
+        read_grey(bad, "saliency map")
+    with pytest.raises(DataError, match="saliency map not found: .*nope.png"):
+        read_grey(tmp_path / "nope.png", "saliency map")
+    Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match="mode RGB"):
+        read_label(tmp_path / "rgb.png")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "scores.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert read_json(target) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]
+
+
+def test_id_and_class_lists(tmp_path):
+    (tmp_path / "l.txt").write_text("/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png\nb\n\n")
+    assert read_ids(tmp_path / "l.txt") == ["2007_000032", "b"]
+    (tmp_path / "c.txt").write_text("a 0 3\nb 2\n")
+    assert read_cls_list(tmp_path / "c.txt", 4) == {"a": [0, 3], "b": [2]}
+    with pytest.raises(DataError, match="c.txt:1: class index 3 outside 0..2"):
+        read_cls_list(tmp_path / "c.txt", 3)
+
+
+def test_cam_normalisations():
+    cam = np.array([[-1.0, 0.0], [1.0, 4.0]])
+    np.testing.assert_allclose(max_normalize(cam), [[0, 0], [0.25, 1]], atol=1e-6)
+    stack = np.stack([cam, 2 * cam, np.zeros_like(cam)])
+    out = max_normalize(stack)
+    np.testing.assert_allclose(out[1], out[0], atol=1e-6)
+    assert not out[2].any()
+    assert to_uint8(np.array([0.0, 0.5, 1.0])).tolist() == [0, 127, 255]
+    np.testing.assert_allclose(minmax_normalize(cam), [[0, 0.2], [0.4, 1]], atol=1e-6)
+
+
+def test_metrics_on_known_confusion_matrix():
+    gt = np.array([0, 0, 0, 1, 1, 2, 255, 0])
+    pred = np.array([0, 0, 1, 1, 2, 2, 1, 255])  # last pixel: ignored prediction
+    m = confusion_matrix(gt, pred, 4)
+    assert m.tolist() == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    s = scores(m, ["bg", "a", "b", "c"])
+    assert s["Pixel Accuracy"] == pytest.approx(4 / 6)
+    assert s["Class IoU"] == {"bg": pytest.approx(2 / 3), "a": pytest.approx(1 / 3), "b": pytest.approx(1 / 2), "c": None}
+    assert s["Mean IoU"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3)
+    assert s["Mean Accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert s["Frequency Weighted IoU"] == pytest.approx(3 / 6 * 2 / 3 + 2 / 6 * 1 / 3 + 1 / 6 * 1 / 2)
+    acc = ConfusionAccumulator(4)
+    acc.update(gt[:4], pred[:4])
+    acc.update(gt[4:], pred[4:])
+    assert (acc + ConfusionAccumulator(4)).matrix.tolist() == m.tolist()
+    table = format_table(s, "val")
+    assert "bg" in table and "66.67" in table and "Mean IoU" in table
+
+
+def test_class_absent_from_gt_but_predicted_scores_zero_and_is_not_averaged():
+    s = scores(confusion_matrix(np.array([0, 0]), np.array([0, 1]), 2))
+    assert s["Class IoU"]["1"] == 0.0
+    assert s["Mean IoU"] == pytest.approx(0.5)  # only class 0 is in the ground truth

@@ -1,0 +1,102 @@
+"""The synthetic generator writes the layout contract that every stage reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nsrom.classes import IGNORE_INDEX
+from nsrom.data import DataLayout, classes_in_mask, derive_image_labels, read_cls_list
+from nsrom.files import read_json
+from nsrom.images import read_grey, read_label, read_rgb
+from nsrom.synthetic import generate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_layout_sizes_and_value_ranges(synthetic_root: DataLayout):
+    layout = synthetic_root
+    names = layout.class_names()
+    assert names[0] == "background" and len(names) == 4 and layout.num_classes == 3
+    train, val = layout.ids("train_aug"), layout.ids("val")
+    assert len(train) == 8 and len(val) == 4 and not set(train) & set(val)
+    for image_id in train + val:
+        image = read_rgb(layout.image_path(image_id))
+        mask = read_label(layout.mask_path(image_id))
+        sal = read_grey(layout.saliency_path(image_id))
+        assert image.dtype == np.uint8 and image.shape[2] == 3
+        assert mask.shape == sal.shape == image.shape[:2]
+        assert max(image.shape[:2]) == 64 and min(image.shape[:2]) >= 44
+        values = set(np.unique(mask).tolist())
+        assert values <= {0, 1, 2, 3, IGNORE_INDEX}
+        assert values & {1, 2, 3}, f"{image_id} has no object"
+
+
+def test_image_labels_equal_classes_in_masks(synthetic_root: DataLayout):
+    layout = synthetic_root
+    listed = read_cls_list(layout.cls_list_path, layout.num_classes)
+    assert list(listed) == layout.ids("train_aug")
+    for image_id, classes in listed.items():
+        mask = read_label(layout.mask_path(image_id))
+        assert classes == sorted({int(v) - 1 for v in np.unique(mask) if 0 < v < IGNORE_INDEX})
+
+
+def test_saliency_misses_non_salient_objects(tmp_path):
+    layout = generate(tmp_path, num_train=24, num_val=0, size=96, num_classes=4, seed=3)
+    objects = read_json(layout.root / "synthetic.json")["objects"]
+    statuses = [o["saliency"] for objs in objects.values() for o in objs]
+    assert "salient" in statuses and "missing" in statuses
+    # Saliency inside salient-only objects is high, inside missing-only objects low.
+    high, low = [], []
+    for image_id, objs in objects.items():
+        mask, sal = read_label(layout.mask_path(image_id)), read_grey(layout.saliency_path(image_id))
+        by_class = {}
+        for o in objs:
+            by_class.setdefault(o["class"], set()).add(o["saliency"])
+        for k, st in by_class.items():
+            region = sal[mask == k + 1]
+            if region.size and st == {"salient"}:
+                high.append(region.mean())
+            elif region.size and st == {"missing"}:
+                low.append(region.mean())
+    assert min(high) > 120 and max(low) < 60
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = generate(tmp_path / "a", num_train=3, num_val=1, size=48, num_classes=3, seed=7)
+    b = generate(tmp_path / "b", num_train=3, num_val=1, size=48, num_classes=3, seed=7)
+    c = generate(tmp_path / "c", num_train=3, num_val=1, size=48, num_classes=3, seed=8)
+    files = sorted(p.relative_to(a.root) for p in a.root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b.root) for p in b.root.rglob("*") if p.is_file())
+    for rel in files:
+        assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
+    assert (a.root / "JPEGImages/train_00000.jpg").read_bytes() != (c.root / "JPEGImages/train_00000.jpg").read_bytes()
+
+
+def test_derived_labels_match_written_train_cls(synthetic_root: DataLayout):
+    derived = derive_image_labels(synthetic_root, synthetic_root.ids("train_aug"))
+    assert derived == read_cls_list(synthetic_root.cls_list_path)
+    assert synthetic_root.image_labels("val") == derive_image_labels(synthetic_root, synthetic_root.ids("val"))
+
+
+def test_classes_in_mask_rejects_unknown_values():
+    mask = np.array([[0, 1], [255, 3]], dtype=np.uint8)
+    assert classes_in_mask(mask, 3) == [0, 2]
+    with pytest.raises(Exception, match="outside 0..2"):
+        classes_in_mask(mask, 2, "m.png")
+
+
+def test_cli_writes_layout_and_rejects_bad_class_count(tmp_path):
+    tool = REPO / "tools" / "make_synthetic_voc.py"
+    ok = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "d"), "--num-train", "2",
+                         "--num-val", "1", "--size", "40", "--classes", "2"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "2 train_aug + 1 val" in ok.stdout
+    assert len(list((tmp_path / "d" / "JPEGImages").glob("*.jpg"))) == 3
+    bad = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "e"), "--classes", "99"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "num_classes" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,76 @@
+"""The VOC list tool on a tiny fake VOC + SBD tree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nsrom.data import DataLayout, read_cls_list, read_ids, write_ids
+from nsrom.errors import DataError
+from nsrom.images import write_grey, write_label, write_rgb
+from nsrom.voc_lists import build_voc_lists
+from tools.make_voc_lists import main as voc_lists_main
+
+
+@pytest.fixture
+def fake_voc(tmp_path):
+    """VOC train {a,b}, val {c,d}; SBD train {b,e,c}, val {f}; some files missing."""
+    voc = DataLayout(tmp_path / "VOC2012")
+    sbd = tmp_path / "sbd"
+    write_ids(voc.list_dir / "train.txt", ["a", "b"])
+    write_ids(voc.list_path("val"), ["c", "d"])
+    write_ids(sbd / "train.txt", ["b", "e", "c"])
+    write_ids(sbd / "val.txt", ["f"])
+    img = np.zeros((4, 5, 3), np.uint8)
+    mask = np.zeros((4, 5), np.uint8)
+    for i, image_id in enumerate("abcdef"):
+        if image_id != "e":
+            write_rgb(voc.image_path(image_id), img)
+        if image_id != "f":
+            m = mask.copy()
+            m[0, 0] = i + 1  # class i (0-based) present
+            m[1, 1] = 255
+            write_label(voc.mask_path(image_id), m)
+        if image_id not in "acd":
+            write_grey(voc.saliency_path(image_id), mask)
+    return voc, sbd
+
+
+def test_lists_from_sbd_lists_and_missing_report(fake_voc):
+    voc, sbd = fake_voc
+    report = build_voc_lists(voc.root, sbd_dir=sbd)
+    assert report.train_aug == ["a", "b", "e", "f"]  # union minus VOC val ("c")
+    assert report.val == ["c", "d"]
+    assert report.missing["images"] == [voc.image_path("e")]
+    assert report.missing["masks"] == [voc.mask_path("f")]
+    assert report.missing["saliency maps"] == [voc.saliency_path("a")]
+    assert read_ids(voc.list_path("train_aug")) == ["a", "b", "e", "f"]
+    # train_cls.txt derived from the masks; "f" has no mask and is left out.
+    assert read_cls_list(voc.cls_list_path) == {"a": [0], "b": [1], "e": [4]}
+    missing = (voc.list_dir / "missing_files.txt").read_text().split()
+    assert len(missing) == 3
+    summary = report.summary()
+    assert "train_aug: 4 ids" in summary and "missing masks: 1" in summary
+
+
+def test_lists_from_masks_without_sbd_lists(fake_voc):
+    voc, _ = fake_voc
+    report = build_voc_lists(voc.root, write=False)
+    # SBD ids from SegmentationClassAug masks: a..e ("f" has none), minus val.
+    assert report.train_aug == ["a", "b", "e"]
+    assert not voc.list_path("train_aug").exists()
+
+
+def test_cli_reports_missing_voc_lists(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        voc_lists_main(["--voc-root", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "train.txt" in capsys.readouterr().err
+
+
+def test_missing_sbd_masks_dir_is_explained(tmp_path):
+    voc = DataLayout(tmp_path)
+    write_ids(voc.list_dir / "train.txt", ["a"])
+    write_ids(voc.list_path("val"), ["b"])
+    with pytest.raises(DataError, match="SegmentationClassAug"):
+        build_voc_lists(tmp_path, write=False)
