@@ -1,0 +1,141 @@
+"""NSROM.md stage 3: pseudo labels with potential object mining (POM).
+
+For every image of the class list: saliency map + OA-CAMs (stage 2) + CAMs
+(stage 1b) -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The rules are
+in :mod:`classification.labeling.pom`; this module reads, writes and reports.
+
+Run from ``classification/`` with the original layout (all defaults)::
+
+    python gen_label.py
+
+or with explicit paths::
+
+    python gen_label.py --list data/train_cls.txt --sal-dir data/saliency_aug \\
+        --oacam-dir runs/exp2/attention --cam-dir runs/exp1/attention \\
+        --out-dir pseudo_labels --workers 8
+
+Python API for the pipeline: :func:`run` (raises ``NsromError``) or
+``main(argv)`` (the CLI, returns the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from nsrom.errors import DataError, exit_on_error
+from nsrom.images import read_grey, write_label
+from nsrom.logs import setup_logging
+
+from classification.labeling.io import (
+    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
+    resolve_image_labels, resolve_num_classes, run_over_images,
+)
+from classification.labeling.pom import make_pseudo_label
+
+LOG = logging.getLogger(__name__)
+
+# Original layout, relative to the current folder (classification/).
+DEFAULT_LIST = Path("data/train_cls.txt")
+DEFAULT_SAL_DIR = Path("data/saliency_aug")
+DEFAULT_OACAM_DIR = Path("runs/exp2/attention")
+DEFAULT_CAM_DIR = Path("runs/exp1/attention")
+DEFAULT_OUT_DIR = Path("pseudo_labels")
+
+
+@dataclass(frozen=True)
+class GenLabelConfig:
+    """Folders and settings of one stage-3 run (picklable, sent to the workers)."""
+
+    sal_dir: Path
+    oacam_dir: Path
+    cam_dir: Path
+    out_dir: Path
+    num_classes: int
+    overwrite: bool = False
+
+
+def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
+    """Stage 3 for one image: read its maps, build the label, write ``<out_dir>/<id>.png``.
+
+    A missing saliency map skips the image; a missing OA-CAM / CAM leaves its
+    class out of the step that needs it (noted in the result); a corrupt file
+    or a size mismatch fails the image. Nothing is written unless all succeeds.
+    """
+    image_id, classes = item
+    out_path = config.out_dir / f"{image_id}.png"
+    if out_path.exists() and not config.overwrite:
+        return ImageResult(image_id, EXISTS)
+    sal_path = config.sal_dir / f"{image_id}.png"
+    if not sal_path.is_file():
+        return ImageResult(image_id, MISSING, f"saliency map not found: {sal_path}")
+    try:
+        saliency = read_grey(sal_path, "saliency map")
+        size = (saliency.shape, sal_path, "saliency map")
+        oacams, no_oacam = read_class_maps(config.oacam_dir, image_id, classes, "OA-CAM", *size)
+        cams, no_cam = read_class_maps(config.cam_dir, image_id, classes, "CAM", *size)
+        label = make_pseudo_label(saliency, classes, oacams, cams, config.num_classes)
+        write_label(out_path, label)
+    except DataError as exc:
+        return ImageResult(image_id, FAILED, str(exc))
+    return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam)
+
+
+def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, workers: int = 1) -> LabelSummary:
+    """Stage 3 over ``image_labels`` (id -> 0-based classes); returns the summary.
+
+    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist.
+    """
+    require_dir(config.sal_dir, "saliency", "--sal-dir")
+    require_dir(config.oacam_dir, "OA-CAM", "--oacam-dir")
+    require_dir(config.cam_dir, "CAM", "--cam-dir")
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    job = functools.partial(label_image, config)
+    return run_over_images(job, image_labels, config.out_dir, workers, "gen_label (POM)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The gen_label.py command line; every default is the original layout."""
+    p = argparse.ArgumentParser(description="NSROM stage 3: pseudo labels with potential object mining.")
+    p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
+                   "list and saliency default to ROOT/ImageSets/Segmentation/train_cls.txt "
+                   "(or labels derived for train_aug) and ROOT/saliency")
+    p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {DEFAULT_LIST})")
+    p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {DEFAULT_SAL_DIR})")
+    p.add_argument("--oacam-dir", type=Path, default=DEFAULT_OACAM_DIR, help="OA-CAMs <id>_<c>.png (stage 2)")
+    p.add_argument("--cam-dir", type=Path, default=DEFAULT_CAM_DIR, help="CAMs <id>_<c>.png (stage 1b)")
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="output label PNGs <id>.png")
+    p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
+    p.add_argument("--log-file", type=Path, help="also write the log to this file")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], GenLabelConfig]:
+    """Resolve the image list and the folders from parsed arguments."""
+    num_classes = resolve_num_classes(args.num_classes, args.data_root)
+    image_labels = resolve_image_labels(args.list, args.data_root, DEFAULT_LIST, num_classes)
+    sal_dir = args.sal_dir or (args.data_root / "saliency" if args.data_root else DEFAULT_SAL_DIR)
+    config = GenLabelConfig(sal_dir, args.oacam_dir, args.cam_dir, args.out_dir, num_classes, args.overwrite)
+    return image_labels, config
+
+
+@exit_on_error
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: 0 when every image was written, skipped as existing or had a missing
+    saliency map; 1 when some image failed (listed in the log)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_file)
+    image_labels, config = config_from_args(args)
+    summary = run(image_labels, config, args.workers)
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+
+For every image of the class list: stage-5 prediction P + stage-3 pseudo label
+L + saliency map S -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The
+rules are in :mod:`classification.labeling.nsrm`; this module reads, writes
+and reports.
+
+Run from ``classification/`` with the original layout (all defaults)::
+
+    python gen_masked_label.py
+
+or with explicit paths::
+
+    python gen_masked_label.py --list data/train_cls.txt --pred-dir PRED_DIR \\
+        --pseudo-dir pseudo_labels --sal-dir data/saliency_aug --out-dir masked_labels
+
+Python API for the pipeline: :func:`run` (raises ``NsromError``) or
+``main(argv)`` (the CLI, returns the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from nsrom.errors import DataError, exit_on_error
+from nsrom.images import read_grey, write_label
+from nsrom.logs import setup_logging
+
+from classification.labeling.io import (
+    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
+    require_dir, resolve_image_labels, resolve_num_classes, run_over_images,
+)
+from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, make_masked_label
+
+LOG = logging.getLogger(__name__)
+
+# Original layout, relative to the current folder (classification/).
+DEFAULT_LIST = Path("data/train_cls.txt")
+DEFAULT_PRED_DIR = Path("../segmentation/data/features/voc12/deeplabv2_resnet101_msc/train_aug/label_crf")
+DEFAULT_PSEUDO_DIR = Path("pseudo_labels")
+DEFAULT_SAL_DIR = Path("data/saliency_aug")
+DEFAULT_OUT_DIR = Path("masked_labels")
+
+
+@dataclass(frozen=True)
+class GenMaskedLabelConfig:
+    """Folders and settings of one stage-6 run (picklable, sent to the workers)."""
+
+    pred_dir: Path
+    pseudo_dir: Path
+    sal_dir: Path
+    out_dir: Path
+    num_classes: int
+    overwrite: bool = False
+
+
+def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
+    """Stage 6 for one image: read P (and L, S for multi-class images), write the masked label.
+
+    Only the inputs the rule needs are read: an image with one class keeps P,
+    so its pseudo label and saliency map may be absent. A missing needed input
+    skips the image; a corrupt file, a class value outside 0..C / 255 or a size
+    mismatch fails it. Nothing is written unless all succeeds.
+    """
+    image_id, classes = item
+    out_path = config.out_dir / f"{image_id}.png"
+    if out_path.exists() and not config.overwrite:
+        return ImageResult(image_id, EXISTS)
+    pred_path = config.pred_dir / f"{image_id}.png"
+    pseudo_path = config.pseudo_dir / f"{image_id}.png"
+    sal_path = config.sal_dir / f"{image_id}.png"
+    needed = [("prediction", pred_path)]
+    if len(classes) >= MIN_CLASSES_FOR_MASKING:
+        needed += [("pseudo label", pseudo_path), ("saliency map", sal_path)]
+    absent = [f"{what} not found: {path}" for what, path in needed if not path.is_file()]
+    if absent:
+        return ImageResult(image_id, MISSING, "; ".join(absent))
+    try:
+        pred = read_class_label(pred_path, config.num_classes, "prediction")
+        pseudo = saliency = None
+        if len(classes) >= MIN_CLASSES_FOR_MASKING:
+            pseudo = read_class_label(pseudo_path, config.num_classes, "pseudo label")
+            saliency = read_grey(sal_path, "saliency map")
+            check_size(pseudo, pseudo_path, "pseudo label", pred.shape, pred_path, "prediction")
+            check_size(saliency, sal_path, "saliency map", pred.shape, pred_path, "prediction")
+        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes)))
+    except DataError as exc:
+        return ImageResult(image_id, FAILED, str(exc))
+    return ImageResult(image_id, WRITTEN)
+
+
+def run(
+    image_labels: Mapping[str, Sequence[int]], config: GenMaskedLabelConfig, workers: int = 1
+) -> LabelSummary:
+    """Stage 6 over ``image_labels`` (id -> 0-based classes); returns the summary.
+
+    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist.
+    """
+    require_dir(config.pred_dir, "prediction", "--pred-dir")
+    require_dir(config.pseudo_dir, "pseudo-label", "--pseudo-dir")
+    require_dir(config.sal_dir, "saliency", "--sal-dir")
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    job = functools.partial(mask_image, config)
+    return run_over_images(job, image_labels, config.out_dir, workers, "gen_masked_label (NSRM)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The gen_masked_label.py command line; every default is the original layout."""
+    p = argparse.ArgumentParser(description="NSROM stage 6: masked pseudo labels (non-salient region masking).")
+    p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
+                   "list and saliency default to ROOT/ImageSets/Segmentation/train_cls.txt "
+                   "(or labels derived for train_aug) and ROOT/saliency")
+    p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {DEFAULT_LIST})")
+    p.add_argument("--pred-dir", type=Path, default=DEFAULT_PRED_DIR,
+                   help="stage-5 predictions <id>.png (segmentation trainaug_pred.py crf)")
+    p.add_argument("--pseudo-dir", type=Path, default=DEFAULT_PSEUDO_DIR, help="stage-3 pseudo labels <id>.png")
+    p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {DEFAULT_SAL_DIR})")
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="output label PNGs <id>.png")
+    p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
+    p.add_argument("--log-file", type=Path, help="also write the log to this file")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], GenMaskedLabelConfig]:
+    """Resolve the image list and the folders from parsed arguments."""
+    num_classes = resolve_num_classes(args.num_classes, args.data_root)
+    image_labels = resolve_image_labels(args.list, args.data_root, DEFAULT_LIST, num_classes)
+    sal_dir = args.sal_dir or (args.data_root / "saliency" if args.data_root else DEFAULT_SAL_DIR)
+    config = GenMaskedLabelConfig(
+        args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite
+    )
+    return image_labels, config
+
+
+@exit_on_error
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: 0 when every image was written, skipped as existing or had a missing
+    input; 1 when some image failed (listed in the log)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_file)
+    image_labels, config = config_from_args(args)
+    summary = run(image_labels, config, args.workers)
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

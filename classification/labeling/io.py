@@ -1,0 +1,195 @@
+"""File handling shared by gen_label.py (stage 3) and gen_masked_label.py (stage 6).
+
+Reading the per-image inputs with clear messages, resolving the image list and
+class count, and running a per-image function over the list in parallel with a
+per-image report and an end-of-run summary. A per-image problem never stops the
+run: the image is reported and counted, and no output is written for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from nsrom.classes import IGNORE_INDEX
+from nsrom.data import TRAIN_SPLIT, DataLayout, read_cls_list
+from nsrom.errors import ConfigError, DataError
+from nsrom.images import read_grey, read_label
+from nsrom.parallel import parallel_map
+
+LOG = logging.getLogger(__name__)
+
+VOC_NUM_CLASSES = 20
+"""Foreground class count when neither --num-classes nor --data-root gives one."""
+
+WRITTEN, EXISTS, MISSING, FAILED = "written", "exists", "missing", "failed"
+"""Per-image outcomes: label written; output already there (no --overwrite);
+a required input file is missing (image skipped); an input is unreadable or
+inconsistent (image skipped, reported as an error)."""
+STATUSES = (WRITTEN, EXISTS, MISSING, FAILED)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What happened to one image; ``missing_maps`` has one message per present
+    class whose OA-CAM / CAM was missing (that class was left out of a step)."""
+
+    image_id: str
+    status: str
+    message: str = ""
+    missing_maps: tuple[str, ...] = ()
+
+
+@dataclass
+class LabelSummary:
+    """Counts of the per-image outcomes of one run, and the ids of the skipped images."""
+
+    out_dir: Path
+    counts: Counter = field(default_factory=Counter)
+    missing_maps: int = 0
+    skipped: dict[str, list[str]] = field(default_factory=lambda: {MISSING: [], FAILED: []})
+
+    def add(self, result: ImageResult) -> None:
+        self.counts[result.status] += 1
+        self.missing_maps += len(result.missing_maps)
+        if result.status in self.skipped:
+            self.skipped[result.status].append(result.image_id)
+
+    @property
+    def ok(self) -> bool:
+        """True when no image failed (missing inputs are reported, not failures)."""
+        return self.counts[FAILED] == 0
+
+    def line(self) -> str:
+        parts = [f"{self.counts[s]} {s}" for s in STATUSES]
+        return f"{sum(self.counts.values())} images: " + ", ".join(parts) + (
+            f"; {self.missing_maps} class maps missing" if self.missing_maps else ""
+        )
+
+
+def require_dir(path: Path, what: str, flag: str) -> Path:
+    """``path`` if it is a folder, else :class:`DataError` naming it and the flag to fix."""
+    if not Path(path).is_dir():
+        raise DataError(f"{what} folder not found: {path} (set it with {flag})")
+    return Path(path)
+
+
+def read_optional_grey(path: Path, what: str) -> np.ndarray | None:
+    """A grey map, or ``None`` when the file does not exist (corrupt: :class:`DataError`)."""
+    return read_grey(path, what) if path.is_file() else None
+
+
+def class_map_path(folder: Path, image_id: str, c: int) -> Path:
+    """Path of a CAM / OA-CAM PNG: ``<folder>/<id>_<c>.png`` with the 0-based class c."""
+    return Path(folder) / f"{image_id}_{c}.png"
+
+
+def read_class_maps(
+    folder: Path,
+    image_id: str,
+    classes: Iterable[int],
+    what: str,
+    shape: tuple[int, ...],
+    ref_path: Path,
+    ref_what: str,
+) -> tuple[dict[int, np.ndarray], tuple[str, ...]]:
+    """The ``what`` maps (CAMs or OA-CAMs) of the present ``classes`` of one image.
+
+    Returns the maps found and one message per missing file. A corrupt file or
+    one whose size is not ``shape`` (that of the ``ref_what`` at ``ref_path``)
+    raises :class:`DataError`.
+    """
+    maps: dict[int, np.ndarray] = {}
+    missing: list[str] = []
+    for c in classes:
+        path = class_map_path(folder, image_id, c)
+        cam = read_optional_grey(path, what)
+        if cam is None:
+            missing.append(f"{what} of class {c} not found: {path}; class left out of the step that needs it")
+            continue
+        check_size(cam, path, what, shape, ref_path, ref_what)
+        maps[c] = cam
+    return maps, tuple(missing)
+
+
+def check_size(array: np.ndarray, path: Path, what: str, shape: tuple[int, ...], ref_path: Path, ref_what: str) -> None:
+    """:class:`DataError` naming both files when ``array`` (read from ``path``) is not ``shape``."""
+    if array.shape != shape:
+        raise DataError(
+            f"sizes differ: {what} {path} is {array.shape[1]}x{array.shape[0]} (WxH), {ref_what} "
+            f"{ref_path} is {shape[1]}x{shape[0]}; every map of an image must have the image's size"
+        )
+
+
+def read_class_label(path: Path, num_classes: int, what: str) -> np.ndarray:
+    """A label PNG whose values must be 0..C or 255; :class:`DataError` naming the file otherwise."""
+    label = read_label(path, what)
+    bad = [int(v) for v in np.unique(label) if v > num_classes and v != IGNORE_INDEX]
+    if bad:
+        raise DataError(
+            f"{what} {path} holds class values {bad} outside 0..{num_classes} and {IGNORE_INDEX} "
+            f"(is --num-classes / labels.txt right?)"
+        )
+    return label
+
+
+def resolve_num_classes(num_classes: int | None, data_root: Path | None) -> int:
+    """Foreground class count: --num-classes, else ROOT/labels.txt (or VOC), else 20."""
+    from_root = DataLayout(data_root).num_classes if data_root is not None else None
+    if num_classes is not None and from_root is not None and num_classes != from_root:
+        raise ConfigError(f"--num-classes {num_classes} disagrees with {data_root}/labels.txt ({from_root} classes)")
+    if num_classes is not None and num_classes < 1:
+        raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
+    return num_classes or from_root or VOC_NUM_CLASSES
+
+
+def resolve_image_labels(
+    list_path: Path | None, data_root: Path | None, default_list: Path, num_classes: int
+) -> dict[str, list[int]]:
+    """Image id -> 0-based classes: from --list; with --data-root, ROOT's train_cls.txt
+    or labels derived for the train_aug split; else the default list.
+
+    A class index outside ``0..C-1`` raises :class:`DataError` naming file and line.
+    """
+    if list_path is not None:
+        return read_cls_list(list_path, num_classes)
+    if data_root is not None:
+        layout = DataLayout(data_root)
+        if layout.cls_list_path.is_file():
+            return read_cls_list(layout.cls_list_path, num_classes)
+        return layout.image_labels(TRAIN_SPLIT)
+    if not Path(default_list).is_file():
+        raise DataError(f"class list not found: {default_list} (pass --list FILE or --data-root ROOT)")
+    return read_cls_list(default_list, num_classes)
+
+
+def run_over_images(
+    fn: Callable[[tuple[str, list[int]]], ImageResult],
+    image_labels: Mapping[str, Iterable[int]],
+    out_dir: Path,
+    workers: int,
+    desc: str,
+) -> LabelSummary:
+    """Apply ``fn`` to each ``(id, classes)`` in parallel; log problems; return the summary.
+
+    ``fn`` must be picklable (a top-level function or a ``functools.partial`` of one).
+    """
+    summary = LabelSummary(Path(out_dir))
+    items = [(image_id, list(classes)) for image_id, classes in image_labels.items()]
+    for result in parallel_map(fn, items, workers=workers, desc=desc):
+        summary.add(result)
+        if result.status == MISSING:
+            LOG.warning("%s: skipped: %s", result.image_id, result.message)
+        elif result.status == FAILED:
+            LOG.error("%s: not written: %s", result.image_id, result.message)
+        for note in result.missing_maps:
+            LOG.warning("%s: %s", result.image_id, note)
+    LOG.info("%s -> %s: %s", desc, out_dir, summary.line())
+    if not summary.ok:
+        LOG.error("%d images failed: %s", summary.counts[FAILED], ", ".join(summary.skipped[FAILED][:20]))
+    return summary

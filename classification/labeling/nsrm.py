@@ -1,0 +1,74 @@
+"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+
+Pure functions on arrays. Labels use 0 = background, ``c + 1`` for class ``c``,
+255 = ignore. ``pred`` is the stage-5 prediction P, ``pseudo`` the stage-3 pseudo
+label L, ``saliency`` the 8-bit saliency map S, all at image size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from nsrom.classes import IGNORE_INDEX
+
+from .foreground import apply_min_foreground
+
+DILATION_KERNEL_SIZE = 30
+"""Stage 6: side of the square kernel that dilates the object mask (P != 0) | (S != 0);
+pixels outside the dilated mask become ignore."""
+MIN_CLASSES_FOR_MASKING = 2
+"""Stage 6: images with at least this many classes are filled and masked; others keep P."""
+
+
+def fill_missed_objects(pred: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
+    """Stage 6, first rule: where P is background and L a foreground class, take L's class.
+
+    Returns a new uint8 array; every other pixel keeps P's value.
+    """
+    label = np.array(pred, dtype=np.uint8, copy=True)
+    pseudo = np.asarray(pseudo)
+    take = (label == 0) & (pseudo != 0) & (pseudo != IGNORE_INDEX)
+    label[take] = pseudo[take]
+    return label
+
+
+def dilated_object_mask(
+    pred: np.ndarray, saliency: np.ndarray, kernel_size: int = DILATION_KERNEL_SIZE
+) -> np.ndarray:
+    """Stage 6, mask: ``(P != 0) | (S != 0)`` dilated with a ``k x k`` square of ones.
+
+    ``cv2.dilate`` with ``np.ones((k, k))`` and its default anchor, the kernel
+    centre ``(k // 2, k // 2)``. For the even k = 30 the anchor is element 15,
+    so the kernel covers offsets -15..+14 from the output pixel and a single
+    mask pixel at ``(y, x)`` grows to rows ``y - 14 .. y + 15`` and columns
+    ``x - 14 .. x + 15`` (30 x 30, one more pixel below/right than above/left).
+    Pixels beyond the image border do not add to the mask. Returns bool.
+    """
+    mask = ((np.asarray(pred) != 0) | (np.asarray(saliency) != 0)).astype(np.uint8)
+    kernel = np.ones((kernel_size, kernel_size), dtype=np.uint8)
+    return cv2.dilate(mask, kernel).astype(bool)
+
+
+def make_masked_label(
+    pred: np.ndarray, pseudo: np.ndarray | None, saliency: np.ndarray | None, num_image_classes: int
+) -> np.ndarray:
+    """NSROM.md stage 6: the masked pseudo label of one image (uint8, ``H x W``).
+
+    With two or more image-level classes: fill P's background from L's
+    foreground (:func:`fill_missed_objects`), then ignore every pixel outside
+    :func:`dilated_object_mask` of P and S. With fewer classes (one, or none)
+    the label is P unchanged, and ``pseudo`` / ``saliency`` are not needed.
+    Both branches end with the 1% foreground rule.
+    """
+    pred = np.asarray(pred)
+    if num_image_classes < MIN_CLASSES_FOR_MASKING:
+        return apply_min_foreground(pred.astype(np.uint8))
+    if pseudo is None or saliency is None:
+        raise ValueError("an image with two or more classes needs its pseudo label and saliency map")
+    for name, arr in (("pseudo label", pseudo), ("saliency map", saliency)):
+        if np.shape(arr) != pred.shape:
+            raise ValueError(f"{name} has size {np.shape(arr)}, prediction {pred.shape}")
+    label = fill_missed_objects(pred, pseudo)
+    label[~dilated_object_mask(pred, saliency)] = IGNORE_INDEX
+    return apply_min_foreground(label)
