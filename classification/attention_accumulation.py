@@ -1,0 +1,138 @@
+"""Online attention accumulation (OAA), NSROM.md stage 1.
+
+The training loop hands every batch's CAMs to :class:`AttentionAccumulator`
+(the model's ``forward`` knows nothing about it). For each (image, present
+class) the accumulator keeps one 8-bit map at CAM resolution in memory, fuses
+new maps into it by element-wise maximum, and at the end of each epoch writes
+the maps that changed as grey PNGs ``<id>_<c>.png`` (0-based class) into its
+directory, atomically. A resumed run reloads them from there.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nsrom.cam import max_normalize, to_uint8
+from nsrom.images import read_grey, write_grey
+
+log = logging.getLogger(__name__)
+
+START_EPOCH = 1
+"""Accumulation starts at epoch 1: the CAMs of epoch 0 are not used."""
+
+PROBABILITY_GATE = 0.1
+"""A map is fused only if sigmoid(logit) of its class is at least this (except the last-epoch fill)."""
+
+Key = tuple[str, int]
+
+
+def map_name(image_id: str, cls: int) -> str:
+    """File name of the (image, 0-based class) map: ``<id>_<c>.png``."""
+    return f"{image_id}_{cls}.png"
+
+
+def parse_map_name(name: str) -> Key | None:
+    """``(id, class)`` of a ``<id>_<c>.png`` name (ids may contain ``_``), else ``None``."""
+    stem, _, cls = Path(name).stem.rpartition("_")
+    return (stem, int(cls)) if stem and cls.isdigit() else None
+
+
+class AttentionAccumulator:
+    """Keeps and fuses the accumulated attention maps of stage 1.
+
+    ``num_epochs`` identifies the last epoch (``num_epochs - 1``), in which an
+    (image, class) that has no map yet gets the current one whatever its
+    probability.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        num_epochs: int,
+        start_epoch: int = START_EPOCH,
+        gate: float = PROBABILITY_GATE,
+    ):
+        self.out_dir = Path(out_dir)
+        self.num_epochs = num_epochs
+        self.start_epoch = start_epoch
+        self.gate = gate
+        self.maps: dict[Key, np.ndarray] = {}
+        self._dirty: set[Key] = set()
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def update(
+        self,
+        epoch: int,
+        image_ids: Sequence[str],
+        labels: torch.Tensor,
+        cams: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> int:
+        """Apply the stage-1 rules to one batch; returns how many maps were stored or fused.
+
+        ``labels`` ``(B, C)`` multi-hot, ``cams`` ``(B, C, h, w)``, ``logits`` ``(B, C)``.
+        """
+        if epoch < self.start_epoch:
+            return 0
+        pairs = torch.nonzero(labels.detach() > 0).tolist()
+        if not pairs:
+            return 0
+        rows = torch.tensor([p[0] for p in pairs])
+        cols = torch.tensor([p[1] for p in pairs])
+        selected = cams.detach()[rows, cols].float().cpu().numpy()
+        probs = torch.sigmoid(logits.detach()[rows, cols].float()).cpu().numpy()
+        new_maps = to_uint8(max_normalize(selected))
+        last_epoch = epoch == self.num_epochs - 1
+        changed = 0
+        for (b, c), att, prob in zip(pairs, new_maps, probs):
+            key = (image_ids[b], c)
+            stored = self.maps.get(key)
+            if last_epoch and stored is None:
+                self.maps[key] = att
+            elif prob < self.gate:
+                continue
+            elif stored is None:
+                self.maps[key] = att
+            else:
+                self.maps[key] = np.maximum(stored, att)
+            self._dirty.add(key)
+            changed += 1
+        return changed
+
+    def save(self) -> int:
+        """Write the maps changed since the last save; returns how many files were written."""
+        keys = sorted(self._dirty)
+        for key in tqdm(keys, desc="write accumulated maps", leave=False, dynamic_ncols=True):
+            write_grey(self.out_dir / map_name(*key), self.maps[key])
+        self._dirty.clear()
+        return len(keys)
+
+    def existing_files(self) -> list[Path]:
+        """Map files already in the output dir."""
+        if not self.out_dir.is_dir():
+            return []
+        return [p for p in sorted(self.out_dir.glob("*_*.png")) if parse_map_name(p.name)]
+
+    def load(self) -> int:
+        """Read the maps already in the output dir (resume); returns how many."""
+        files = self.existing_files()
+        for path in tqdm(files, desc="read accumulated maps", leave=False, dynamic_ncols=True):
+            key = parse_map_name(path.name)
+            self.maps[key] = read_grey(path, "accumulated attention map")
+        log.info("accumulator: %d maps loaded from %s", len(files), self.out_dir)
+        return len(files)
+
+    def clear_dir(self) -> int:
+        """Delete the map files of an earlier run from the output dir."""
+        files = self.existing_files()
+        for path in files:
+            path.unlink()
+        return len(files)

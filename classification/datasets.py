@@ -1,0 +1,143 @@
+"""Training / export samples of stages 1, 1b and 2: images, image-level labels, IAM targets.
+
+Samples come from a dataset root in the layout of :mod:`nsrom.data`
+(``--data-root``, list ``ImageSets/Segmentation/train_aug.txt`` by default,
+labels from ``train_cls.txt`` or the masks) or, as in the original code, from
+an image folder plus a ``train_cls.txt``-style list (``--img-dir``, ``--list``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from nsrom.classes import VOC_CLASSES
+from nsrom.data import TRAIN_SPLIT, DataLayout, derive_image_labels, label_vector, read_cls_list, read_ids
+from nsrom.errors import ConfigError, DataError
+from nsrom.images import read_grey, read_rgb
+
+from .attention_accumulation import map_name
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training image and its 0-based foreground classes."""
+
+    image_id: str
+    image_path: Path
+    classes: tuple[int, ...]
+
+
+def _has_class_tokens(path: Path) -> bool:
+    return any(len(line.split()) > 1 for line in path.read_text().splitlines())
+
+
+def load_samples(
+    data_root: str | Path | None,
+    list_path: str | Path | None = None,
+    img_dir: str | Path | None = None,
+    num_classes: int | None = None,
+) -> tuple[list[Sample], int]:
+    """Samples of the image list and the number of classes C.
+
+    ``list_path`` defaults to ROOT's train_aug list. A list with class indices
+    after the id (``train_cls.txt`` format) gives the labels itself; a plain id
+    list takes them from ROOT's ``train_cls.txt`` or, failing that, the masks.
+    """
+    layout = DataLayout(data_root) if data_root is not None else None
+    if num_classes is None:
+        num_classes = layout.num_classes if layout is not None else len(VOC_CLASSES) - 1
+    if list_path is None:
+        if layout is None:
+            raise ConfigError("give --data-root ROOT (VOC layout) or --list FILE with --img-dir DIR")
+        list_path = layout.list_path(TRAIN_SPLIT)
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise DataError(f"image list not found: {list_path}")
+    if img_dir is None:
+        if layout is None:
+            raise ConfigError("--img-dir DIR is needed without --data-root")
+        img_dir = layout.image_dir
+    if _has_class_tokens(list_path):
+        labels = read_cls_list(list_path, num_classes)
+        ids = list(labels)
+    else:
+        ids = read_ids(list_path)
+        if layout is None:
+            raise ConfigError(f"{list_path} has no class indices; give --data-root so labels can be found")
+        cls_labels = read_cls_list(layout.cls_list_path, num_classes) if layout.cls_list_path.is_file() else {}
+        labels = cls_labels if all(i in cls_labels for i in ids) else derive_image_labels(layout, ids)
+    samples = [Sample(i, Path(img_dir) / f"{i}.jpg", tuple(labels[i])) for i in ids]
+    missing = [str(s.image_path) for s in samples if not s.image_path.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(samples)} images listed in {list_path} are missing, e.g. {missing[:3]}")
+    return samples, num_classes
+
+
+class ImageLabelDataset(Dataset):
+    """Items ``{"id", "image" (3, S, S), "label" (C,), "size" (H, W) of the original image}``."""
+
+    def __init__(self, samples: list[Sample], num_classes: int, transform: Callable[[Image.Image], torch.Tensor]):
+        self.samples = samples
+        self.num_classes = num_classes
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        rgb = read_rgb(sample.image_path)
+        return {
+            "id": sample.image_id,
+            "image": self.transform(Image.fromarray(rgb)),
+            "label": torch.from_numpy(label_vector(sample.classes, self.num_classes)),
+            "size": torch.tensor(rgb.shape[:2]),
+        }
+
+
+class IAMDataset(ImageLabelDataset):
+    """Stage-2 items: also ``"target"`` (C, s, s), the accumulated maps / 255, zero for absent classes."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        num_classes: int,
+        transform: Callable[[Image.Image], torch.Tensor],
+        accu_dir: str | Path,
+        map_size: int,
+    ):
+        super().__init__(samples, num_classes, transform)
+        self.accu_dir = Path(accu_dir)
+        self.map_size = map_size
+        missing = [
+            map_name(s.image_id, c) for s in samples for c in s.classes
+            if not (self.accu_dir / map_name(s.image_id, c)).is_file()
+        ]
+        if missing:
+            raise DataError(
+                f"{len(missing)} accumulated attention maps are missing from {self.accu_dir}, e.g. "
+                f"{missing[:3]}; run stage 1 (train.sh) to the end, or point --accu-dir at its accu_att dir"
+            )
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        sample = self.samples[index]
+        target = np.zeros((self.num_classes, self.map_size, self.map_size), dtype=np.float32)
+        for c in sample.classes:
+            path = self.accu_dir / map_name(sample.image_id, c)
+            att = read_grey(path, "accumulated attention map")
+            if att.shape != (self.map_size, self.map_size):
+                raise DataError(
+                    f"{path} is {att.shape[0]}x{att.shape[1]}, but the IAM output is "
+                    f"{self.map_size}x{self.map_size}; use the stage-1 --input-size"
+                )
+            target[c] = att / 255.0
+        item["target"] = torch.from_numpy(target)
+        return item

@@ -1,0 +1,116 @@
+"""Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), NSROM.md stage 1b.
+
+For every image: 256x256 input without augmentation, the map channel of every
+present class, negatives to 0, divided by max (+1e-8), times 255 to uint8,
+bicubic resize to the original image size, one grey PNG ``<id>_<c>.png``
+(0-based class). The model is loaded once and run on batches; images whose
+PNGs all exist are skipped unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from nsrom.cam import max_normalize, to_uint8
+from nsrom.images import write_grey
+from nsrom.logs import setup_logging
+
+from .attention_accumulation import map_name
+from .datasets import ImageLabelDataset, Sample, load_samples
+from .models import ARCHS
+from .models.attention_net import AttentionNet
+from .models.pretrained import load_model_state, read_checkpoint
+from .run_layout import run_dirs
+from .training import add_data_args, resolve_device
+from .transforms import export_transform
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPORT_BATCH = 8
+
+
+def make_parser(arch: str, exp: str, what: str) -> argparse.ArgumentParser:
+    """Parser of test.py (arch vgg, exp1) and test_iam.py (arch vgg1, exp2)."""
+    p = argparse.ArgumentParser(description=f"NSROM: export {what} of the training images")
+    p.add_argument("--exp", default=exp, help="experiment: reads runs/<exp>/model, writes runs/<exp>/attention")
+    p.add_argument("--arch", default=arch, choices=sorted(ARCHS), help="vgg = OAA classifier, vgg1 = IAM")
+    add_data_args(p)
+    p.add_argument("--checkpoint", "--restore-from", dest="checkpoint", default=None,
+                   help="model to export (default runs/<exp>/model/checkpoint_final.pth)")
+    p.add_argument("--attention-dir", "--save-dir", dest="attention_dir", default=None,
+                   help="output folder (default runs/<exp>/attention)")
+    p.add_argument("--width-div", type=int, default=None, help="channel divisor (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_EXPORT_BATCH)
+    p.add_argument("--overwrite", action="store_true", help="rewrite maps that already exist")
+    return p
+
+
+def attention_maps(cam: np.ndarray, classes: tuple[int, ...], size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """8-bit maps at image size ``(H, W)`` of ``classes`` from one ``(C, h, w)`` output (stage 1b)."""
+    height, width = size
+    out = {}
+    for c in classes:
+        att = to_uint8(max_normalize(cam[c]))
+        out[c] = cv2.resize(att, (width, height), interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def pending(samples: list[Sample], out_dir: Path, overwrite: bool) -> list[Sample]:
+    """Samples with at least one map still to write (all with ``overwrite``)."""
+    if overwrite:
+        return list(samples)
+    return [s for s in samples if not all((out_dir / map_name(s.image_id, c)).is_file() for c in s.classes)]
+
+
+@torch.no_grad()
+def export_attention(
+    model: AttentionNet,
+    dataset: ImageLabelDataset,
+    out_dir: str | Path,
+    batch_size: int = DEFAULT_EXPORT_BATCH,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> int:
+    """Write the maps of every image of ``dataset``; returns how many PNGs were written."""
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    written = 0
+    for batch in tqdm(loader, desc=f"export -> {out_dir.name}", dynamic_ncols=True):
+        cams = model(batch["image"].to(device)).float().cpu().numpy()
+        for image_id, label, size, cam in zip(batch["id"], batch["label"], batch["size"].tolist(), cams):
+            classes = tuple(torch.nonzero(label).flatten().tolist())
+            for c, att in attention_maps(cam, classes, tuple(size)).items():
+                write_grey(out_dir / map_name(image_id, c), att)
+                written += 1
+    return written
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Export the maps; returns the output folder."""
+    dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
+    setup_logging(dirs.logs / "export.log")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
+    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    todo = pending(samples, dirs.attention, args.overwrite)
+    log.info("%d of %d images to export into %s", len(todo), len(samples), dirs.attention)
+    if not todo:
+        return dirs.attention
+    device = resolve_device(args.device)
+    ckpt = read_checkpoint(checkpoint)
+    width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
+    model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
+    load_model_state(model, ckpt, str(checkpoint))
+    dataset = ImageLabelDataset(todo, num_classes, export_transform(args.input_size))
+    written = export_attention(model, dataset, dirs.attention, args.batch_size, device, args.num_workers)
+    log.info("wrote %d maps to %s", written, dirs.attention)
+    return dirs.attention

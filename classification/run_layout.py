@@ -1,0 +1,66 @@
+"""The one place that derives a classification run's folders.
+
+``runs/<exp>/{model, accu_att, attention, logs}`` under ``classification/`` by
+default (the original layout: ``exp1`` for the classifier, ``exp2`` for the
+IAM). Every folder can be overridden; later stages (pseudo labels) call
+:func:`run_dirs` with the experiment names to find the CAMs and OA-CAMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CLASSIFICATION_DIR = Path(__file__).resolve().parent
+DEFAULT_RUNS_DIR = CLASSIFICATION_DIR / "runs"
+CLASSIFIER_EXP = "exp1"
+"""Default experiment of the OAA classifier (stages 1 and 1b)."""
+IAM_EXP = "exp2"
+"""Default experiment of the integral attention model (stage 2)."""
+
+CHECKPOINT_LAST = "checkpoint_last.pth"
+"""Model, optimiser and epoch after the latest finished epoch (for --resume)."""
+CHECKPOINT_FINAL = "checkpoint_final.pth"
+"""Model after the last epoch: what export (test.sh / test_iam.sh) loads."""
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    """Folders of one experiment."""
+
+    root: Path
+    model: Path
+    accu_att: Path
+    attention: Path
+    logs: Path
+
+    @property
+    def checkpoint_last(self) -> Path:
+        return self.model / CHECKPOINT_LAST
+
+    @property
+    def checkpoint_final(self) -> Path:
+        return self.model / CHECKPOINT_FINAL
+
+
+def run_dirs(
+    exp: str,
+    runs_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    accu_dir: str | Path | None = None,
+    attention_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+) -> RunDirs:
+    """``runs_dir/exp/{model,accu_att,attention,logs}``, each replaced by its override when given."""
+    root = Path(runs_dir if runs_dir is not None else DEFAULT_RUNS_DIR) / exp
+
+    def pick(override: str | Path | None, name: str) -> Path:
+        return Path(override) if override is not None else root / name
+
+    return RunDirs(
+        root=root,
+        model=pick(model_dir, "model"),
+        accu_att=pick(accu_dir, "accu_att"),
+        attention=pick(attention_dir, "attention"),
+        logs=pick(log_dir, "logs"),
+    )

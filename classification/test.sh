@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# NSROM stage 1b: export the CAMs of the classifier trained by train.sh (one grey PNG per image and class).
+# Every variable below can be set from the environment; relative paths are relative to this
+# folder. Extra arguments go to the Python entry point (python -m classification.test --help).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+EXP=${EXP:-exp1}
+DATA_ROOT=${DATA_ROOT:-../data/VOCdevkit/VOC2012}
+LIST=${LIST:-$DATA_ROOT/ImageSets/Segmentation/train_aug.txt}
+INPUT_SIZE=${INPUT_SIZE:-256}
+BATCH_SIZE=${BATCH_SIZE:-8}
+RUNS_DIR=${RUNS_DIR:-./runs}
+CHECKPOINT=${CHECKPOINT:-$RUNS_DIR/$EXP/model/checkpoint_final.pth}
+SAVE_DIR=${SAVE_DIR:-$RUNS_DIR/$EXP/attention}
+DEVICE=${DEVICE:-auto}
+NUM_WORKERS=${NUM_WORKERS:-4}
+PYTHON=${PYTHON:-python}
+
+exec "$PYTHON" -m classification.test \
+    --exp "$EXP" \
+    --data-root "$DATA_ROOT" \
+    --list "$LIST" \
+    --input-size "$INPUT_SIZE" \
+    --batch-size "$BATCH_SIZE" \
+    --runs-dir "$RUNS_DIR" \
+    --checkpoint "$CHECKPOINT" \
+    --save-dir "$SAVE_DIR" \
+    --device "$DEVICE" \
+    --num-workers "$NUM_WORKERS" \
+    "$@"

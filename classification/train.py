@@ -1,0 +1,63 @@
+"""Stage 1: train the OAA classifier with online attention accumulation (train.sh).
+
+    python -m classification.train --data-root ROOT [--exp exp1] [...]
+
+Writes ``runs/<exp>/model/checkpoint_{last,final}.pth``, the accumulated maps
+``runs/<exp>/accu_att/<id>_<c>.png``, TensorBoard curves and a log in
+``runs/<exp>/logs`` and the resolved arguments in ``runs/<exp>/train_args.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from nsrom.errors import exit_on_error
+from nsrom.logs import setup_logging
+
+from .attention_accumulation import AttentionAccumulator
+from .datasets import ImageLabelDataset, load_samples
+from .models import vgg
+from .models.attention_net import class_logits
+from .run_layout import CLASSIFIER_EXP, run_dirs
+from .training import add_train_args, fit, prepare_run
+from .transforms import train_transform
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="NSROM stage 1: OAA classifier + online attention accumulation")
+    p.add_argument("--exp", default=CLASSIFIER_EXP, help="experiment name: outputs go to runs/<exp>/")
+    add_train_args(p)
+    p.add_argument("--accu-dir", "--att-dir", dest="accu_dir", default=None,
+                   help="accumulated attention maps (default runs/<exp>/accu_att)")
+    return p
+
+
+def classification_loss(cam: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Multi-label soft margin loss on the GAP logits of the CAM (stage 1)."""
+    return F.multilabel_soft_margin_loss(class_logits(cam), batch["label"])
+
+
+def run(args: argparse.Namespace) -> Path | None:
+    """Train; returns the final checkpoint path (None when already trained)."""
+    dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, accu_dir=args.accu_dir, log_dir=args.log_dir)
+    setup_logging(dirs.logs / "train.log")
+    accumulator = AttentionAccumulator(dirs.accu_att, args.epochs)
+    if not prepare_run(args, dirs, accumulator):
+        return None
+    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size))
+    model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
+    return fit(args, model, dataset, dirs, classification_loss, accumulator)
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> Path | None:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

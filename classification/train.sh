@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# NSROM stage 1: train the OAA classifier with online attention accumulation.
+# Every variable below can be set from the environment (e.g. DATA_ROOT=/data/VOC2012 ./train.sh);
+# relative paths are relative to this folder. Extra arguments go to the Python entry point
+# (python -m classification.train --help lists them, e.g. --resume, --no-pretrained, --width-div 8).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+EXP=${EXP:-exp1}
+DATA_ROOT=${DATA_ROOT:-../data/VOCdevkit/VOC2012}
+LIST=${LIST:-$DATA_ROOT/ImageSets/Segmentation/train_aug.txt}
+INPUT_SIZE=${INPUT_SIZE:-256}
+BATCH_SIZE=${BATCH_SIZE:-5}
+EPOCHS=${EPOCHS:-15}
+LR=${LR:-0.001}
+DECAY_POINTS=${DECAY_POINTS:-5,10}
+WIDTH_DIV=${WIDTH_DIV:-1}
+RUNS_DIR=${RUNS_DIR:-./runs}
+MODEL_DIR=${MODEL_DIR:-$RUNS_DIR/$EXP/model}
+ACCU_DIR=${ACCU_DIR:-$RUNS_DIR/$EXP/accu_att}
+DEVICE=${DEVICE:-auto}
+NUM_WORKERS=${NUM_WORKERS:-4}
+PYTHON=${PYTHON:-python}
+
+exec "$PYTHON" -m classification.train \
+    --exp "$EXP" \
+    --data-root "$DATA_ROOT" \
+    --list "$LIST" \
+    --input-size "$INPUT_SIZE" \
+    --batch-size "$BATCH_SIZE" \
+    --epochs "$EPOCHS" \
+    --lr "$LR" \
+    --decay-points "$DECAY_POINTS" \
+    --width-div "$WIDTH_DIV" \
+    --runs-dir "$RUNS_DIR" \
+    --model-dir "$MODEL_DIR" \
+    --accu-dir "$ACCU_DIR" \
+    --device "$DEVICE" \
+    --num-workers "$NUM_WORKERS" \
+    "$@"

@@ -1,0 +1,55 @@
+"""Stage 2: train the integral attention model (IAM) on the stage-1 maps (train_iam.sh).
+
+    python -m classification.train_iam --data-root ROOT [--exp exp2] [--accu-exp exp1] [...]
+
+Targets are the accumulated maps of stage 1 (``runs/<accu-exp>/accu_att``),
+/255, zero for absent classes. Outputs as in :mod:`classification.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nsrom.errors import exit_on_error
+from nsrom.logs import setup_logging
+
+from .datasets import IAMDataset, load_samples
+from .iam_loss import iam_loss
+from .models import vgg1
+from .models.attention_net import cam_size
+from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
+from .training import add_train_args, fit, prepare_run
+from .transforms import train_transform
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="NSROM stage 2: integral attention model (IAM)")
+    p.add_argument("--exp", default=IAM_EXP, help="experiment name: outputs go to runs/<exp>/")
+    add_train_args(p)
+    p.add_argument("--accu-exp", default=CLASSIFIER_EXP, help="stage-1 experiment whose accu_att maps are the targets")
+    p.add_argument("--accu-dir", "--att-dir", dest="accu_dir", default=None,
+                   help="accumulated maps (default runs/<accu-exp>/accu_att)")
+    return p
+
+
+def run(args: argparse.Namespace) -> Path | None:
+    """Train; returns the final checkpoint path (None when already trained)."""
+    dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, log_dir=args.log_dir)
+    setup_logging(dirs.logs / "train.log")
+    if not prepare_run(args, dirs, None):
+        return None
+    accu_dir = args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att
+    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), accu_dir, cam_size(args.input_size))
+    model = vgg1.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
+    return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]))
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> Path | None:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The training loop shared by stage 1 (OAA classifier) and stage 2 (IAM).
+
+Both stages use the same optimiser, schedule and input pipeline (NSROM.md
+stages 1 and 2); they differ in the network, the loss and whether an
+:class:`~classification.attention_accumulation.AttentionAccumulator` watches
+the batches. :func:`fit` runs the epochs with a progress bar, TensorBoard
+scalars (loss, lr), a checkpoint after every epoch (model, optimiser, epoch;
+the accumulator's state is its PNG dir) and ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from nsrom.errors import ConfigError
+from nsrom.files import atomic_path, write_json
+
+from .attention_accumulation import AttentionAccumulator
+from .models.attention_net import AttentionNet, class_logits
+from .models.pretrained import load_checkpoint
+from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
+from .run_layout import RunDirs
+from .transforms import DEFAULT_INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 15
+DEFAULT_BATCH_SIZE = 5
+
+LossFn = Callable[[torch.Tensor, dict], torch.Tensor]
+"""``(cam, batch) -> loss``; ``batch`` tensors are already on the training device."""
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``"5,10"`` (argparse type for --decay-points); empty means none."""
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given (``cpu``, ``cuda:1``)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Flags that say where the images and image-level labels are (stages 1, 1b, 2)."""
+    p.add_argument("--data-root", default=None, help="dataset ROOT in the VOC layout of nsrom.data")
+    p.add_argument("--list", "--train-list", dest="list", default=None,
+                   help="image list: plain ids or train_cls.txt format "
+                        "(default ROOT/ImageSets/Segmentation/train_aug.txt)")
+    p.add_argument("--img-dir", default=None, help="image folder (default ROOT/JPEGImages)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="foreground classes C (default from ROOT/labels.txt, else 20)")
+    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="images are resized to SxS")
+    p.add_argument("--runs-dir", default=None, help="folder of the runs (default classification/runs)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader worker processes")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by train.py and train_iam.py; defaults are the paper's."""
+    add_data_args(p)
+    p.add_argument("--model-dir", "--snapshot-dir", dest="model_dir", default=None,
+                   help="checkpoints (default runs/<exp>/model)")
+    p.add_argument("--log-dir", default=None, help="log file and TensorBoard (default runs/<exp>/logs)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="backbone weight lr (x2, x10, x20 for the other groups)")
+    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
+                   help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")
+    p.add_argument("--width-div", type=int, default=1,
+                   help="divide every channel count (CPU demo; needs --no-pretrained unless 1)")
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the backbone from ImageNet VGG16 weights")
+    p.add_argument("--pretrained-path", default=None, help="local vgg16-397923af.pth (default: torch hub cache/URL)")
+    p.add_argument("--seed", type=int, default=None, help="torch random seed (default: not set)")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<exp>/model/checkpoint_last.pth if present")
+    p.add_argument("--overwrite", action="store_true", help="start over even if outputs of an earlier run exist")
+
+
+def _json_safe(args: argparse.Namespace) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def save_checkpoint(path: Path, **content) -> None:
+    """``torch.save`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+
+
+def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionAccumulator | None) -> bool:
+    """Check earlier outputs; returns False when the run is already complete (skip).
+
+    A finished run (final checkpoint) is skipped unless ``--overwrite``; a run
+    with partial outputs needs ``--resume`` (continue) or ``--overwrite``
+    (delete them and start over).
+    """
+    if dirs.checkpoint_final.is_file() and not args.overwrite:
+        log.info("%s exists: training already done (use --overwrite to train again)", dirs.checkpoint_final)
+        return False
+    resuming = args.resume and dirs.checkpoint_last.is_file()
+    if not resuming:
+        leftovers = [p for p in (dirs.checkpoint_last, dirs.checkpoint_final) if p.is_file()]
+        maps = accumulator.existing_files() if accumulator is not None else []
+        if (leftovers or maps) and not args.overwrite:
+            raise ConfigError(
+                f"earlier outputs found ({', '.join(map(str, leftovers))}{' and ' if leftovers and maps else ''}"
+                f"{f'{len(maps)} maps in {accumulator.out_dir}' if maps else ''}); "
+                "pass --resume to continue that run or --overwrite to start over"
+            )
+        for path in leftovers:
+            path.unlink()
+        if accumulator is not None and maps:
+            log.info("--overwrite: deleted %d maps of an earlier run", accumulator.clear_dir())
+    return True
+
+
+def fit(
+    args: argparse.Namespace,
+    model: AttentionNet,
+    dataset: Dataset,
+    dirs: RunDirs,
+    loss_fn: LossFn,
+    accumulator: AttentionAccumulator | None = None,
+) -> Path:
+    """Train ``model`` for ``args.epochs``; returns the final checkpoint.
+
+    The caller runs :func:`prepare_run` first (before loading data and weights).
+    """
+    device = resolve_device(args.device)
+    model.to(device)
+    optimizer = build_optimizer(model, args.lr, args.weight_decay)
+    start_epoch, step = 0, 0
+    if args.resume and dirs.checkpoint_last.is_file():
+        ckpt = load_checkpoint(model, dirs.checkpoint_last)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt.get("step", 0))
+        if accumulator is not None:
+            accumulator.load()
+        log.info("resumed from %s after epoch %d", dirs.checkpoint_last, start_epoch - 1)
+    resolved = {"device": str(device), "num_classes": model.num_classes, "num_images": len(dataset),
+                "model_dir": str(dirs.model), "log_dir": str(dirs.logs),
+                "accu_dir": str(accumulator.out_dir) if accumulator is not None else _json_safe(args).get("accu_dir")}
+    write_json(dirs.root / "train_args.json", {**_json_safe(args), "resolved": resolved})
+
+    loader = DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+        pin_memory=device.type == "cuda", drop_last=False,
+    )
+    from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
+
+    writer = SummaryWriter(log_dir=str(dirs.logs))
+    log.info("%d images, %d steps per epoch, epochs %d..%d, device %s",
+             len(dataset), len(loader), start_epoch, args.epochs - 1, device)
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            lr = set_epoch_lr(optimizer, args.lr, epoch, args.decay_points)
+            model.train()
+            total, count = 0.0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs - 1}", dynamic_ncols=True, leave=False)
+            for batch in bar:
+                batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                cam = model(batch["image"])
+                loss = loss_fn(cam, batch)
+                if accumulator is not None:
+                    accumulator.update(epoch, batch["id"], batch["label"], cam, class_logits(cam))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                value = loss.item()
+                if not math.isfinite(value):
+                    log.warning("non-finite loss %s at epoch %d step %d", value, epoch, step)
+                total, count, step = total + value, count + 1, step + 1
+                writer.add_scalar("train/loss", value, step)
+                writer.add_scalar("train/lr", lr, step)
+                bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.1e}")
+            mean = total / max(count, 1)
+            writer.add_scalar("train/epoch_loss", mean, epoch)
+            if accumulator is not None:
+                written = accumulator.save()
+                log.info("epoch %d: %d accumulated maps updated, %d in total", epoch, written, len(accumulator))
+            save_checkpoint(dirs.checkpoint_last, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            epoch=epoch, step=step)
+            log.info("epoch %d: mean loss %.4f, lr %.2e", epoch, mean, lr)
+    finally:
+        writer.close()
+    save_checkpoint(dirs.checkpoint_final, model=model.state_dict(), epoch=args.epochs - 1, step=step,
+                    num_classes=model.num_classes, width_div=model.width_div)
+    log.info("final model: %s", dirs.checkpoint_final)
+    return dirs.checkpoint_final
