@@ -1,0 +1,127 @@
+"""Label / CAM evaluation (nsrom.evaluation, tools/eval_labels.py): known confusion matrices, then the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from nsrom.classes import write_class_names
+from nsrom.data import DataLayout, write_cls_list, write_ids
+from nsrom.errors import DataError
+from nsrom.evaluation import (
+    cam_histogram, cam_top_scores, confusion_at_threshold, evaluate_cams, evaluate_labels,
+)
+from nsrom.images import read_label, write_grey, write_label
+from nsrom.metrics import confusion_matrix
+
+IGN = 255
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_layout(root: Path, masks: dict[str, list[list[int]]], cls: dict[str, list[int]] | None = None) -> DataLayout:
+    layout = DataLayout(root)
+    write_class_names(layout.labels_path, ["background", "a", "b"])
+    write_ids(layout.list_path("train_aug"), list(masks))
+    for image_id, mask in masks.items():
+        write_label(layout.mask_path(image_id), np.array(mask, dtype=np.uint8))
+    if cls is not None:
+        write_cls_list(layout.cls_list_path, cls)
+    return layout
+
+
+def test_evaluate_labels_known_confusion(tmp_path):
+    layout = _tiny_layout(tmp_path / "root", {
+        "img1": [[0, 0, 1, 1], [0, IGN, 2, 2]],
+        "img2": [[1, 1]],
+        "img3": [[1, 0]],
+    })
+    labels = tmp_path / "labels"
+    write_label(labels / "img1.png", np.array([[0, 1, 1, IGN], [0, 0, 2, 1]], np.uint8))
+    write_label(labels / "img3.png", np.array([[IGN, IGN]], np.uint8))  # img2 has no label file
+    result = evaluate_labels(layout, "train_aug", labels)
+    # scored pairs (gt, label): (0,0) x2, (0,1), (1,1), (2,2), (2,1)
+    np.testing.assert_array_equal(
+        confusion_matrix(np.array([0, 0, 0, 1, 2, 2]), np.array([0, 0, 1, 1, 2, 1]), 3), [[2, 1, 0], [0, 1, 0], [0, 1, 1]]
+    )
+    assert result["class_iou"] == pytest.approx({"background": 2 / 3, "a": 1 / 3, "b": 1 / 2})
+    assert result["miou"] == pytest.approx(0.5)
+    assert result["ignored_fraction"] == pytest.approx(3 / 9)  # 1 of img1's 7 valid pixels + both of img3
+    assert result["missing"] == ["img2"] and result["num_images"] == 2
+
+
+def test_evaluate_labels_rejects_bad_values_and_sizes(tmp_path):
+    layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 1, 2]]})
+    write_label(tmp_path / "bad" / "img1.png", np.array([[0, 3, 2]], np.uint8))
+    with pytest.raises(DataError, match=r"img1.png holds values \[3\]"):
+        evaluate_labels(layout, "train_aug", tmp_path / "bad")
+    write_label(tmp_path / "small" / "img1.png", np.array([[0, 1]], np.uint8))
+    with pytest.raises(DataError, match="sizes differ"):
+        evaluate_labels(layout, "train_aug", tmp_path / "small")
+    with pytest.raises(DataError, match="no label of train_aug"):
+        evaluate_labels(layout, "train_aug", tmp_path)
+
+
+def test_evaluate_cams_sweep_uses_image_labels_only(tmp_path):
+    # the mask holds class "b" (0-based 1), but the image-level label lists only "a" (0)
+    layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 1, 1, 2]]}, cls={"img1": [0]})
+    cams = tmp_path / "cams"
+    write_grey(cams / "img1_0.png", np.array([[51, 204, 102, 230]], np.uint8))  # 0.2 0.8 0.4 0.9
+    write_grey(cams / "img1_1.png", np.array([[0, 0, 0, 255]], np.uint8))  # not used: not in the labels
+    result = evaluate_cams(layout, "train_aug", cams, thresholds=[0.1, 0.3, 0.5, 0.8])
+    # thr 0.1: [1 1 1 1]; 0.3: [0 1 1 1]; 0.5: [0 1 0 1]; 0.8: [0 0 0 1] (0.8 == thr is background)
+    assert result["curve"] == pytest.approx({"0.1": 1 / 6, "0.3": 5 / 9, "0.5": 5 / 18, "0.8": 1 / 9})
+    assert result["best_threshold"] == 0.3 and result["miou"] == pytest.approx(5 / 9)
+    assert result["class_iou"] == pytest.approx({"background": 1.0, "a": 2 / 3, "b": 0.0})
+    assert result["missing_maps"] == 0
+
+
+def test_cam_histogram_matches_per_pixel_argmax():
+    rng = np.random.default_rng(0)
+    n, shape = 4, (9, 11)
+    gt = rng.integers(0, n, shape)
+    gt[0, :3] = IGN
+    cams = {0: rng.integers(0, 256, shape), 2: rng.integers(0, 256, shape)}
+    cams[2][1, :4] = cams[0][1, :4]  # ties go to the lower class
+    hist = cam_histogram(gt, *cam_top_scores(cams, shape), n)
+    for thr in (0.0, 0.25, 0.5, 0.9):
+        volume = np.stack([np.full(shape, thr), cams[0] / 255.0, cams[2] / 255.0])
+        pred = np.array([0, 1, 3])[volume.argmax(axis=0)]
+        np.testing.assert_array_equal(confusion_at_threshold(hist, thr), confusion_matrix(gt, pred, n))
+
+
+def _fake_cams(layout: DataLayout, folder: Path) -> None:
+    labels = layout.image_labels("train_aug")
+    for image_id, classes in labels.items():
+        mask = read_label(layout.mask_path(image_id))
+        for c in classes:
+            obj = (mask == c + 1).astype(np.uint8) * 255
+            write_grey(folder / f"{image_id}_{c}.png", cv2.GaussianBlur(obj, (7, 7), 0))
+
+
+def test_cli_on_synthetic_data(synthetic_root, tmp_path):
+    _fake_cams(synthetic_root, tmp_path / "cams")
+    out = tmp_path / "scores.json"
+    cmd = [sys.executable, str(REPO / "tools" / "eval_labels.py"), "--data-root", str(synthetic_root.root),
+           "--cams", str(tmp_path / "cams"), "--labels", str(synthetic_root.mask_dir),
+           "--thresholds", "0.2", "0.5", "--out", str(out), "--workers", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    masks = results[str(synthetic_root.mask_dir)]
+    assert masks["miou"] == 1.0 and masks["ignored_fraction"] == 0.0  # the ground truth scores itself perfectly
+    cam = results[str(tmp_path / "cams")]
+    assert set(cam["curve"]) == {"0.2", "0.5"} and 0.5 < cam["miou"] < 1.0
+    assert set(cam["class_iou"]) == set(synthetic_root.class_names())
+    assert "best background threshold" in proc.stdout and "Ignored pixels (%)" in proc.stdout
+
+
+def test_cli_needs_something_to_evaluate(synthetic_root):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_labels.py"), "--data-root",
+                           str(synthetic_root.root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "give at least one --cams DIR or --labels DIR" in proc.stderr
