@@ -243,3 +243,16 @@ def test_cli_missing_input_folder_is_a_clear_error(stage3_inputs, capsys):
     with pytest.raises(SystemExit):
         gen_label.main(_argv(layout, tmp, "--cam-dir", str(tmp / "nowhere")))
     assert "CAM folder not found" in capsys.readouterr().err
+
+
+def test_cli_without_arguments_uses_the_original_layout(synthetic_root, tmp_path, monkeypatch):
+    """classification/: data/train_cls.txt, data/saliency_aug/, runs/exp{2,1}/attention/ -> pseudo_labels/."""
+    cls_dir = tmp_path / "classification"
+    ids = synthetic_root.ids("train_aug")
+    write_fake_cams(synthetic_root, ids, cls_dir / "runs" / "exp2" / "attention", erode=0)
+    write_fake_cams(synthetic_root, ids, cls_dir / "runs" / "exp1" / "attention", erode=3)
+    shutil.copytree(synthetic_root.saliency_dir, cls_dir / "data" / "saliency_aug")
+    shutil.copy(synthetic_root.cls_list_path, cls_dir / "data" / "train_cls.txt")
+    monkeypatch.chdir(cls_dir)
+    assert gen_label.main([]) == 0
+    assert sorted(p.stem for p in (cls_dir / "pseudo_labels").glob("*.png")) == sorted(ids)

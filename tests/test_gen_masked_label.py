@@ -169,3 +169,19 @@ def test_cli_missing_prediction_folder_is_a_clear_error(stage6_inputs, capsys):
         gen_masked_label.main(_argv(layout, tmp, "--pred-dir", str(tmp / "nowhere")))
     assert exit_info.value.code == 2
     assert f"prediction folder not found: {tmp / 'nowhere'}" in capsys.readouterr().err
+
+
+def test_cli_without_arguments_uses_the_original_layout(stage6_inputs, monkeypatch):
+    """From classification/: data/train_cls.txt, data/saliency_aug/, pseudo_labels/ and the
+    segmentation package's stage-5 label_crf folder -> masked_labels/."""
+    layout, tmp = stage6_inputs
+    cls_dir = tmp / "repo" / "classification"
+    shutil.copytree(tmp / "sal", cls_dir / "data" / "saliency_aug")
+    shutil.copy(layout.cls_list_path, cls_dir / "data" / "train_cls.txt")
+    shutil.copytree(tmp / "pseudo", cls_dir / "pseudo_labels")
+    pred_dir = cls_dir / gen_masked_label.DEFAULT_PRED_DIR
+    assert pred_dir.resolve().is_relative_to(tmp / "repo" / "segmentation")
+    shutil.copytree(tmp / "pred", pred_dir)
+    monkeypatch.chdir(cls_dir)
+    assert gen_masked_label.main([]) == 0
+    assert sorted(p.stem for p in (cls_dir / "masked_labels").glob("*.png")) == sorted(layout.ids("train_aug"))
