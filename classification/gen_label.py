@@ -129,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], Ge
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: 0 when every image was written, skipped as existing or had a missing
-    saliency map; 1 when some image failed (listed in the log)."""
+    saliency map; 1 when some image failed (listed in the log) or all missed an input."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_file)
     image_labels, config = config_from_args(args)

@@ -256,3 +256,13 @@ def test_cli_without_arguments_uses_the_original_layout(synthetic_root, tmp_path
     monkeypatch.chdir(cls_dir)
     assert gen_label.main([]) == 0
     assert sorted(p.stem for p in (cls_dir / "pseudo_labels").glob("*.png")) == sorted(ids)
+
+
+def test_every_saliency_map_missing_is_an_unsuccessful_run(stage3_inputs, capsys):
+    layout, ids, tmp = stage3_inputs
+    for path in (tmp / "sal").glob("*.png"):
+        path.unlink()
+    assert gen_label.main(_argv(layout, tmp, "--workers", "1")) == 1
+    err = capsys.readouterr().err
+    assert f"{len(ids)} images: 0 written, 0 exists, {len(ids)} missing, 0 failed" in err
+    assert "no image had all its inputs" in err

@@ -62,8 +62,14 @@ class LabelSummary:
 
     @property
     def ok(self) -> bool:
-        """True when no image failed (missing inputs are reported, not failures)."""
-        return self.counts[FAILED] == 0
+        """True when no image failed and some image has a label (written now or before).
+
+        Missing inputs are reported, not failures, unless every image misses one
+        (then a folder is surely wrong).
+        """
+        total = sum(self.counts.values())
+        done = self.counts[WRITTEN] + self.counts[EXISTS]
+        return self.counts[FAILED] == 0 and (done > 0 or total == 0)
 
     def line(self) -> str:
         parts = [f"{self.counts[s]} {s}" for s in STATUSES]
@@ -190,6 +196,8 @@ def run_over_images(
         for note in result.missing_maps:
             LOG.warning("%s: %s", result.image_id, note)
     LOG.info("%s -> %s: %s", desc, out_dir, summary.line())
-    if not summary.ok:
+    if summary.counts[FAILED]:
         LOG.error("%d images failed: %s", summary.counts[FAILED], ", ".join(summary.skipped[FAILED][:20]))
+    elif not summary.ok:
+        LOG.error("no image had all its inputs: check the input folders")
     return summary
