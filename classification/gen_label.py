@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,6 @@ from classification.labeling.io import (
     resolve_image_labels, resolve_num_classes, run_over_images,
 )
 from classification.labeling.pom import make_pseudo_label
-
-LOG = logging.getLogger(__name__)
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
