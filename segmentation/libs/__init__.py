@@ -1,0 +1,1 @@
+"""Library code behind ``segmentation/main.py`` and ``segmentation/trainaug_pred.py``."""

@@ -1,0 +1,98 @@
+"""Datasets of the segmentation stages and the config helpers shared by main.py and trainaug_pred.py."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from addict import Dict
+
+from nsrom.classes import read_class_names, load_class_names
+from nsrom.data import DataLayout
+from nsrom.errors import ConfigError
+
+from .voc import EvalDataset, TrainDataset, seed_worker
+
+LOG = logging.getLogger(__name__)
+
+DATASETS: dict[str, type[DataLayout]] = {
+    "vocaug": DataLayout,
+    "voc12": DataLayout,
+    "synthetic": DataLayout,
+}
+"""``DATASET.NAME`` -> data layout class (all follow nsrom.data's VOC layout contract)."""
+
+GROUND_TRUTH_PREFIX = "SegmentationClass"
+"""Label dirs whose name starts with this hold pixel ground truth (SegmentationClass, ...Aug)."""
+
+
+def data_layout(cfg: Dict) -> DataLayout:
+    """The dataset root of ``DATASET.ROOT`` as a layout (``DATASET.NAME`` must be registered)."""
+    name = cfg.DATASET.NAME
+    if name not in DATASETS:
+        raise ConfigError(f"DATASET.NAME {name!r} unknown; choose one of {', '.join(DATASETS)}")
+    layout = DATASETS[name](cfg.DATASET.ROOT)
+    if not layout.root.is_dir():
+        raise ConfigError(
+            f"dataset root not found: {layout.root} (DATASET.ROOT); it must hold JPEGImages/, "
+            "SegmentationClassAug/ and ImageSets/Segmentation/<split>.txt; set it with --set DATASET.ROOT=PATH"
+        )
+    return layout
+
+
+def class_names(cfg: Dict) -> list[str]:
+    """Class names, background first: DATASET.LABELS, else ROOT/labels.txt, else the VOC classes.
+
+    DATASET.N_CLASSES (when not null) must equal their number.
+    """
+    labels = cfg.DATASET.LABELS
+    names = read_class_names(labels) if labels else load_class_names(cfg.DATASET.ROOT)
+    source = labels or (Path(cfg.DATASET.ROOT) / "labels.txt")
+    n_classes = cfg.DATASET.N_CLASSES
+    if n_classes is not None and n_classes != len(names):
+        raise ConfigError(
+            f"DATASET.N_CLASSES is {n_classes} but the class list ({source}, or the 21 VOC classes "
+            f"when it is absent) has {len(names)} entries with background; fix one of them "
+            "(N_CLASSES: null takes the class list's count)"
+        )
+    return names
+
+
+def mean_bgr(cfg: Dict) -> list[float]:
+    """IMAGE.MEAN in B, G, R order."""
+    return [float(cfg.IMAGE.MEAN.B), float(cfg.IMAGE.MEAN.G), float(cfg.IMAGE.MEAN.R)]
+
+
+def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) -> Path:
+    """Where training labels come from, with the stage-4 guard against ground truth.
+
+    NSROM trains on pseudo labels (stage 3) or masked labels (stage 6): a label
+    dir named ``SegmentationClass*`` (or the dataset's mask dir) is refused
+    unless ``fully_supervised``; with that flag and no LABEL_DIR the ground truth is used.
+    """
+    label_dir = cfg.DATASET.LABEL_DIR
+    if not label_dir:
+        if not fully_supervised:
+            raise ConfigError(
+                "DATASET.LABEL_DIR is not set: point it at the pseudo labels (stage 3) or the masked "
+                "labels (stage 6), e.g. --set DATASET.LABEL_DIR=PATH (or pass --fully-supervised "
+                "to train on the ground truth)"
+            )
+        label_dir = layout.mask_dir
+    label_dir = Path(label_dir)
+    is_ground_truth = label_dir.name.startswith(GROUND_TRUTH_PREFIX) or (
+        label_dir.exists() and layout.mask_dir.exists() and label_dir.resolve() == layout.mask_dir.resolve()
+    )
+    if is_ground_truth and not fully_supervised:
+        raise ConfigError(
+            f"DATASET.LABEL_DIR {label_dir} holds pixel ground truth; weakly supervised training must "
+            "use pseudo or masked labels. Pass --fully-supervised if you mean to train on it"
+        )
+    LOG.info("training labels: %s (%s)", label_dir, "ground truth, fully supervised" if is_ground_truth else "pseudo/masked labels")
+    return label_dir
+
+
+__all__ = [
+    "DATASETS", "EvalDataset", "TrainDataset", "class_names", "data_layout", "mean_bgr",
+    "seed_worker", "training_label_dir",
+]

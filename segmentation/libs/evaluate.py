@@ -1,0 +1,233 @@
+"""``test`` and ``crf`` of main.py and trainaug_pred.py (NSROM.md stages 4, 5 and 7).
+
+``test`` runs the model on whole images at native size (batch 1), saves each
+image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
+and writes scores.json. ``crf`` upsamples the saved logits to image size,
+applies softmax and the dense CRF, scores the argmax (scores_crf.json) and,
+when asked, writes the labels as palette PNGs (stage 5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from addict import Dict
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from nsrom.errors import DataError
+from nsrom.files import atomic_path, write_json
+from nsrom.images import read_label, read_rgb, write_label
+from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
+
+from .datasets import EvalDataset, class_names, data_layout, mean_bgr
+from .models import build_model
+from .models.init_weights import load_checkpoint
+from .utils.crf import DenseCRF, wrapped_image
+from .utils.paths import RunPaths
+
+LOG = logging.getLogger(__name__)
+
+
+def upsample_logits(logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(C, h, w)`` logits -> ``(C, H, W)`` by bilinear interpolation (align_corners False)."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    return F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
+def _first(batch: list):
+    return batch[0]
+
+
+def _checkpoint_stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"checkpoint": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, overwrite: bool) -> None:
+    """Keep logits made by this very checkpoint (resume); delete any others before writing."""
+    stamp = _checkpoint_stamp(model_path)
+    previous = json.loads(source_file.read_text()) if source_file.is_file() else None
+    if overwrite or previous != stamp:
+        stale = list(logit_dir.glob("*.npy")) if logit_dir.is_dir() else []
+        if stale:
+            LOG.info("removing %d logits of %s (%s)", len(stale), logit_dir,
+                     "--overwrite" if overwrite else "made by another checkpoint")
+        for path in stale:
+            path.unlink()
+    logit_dir.mkdir(parents=True, exist_ok=True)
+    write_json(source_file, stamp)
+
+
+def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
+    if missing_gt:
+        LOG.warning("%d images have no ground truth (SegmentationClassAug/<id>.png); not scored", missing_gt)
+    if result is None:
+        LOG.warning("no image of the split has ground truth; %s not written", path.name)
+        return
+    write_json(path, result)
+    print(format_table(result, title))
+    LOG.info("scores written to %s", path)
+
+
+def test(
+    cfg: Dict,
+    model_path: str | Path | None = None,
+    *,
+    split: str | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+) -> dict | None:
+    """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
+
+    ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
+    made by the same checkpoint are reused unless ``overwrite``.
+    """
+    paths = RunPaths.from_config(cfg)
+    split = split or cfg.DATASET.SPLIT.VAL
+    model_path = Path(model_path) if model_path else paths.final_checkpoint
+    layout, names = data_layout(cfg), class_names(cfg)
+    LOG.info("evaluating checkpoint %s on split %s", model_path, split)
+    model = build_model(cfg.MODEL, len(names))
+    load_checkpoint(model, model_path)
+    device = torch.device(device)
+    model.eval().to(device)
+
+    dataset = EvalDataset(layout, split, mean_bgr=mean_bgr(cfg))
+    logit_dir = paths.logit_dir(split)
+    _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite)
+    loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
+    acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
+    with torch.no_grad():
+        for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True):
+            out = logit_dir / f"{image_id}.npy"
+            if out.is_file():
+                logits = torch.from_numpy(np.load(out))
+            else:
+                logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
+                with atomic_path(out) as tmp:
+                    np.save(tmp, logits.numpy())
+            if gt is None:
+                missing_gt += 1
+                continue
+            pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
+            acc.update(gt, pred)
+            scored += 1
+    LOG.info("logits of %d images in %s", len(dataset), logit_dir)
+    result = scores(acc.matrix, names) if scored else None
+    _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+    return result
+
+
+@dataclass(frozen=True)
+class CrfJob:
+    """Everything one worker needs for one image (picklable for joblib)."""
+
+    image_id: str
+    logit_path: Path
+    image_path: Path
+    gt_path: Path | None
+    label_path: Path | None
+    n_classes: int
+    wrapped_mean_bgr: tuple[float, float, float] | None
+    overwrite: bool
+
+
+def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
+    """CRF of one image; writes the label PNG when asked; returns its confusion matrix (None without GT).
+
+    An existing label PNG is reused unless ``job.overwrite`` (see :func:`_prepare_label_dir`).
+    """
+    label = None
+    if job.label_path is not None and not job.overwrite and job.label_path.is_file():
+        label = read_label(job.label_path, "CRF label")
+    if label is None:
+        rgb = read_rgb(job.image_path)
+        prob = F.softmax(upsample_logits(np.load(job.logit_path), rgb.shape[:2]), dim=0).numpy()
+        image = rgb if job.wrapped_mean_bgr is None else wrapped_image(rgb, job.wrapped_mean_bgr)
+        label = postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+        if job.label_path is not None:
+            write_label(job.label_path, label)
+    if job.gt_path is None:
+        return None
+    return confusion_matrix(read_label(job.gt_path, "ground-truth mask"), label, job.n_classes)
+
+
+def _prepare_label_dir(label_dir: Path, stamp: dict, overwrite: bool) -> bool:
+    """Record what the CRF labels are made from; returns True when existing labels must be redone.
+
+    Labels are kept (resume) only when the logits' checkpoint and the CRF
+    settings are those of the previous run.
+    """
+    source_file = label_dir.with_name(label_dir.name + "_source.json")
+    previous = json.loads(source_file.read_text()) if source_file.is_file() else None
+    redo = overwrite or previous != stamp
+    if redo and previous is not None:
+        LOG.info("redoing CRF labels in %s (%s)", label_dir, "--overwrite" if overwrite else "new logits or CRF settings")
+    write_json(source_file, stamp)
+    return redo
+
+
+def crf(
+    cfg: Dict,
+    *,
+    split: str | None = None,
+    n_jobs: int = 1,
+    label_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict | None:
+    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns scores_crf.json.
+
+    With ``label_dir`` each CRF label is also saved there as ``<id>.png`` (stage 5).
+    The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
+    ``CRF.WRAPPED_IMAGE: true``.
+    """
+    paths = RunPaths.from_config(cfg)
+    split = split or cfg.DATASET.SPLIT.VAL
+    layout, names = data_layout(cfg), class_names(cfg)
+    logit_dir = paths.logit_dir(split)
+    ids = layout.ids(split)
+    missing = [i for i in ids if not (logit_dir / f"{i}.npy").is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(ids)} logits missing in {logit_dir} (e.g. {missing[0]}.npy); "
+            "run the test command first"
+        )
+    if label_dir is not None:
+        source = paths.logit_source(split)
+        stamp = {"logits": json.loads(source.read_text()) if source.is_file() else None, "crf": cfg.CRF.to_dict()}
+        overwrite = _prepare_label_dir(Path(label_dir), stamp, overwrite)
+    wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
+    if wrapped:
+        LOG.info("CRF.WRAPPED_IMAGE: giving the CRF deeplab-pytorch's wrapped mean-subtracted image")
+    jobs = [
+        CrfJob(
+            image_id=i, logit_path=logit_dir / f"{i}.npy", image_path=layout.image_path(i),
+            gt_path=layout.mask_path(i) if layout.mask_path(i).is_file() else None,
+            label_path=Path(label_dir) / f"{i}.png" if label_dir is not None else None,
+            n_classes=len(names), wrapped_mean_bgr=wrapped, overwrite=overwrite,
+        )
+        for i in ids
+    ]
+    postprocessor = DenseCRF.from_config(cfg.CRF)
+    results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        joblib.delayed(crf_one)(job, postprocessor) for job in jobs
+    )
+    acc, missing_gt = ConfusionAccumulator(len(names)), 0
+    for matrix in tqdm(results, total=len(jobs), desc=f"crf {split}", dynamic_ncols=True):
+        if matrix is None:
+            missing_gt += 1
+        else:
+            acc.matrix += matrix
+    if label_dir is not None:
+        LOG.info("CRF labels of %d images in %s", len(jobs), label_dir)
+    result = scores(acc.matrix, names) if missing_gt < len(jobs) else None
+    _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+    return result

@@ -1,0 +1,154 @@
+"""``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (NSROM.md stages 4 and 7)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import deque
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from addict import Dict
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from nsrom.errors import NsromError
+from nsrom.files import atomic_path, atomic_write_text
+
+from .datasets import TrainDataset, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
+from .models import build_model, freeze_bn
+from .models.init_weights import load_init
+from .utils.config import to_yaml
+from .utils.paths import RunPaths
+from .utils.solver import build_optimizer, msc_loss, set_poly_lr
+
+LOG = logging.getLogger(__name__)
+RESUME_LATEST = "latest"
+"""``--resume`` without a path: the newest ``checkpoint_<step>.pth`` of the model dir."""
+
+
+def latest_checkpoint(model_dir: Path) -> Path:
+    """The ``checkpoint_<step>.pth`` with the highest step in ``model_dir``."""
+    found = []
+    for path in model_dir.glob("checkpoint_*.pth"):
+        match = re.fullmatch(r"checkpoint_(\d+)\.pth", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise NsromError(f"--resume: no checkpoint_<step>.pth in {model_dir}; start without --resume")
+    return max(found)[1]
+
+
+def _batches(loader: DataLoader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: Dict) -> None:
+    """Model, optimiser, step and config in one file, written atomically."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": cfg.to_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    LOG.info("saved %s", path)
+
+
+def train(
+    cfg: Dict,
+    *,
+    fully_supervised: bool = False,
+    init: bool = True,
+    resume: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+) -> Path:
+    """Train the model of ``cfg`` on ``DATASET.LABEL_DIR``; returns the final checkpoint path.
+
+    Stage 4 rules: augmentation of :mod:`..datasets.transforms`, MSC loss summed
+    over the four outputs, ITER_SIZE batches per step, three SGD groups, frozen
+    BN, poly lr every LR_DECAY steps. ``resume`` is a checkpoint path or
+    ``"latest"``. An existing checkpoint_final.pth is kept unless ``overwrite``.
+    """
+    paths = RunPaths.from_config(cfg)
+    solver = cfg.SOLVER
+    if paths.final_checkpoint.is_file() and not overwrite and resume is None:
+        LOG.info("%s exists; nothing to train (pass --overwrite to train again)", paths.final_checkpoint)
+        return paths.final_checkpoint
+    layout = data_layout(cfg)
+    n_classes = len(class_names(cfg))
+    label_dir = training_label_dir(cfg, layout, fully_supervised)
+    dataset = TrainDataset(
+        layout, cfg.DATASET.SPLIT.TRAIN, label_dir, mean_bgr=mean_bgr(cfg), scales=cfg.DATASET.SCALES,
+        crop_size=cfg.IMAGE.SIZE.TRAIN, n_classes=n_classes, base_size=cfg.IMAGE.SIZE.BASE,
+        ignore_label=cfg.DATASET.IGNORE_LABEL,
+    )
+    LOG.info("%d training images of %s, %d classes", len(dataset), cfg.DATASET.SPLIT.TRAIN, n_classes)
+    device = torch.device(device)
+    loader = DataLoader(
+        dataset, batch_size=solver.BATCH_SIZE.TRAIN, shuffle=True, num_workers=cfg.DATALOADER.NUM_WORKERS,
+        drop_last=len(dataset) >= solver.BATCH_SIZE.TRAIN, worker_init_fn=seed_worker,
+        pin_memory=device.type == "cuda",
+    )
+
+    model = build_model(cfg.MODEL, n_classes)
+    start = 0
+    if resume is None:
+        if init and cfg.MODEL.INIT_MODEL:
+            load_init(model.base, cfg.MODEL.INIT_MODEL)
+        else:
+            LOG.info("no init model: training from scratch (ASPP N(0, 0.01), convs PyTorch default)")
+    model.train()
+    freeze_bn(model)
+    model.to(device)
+    optimizer = build_optimizer(model, solver)
+    if resume is not None:
+        start = _resume(model, optimizer, paths, resume)
+
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
+    writer = SummaryWriter(str(paths.log_dir))
+    batches = _batches(loader)
+    recent: deque[float] = deque(maxlen=solver.AVERAGE_LOSS)
+    try:
+        bar = tqdm(range(start, solver.ITER_MAX), initial=start, total=solver.ITER_MAX, desc="train", dynamic_ncols=True)
+        for step in bar:
+            set_poly_lr(optimizer, step, solver.ITER_MAX, solver.POLY_POWER, solver.LR_DECAY)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for _ in range(solver.ITER_SIZE):
+                _, images, labels = next(batches)
+                loss = msc_loss(model(images.to(device)), labels.to(device), cfg.DATASET.IGNORE_LABEL) / solver.ITER_SIZE
+                loss.backward()
+                step_loss += float(loss.detach())
+            if not math.isfinite(step_loss):
+                raise NsromError(f"training loss is {step_loss} at step {step + 1}; lower SOLVER.LR or check the labels")
+            optimizer.step()
+            done = step + 1
+            recent.append(step_loss)
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+            if done % solver.ITER_TB == 0:
+                writer.add_scalar("loss/train", sum(recent) / len(recent), done)
+                for i, group in enumerate(optimizer.param_groups):
+                    writer.add_scalar(f"lr/group_{i}", group["lr"], done)
+            if done % solver.ITER_SAVE == 0:
+                save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg)
+    finally:
+        writer.close()
+    save_checkpoint(paths.final_checkpoint, model, optimizer, solver.ITER_MAX, cfg)
+    return paths.final_checkpoint
+
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, paths: RunPaths, resume: str | Path) -> int:
+    """Restore model, optimiser and step from a training checkpoint; returns the step."""
+    path = latest_checkpoint(paths.model_dir) if str(resume) == RESUME_LATEST else Path(resume)
+    if not path.is_file():
+        raise NsromError(f"--resume: checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
+        raise NsromError(f"--resume: {path} is a weights-only file; resuming needs a training checkpoint of main.py train")
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    LOG.info("resumed from %s at step %d", path, state["step"])
+    return int(state["step"])

@@ -1,0 +1,195 @@
+"""YAML configuration with ``--set KEY=VALUE`` overrides, validated against voc12.yaml.
+
+The packaged ``configs/voc12.yaml`` is the schema: every key of a config file
+or of an override must exist there, with a value of a compatible type, else a
+:class:`~nsrom.errors.ConfigError` names the key. A few keys added by this
+project (``OPTIONAL_DEFAULTS``) may be left out, so deeplab-pytorch's own
+voc12.yaml still loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from addict import Dict
+
+from nsrom.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "voc12.yaml"
+"""The paper's settings and the schema of every config."""
+
+OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "DATASET.LABELS": None,
+    "DATASET.LABEL_DIR": None,
+    "MODEL.WIDTH_DIV": 1,
+    "CRF.WRAPPED_IMAGE": False,
+}
+"""Keys this project added to deeplab-pytorch's schema, with their value when absent."""
+
+NULLABLE = {"DATASET.LABELS", "DATASET.LABEL_DIR", "DATASET.N_CLASSES", "IMAGE.SIZE.BASE", "MODEL.INIT_MODEL"}
+"""Keys whose value may be null (YAML empty or ``null``)."""
+
+TYPES_OF_NULL_KEYS: dict[str, type] = {"DATASET.LABELS": str, "IMAGE.SIZE.BASE": int}
+"""Expected type of keys whose schema value is null."""
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (EXP, DATASET, ...)")
+    return data
+
+
+def schema() -> dict[str, Any]:
+    """Flat ``{"SECTION.KEY": default}`` of the packaged voc12.yaml."""
+    return _flatten(_read_yaml(DEFAULT_CONFIG))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        return "list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+_ACCEPTS = {"bool": {"bool"}, "int": {"int"}, "float": {"float", "int"}, "str": {"str"}, "list": {"list"}}
+
+
+def check_value(key: str, value: Any, default: Any, where: str) -> None:
+    """Raise :class:`ConfigError` when ``value`` does not fit the type of ``default``."""
+    expected = _kind(default)
+    if default is None:
+        expected = {str: "str", int: "int"}.get(TYPES_OF_NULL_KEYS.get(key), "null")
+    got = _kind(value)
+    if got == "null":
+        if key in NULLABLE:
+            return
+        raise ConfigError(f"{where}: {key} must not be empty (expected {expected})")
+    if expected == "null" or got in _ACCEPTS.get(expected, {expected}):
+        if expected == "list" and default and value:
+            item = _kind(default[0])
+            if any(_kind(v) not in _ACCEPTS.get(item, {item}) for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of {item} values, got {value!r}")
+        return
+    raise ConfigError(f"{where}: {key} must be {expected}, got {value!r} ({got})")
+
+
+def coerce_numbers(flat: dict[str, Any]) -> dict[str, Any]:
+    """Read numeric strings as numbers where the schema has a number (YAML reads ``1e-3`` as text)."""
+    known = schema()
+    out = dict(flat)
+    for key, value in flat.items():
+        default = known.get(key)
+        if isinstance(value, str) and _kind(default) in ("int", "float"):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            out[key] = int(number) if _kind(default) == "int" and number.is_integer() else number
+    return out
+
+
+def validate(flat: Mapping[str, Any], where: str) -> None:
+    """Every key known to the schema, every value of a compatible type, none missing."""
+    known = schema()
+    for key, value in flat.items():
+        if key not in known:
+            close = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
+            close += difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{where}: unknown config key {key}{hint}; valid keys are those of {DEFAULT_CONFIG}")
+        check_value(key, value, known[key], where)
+    missing = [k for k in known if k not in flat and k not in OPTIONAL_DEFAULTS]
+    if missing:
+        raise ConfigError(f"{where}: missing config keys {', '.join(missing)} (see {DEFAULT_CONFIG})")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"SOLVER.ITER_MAX=100"`` -> ``("SOLVER.ITER_MAX", 100)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like KEY=VALUE, e.g. SOLVER.ITER_MAX=100")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from None
+    return key.strip(), value
+
+
+def _unflatten(flat: Mapping[str, Any]) -> Dict:
+    tree = Dict()
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Dict:
+    """Read ``path`` (default: the packaged voc12.yaml), apply ``KEY=VALUE`` overrides, validate.
+
+    Returns an :class:`addict.Dict`, e.g. ``cfg.SOLVER.ITER_MAX``.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    flat = coerce_numbers(_flatten(_read_yaml(path)))
+    validate(flat, str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        candidate = coerce_numbers({**flat, key: value})
+        validate(candidate, f"override {text!r}")
+        flat = candidate
+    for key, value in OPTIONAL_DEFAULTS.items():
+        flat.setdefault(key, value)
+    cfg = _unflatten(flat)
+    _check_semantics(cfg, str(path))
+    return cfg
+
+
+def _check_semantics(cfg: Dict, where: str) -> None:
+    if len(cfg.MODEL.N_BLOCKS) != 4 or min(cfg.MODEL.N_BLOCKS) < 1:
+        raise ConfigError(f"{where}: MODEL.N_BLOCKS needs 4 positive entries, got {cfg.MODEL.N_BLOCKS}")
+    if cfg.MODEL.WIDTH_DIV < 1:
+        raise ConfigError(f"{where}: MODEL.WIDTH_DIV must be >= 1, got {cfg.MODEL.WIDTH_DIV}")
+    for key in ("ITER_MAX", "ITER_SIZE", "ITER_SAVE", "ITER_TB", "LR_DECAY", "AVERAGE_LOSS"):
+        if cfg.SOLVER[key] < 1:
+            raise ConfigError(f"{where}: SOLVER.{key} must be >= 1, got {cfg.SOLVER[key]}")
+    if cfg.SOLVER.OPTIMIZER.lower() != "sgd":
+        raise ConfigError(f"{where}: SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r} not supported (only sgd)")
+    if cfg.SOLVER.BATCH_SIZE.TEST != 1:
+        raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TEST must be 1 (test runs whole images at native size)")
+
+
+def to_yaml(cfg: Dict) -> str:
+    """The resolved config as YAML text (written next to the checkpoints)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,79 @@
+"""Optimiser, learning-rate schedule and MSC loss of DeepLab-v2 training (NSROM.md stage 4)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nsrom.classes import IGNORE_INDEX
+
+from ..datasets.transforms import resize_labels
+
+ASPP_WEIGHT_LR_MULT = 10
+"""ASPP weights learn at 10x the base lr (with weight decay)."""
+ASPP_BIAS_LR_MULT = 20
+"""ASPP biases learn at 20x the base lr, without weight decay."""
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """The three SGD groups: backbone convs (lr, wd), ASPP weights (10 lr, wd), ASPP biases (20 lr, no wd).
+
+    BatchNorm parameters are in no group (BN is frozen). Each group records
+    its ``initial_lr`` for :func:`set_poly_lr`.
+    """
+    backbone, aspp_w, aspp_b = [], [], []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        if "aspp" in name.split("."):
+            aspp_w.append(module.weight)
+            if module.bias is not None:
+                aspp_b.append(module.bias)
+        else:
+            backbone.extend(module.parameters())
+    return [
+        {"params": backbone, "lr": lr, "initial_lr": lr, "weight_decay": weight_decay},
+        {"params": aspp_w, "lr": ASPP_WEIGHT_LR_MULT * lr, "initial_lr": ASPP_WEIGHT_LR_MULT * lr, "weight_decay": weight_decay},
+        {"params": aspp_b, "lr": ASPP_BIAS_LR_MULT * lr, "initial_lr": ASPP_BIAS_LR_MULT * lr, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, solver_cfg) -> torch.optim.SGD:
+    """SGD with momentum over :func:`param_groups` (SOLVER.LR, MOMENTUM, WEIGHT_DECAY)."""
+    return torch.optim.SGD(
+        param_groups(model, solver_cfg.LR, solver_cfg.WEIGHT_DECAY), lr=solver_cfg.LR, momentum=solver_cfg.MOMENTUM
+    )
+
+
+def poly_lr(base_lr: float, step: int, iter_max: int, power: float, update_every: int) -> float:
+    """Learning rate for the update that follows ``step`` completed steps.
+
+    ``base_lr * (1 - s / iter_max) ** power`` with ``s`` = ``step`` rounded down
+    to a multiple of ``update_every`` (the lr changes every LR_DECAY steps).
+    """
+    s = (step // update_every) * update_every
+    return base_lr * max(1.0 - s / iter_max, 0.0) ** power
+
+
+def set_poly_lr(optimizer: torch.optim.Optimizer, step: int, iter_max: int, power: float, update_every: int) -> None:
+    """Set every group's lr from its ``initial_lr`` with :func:`poly_lr`."""
+    for group in optimizer.param_groups:
+        group["lr"] = poly_lr(group["initial_lr"], step, iter_max, power, update_every)
+
+
+def msc_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Sum over the MSC outputs of the cross-entropy with the label nearest-resized to each output.
+
+    Each term is the mean over non-ignored pixels; a term whose pixels are all
+    ignored contributes 0 (plain mean cross-entropy would give NaN there).
+    """
+    total = outputs[0].new_zeros(())
+    for logits in outputs:
+        target = resize_labels(labels, logits.shape[2:]).to(logits.device)
+        valid = int((target != ignore_index).sum())
+        loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+        total = total + loss / max(valid, 1)
+    return total

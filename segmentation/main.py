@@ -1,0 +1,82 @@
+"""DeepLab-v2 MSC: ``train``, ``test`` and ``crf`` (NSROM.md stages 4 and 7).
+
+Run from segmentation/, as in the original README::
+
+    python main.py train --config-path configs/voc12.yaml --set DATASET.LABEL_DIR=PATH
+    python main.py test --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth
+    python main.py crf --config-path configs/voc12.yaml -j 8
+
+In-process: ``segmentation.main.main(["train", "--config-path", ...])``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from nsrom.errors import exit_on_error
+from nsrom.logs import setup_logging
+from segmentation.libs import evaluate
+from segmentation.libs.cli import (
+    config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
+)
+from segmentation.libs.train import RESUME_LATEST, train as train_model
+from segmentation.libs.utils.paths import RunPaths
+
+
+@click.group()
+def cli() -> None:
+    """DeepLab-v2 ResNet-101 MSC on pseudo labels (NSROM stages 4 and 7)."""
+
+
+@cli.command()
+@config_options
+@device_option
+@click.option("--fully-supervised", is_flag=True, help="allow training on pixel ground truth (SegmentationClass*)")
+@click.option("--init/--no-init", default=True, help="load MODEL.INIT_MODEL into the backbone (--no-init: from scratch)")
+@click.option(
+    "--resume", is_flag=False, flag_value=RESUME_LATEST, default=None, metavar="[CHECKPOINT]",
+    help="continue from a training checkpoint (model, optimiser, step); alone: the latest of the run",
+)
+@overwrite_option
+def train(config_path, overrides, split, cuda, fully_supervised, init, resume, overwrite) -> Path:
+    """Train on DATASET.LABEL_DIR; checkpoints in OUTPUT_DIR/models/..."""
+    cfg = load_cli_config(config_path, overrides, split, "TRAIN")
+    setup_logging(RunPaths.from_config(cfg).log_dir / "train.log")
+    return train_model(
+        cfg, fully_supervised=fully_supervised, init=init, resume=resume, device=resolve_device(cuda), overwrite=overwrite
+    )
+
+
+@cli.command()
+@config_options
+@device_option
+@click.option("-m", "--model-path", default=None, help="checkpoint to evaluate (default: the run's checkpoint_final.pth)")
+@overwrite_option
+def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
+    """Predict the val split at native size, save logits, write scores.json."""
+    cfg = load_cli_config(config_path, overrides)
+    setup_logging()
+    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
+
+
+@cli.command()
+@config_options
+@jobs_option
+def crf(config_path, overrides, split, n_jobs) -> dict | None:
+    """Dense CRF on the saved logits, write scores_crf.json."""
+    cfg = load_cli_config(config_path, overrides)
+    setup_logging()
+    return evaluate.crf(cfg, split=split, n_jobs=n_jobs)
+
+
+@exit_on_error
+def main(argv: Sequence[str] | None = None):
+    """Entry point; ``argv`` as on the command line (default: ``sys.argv[1:]``)."""
+    return run_group(cli, argv, "main.py")
+
+
+if __name__ == "__main__":
+    main()
