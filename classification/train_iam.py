@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> Path | None:
     setup_logging(dirs.logs / "train.log")
     if not prepare_run(args, dirs, None):
         return None
-    accu_dir = args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att
+    args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
     samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
-    dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), accu_dir, cam_size(args.input_size))
+    dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), args.accu_dir, cam_size(args.input_size))
     model = vgg1.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]))
 

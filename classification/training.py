@@ -156,7 +156,7 @@ def fit(
         log.info("resumed from %s after epoch %d", dirs.checkpoint_last, start_epoch - 1)
     resolved = {"device": str(device), "num_classes": model.num_classes, "num_images": len(dataset),
                 "model_dir": str(dirs.model), "log_dir": str(dirs.logs),
-                "accu_dir": str(accumulator.out_dir) if accumulator is not None else _json_safe(args).get("accu_dir")}
+                "accu_dir": str(accumulator.out_dir) if accumulator is not None else getattr(args, "accu_dir", None)}
     write_json(dirs.root / "train_args.json", {**_json_safe(args), "resolved": resolved})
 
     loader = DataLoader(

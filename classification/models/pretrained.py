@@ -118,23 +118,33 @@ def load_imagenet_vgg16(model: nn.Module, path: str | Path | None = None) -> Loa
     return report
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
-    """Load a training checkpoint (ours or the original code's) strictly into ``model``.
-
-    Returns the whole checkpoint object (epoch, optimizer, ... when present).
-    """
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint (ours or the original code's) as a dict."""
     path = Path(path)
+    if not path.is_file():
+        raise NsromError(f"checkpoint not found: {path}; train first (train.sh / train_iam.sh) or pass --checkpoint FILE")
     obj = _torch_load(path, "checkpoint")
-    state = unwrap_state_dict(obj, str(path))
+    return obj if isinstance(obj, dict) else {"state_dict": obj}
+
+
+def load_model_state(model: nn.Module, checkpoint: Mapping, what: str) -> None:
+    """Load the state dict of ``checkpoint`` strictly into ``model``, with a clear error on a mismatch."""
+    state = unwrap_state_dict(checkpoint, what)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         raise ConfigError(
-            f"checkpoint {path} does not fit this network: missing {missing[:4]}, unexpected "
+            f"checkpoint {what} does not fit this network: missing {missing[:4]}, unexpected "
             f"{unexpected[:4]}, other shapes {wrong[:4]}. Check --arch (vgg: classifier, vgg1: IAM), "
             "--width-div and --num-classes"
         )
     model.load_state_dict(state, strict=False)
-    return obj if isinstance(obj, dict) else {}
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
+    """Read a checkpoint, load its weights into ``model``; returns the whole checkpoint."""
+    checkpoint = read_checkpoint(path)
+    load_model_state(model, checkpoint, str(path))
+    return checkpoint

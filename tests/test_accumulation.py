@@ -1,0 +1,106 @@
+"""Online attention accumulation rules of NSROM.md stage 1, on hand-built CAMs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from classification.attention_accumulation import (
+    PROBABILITY_GATE, START_EPOCH, AttentionAccumulator, map_name, parse_map_name,
+)
+from nsrom.images import read_grey
+
+# One image, two classes, 2x2 CAMs. Class 0 is present, class 1 absent.
+CAM_A = [[-1.0, 0.5], [1.0, 2.0]]  # -> negatives 0, /max, x255, truncated: [[0, 63], [127, 255]]
+MAP_A = np.array([[0, 63], [127, 255]], dtype=np.uint8)
+CAM_B = [[4.0, 0.0], [0.0, 1.0]]  # -> [[255, 0], [0, 63]]
+MAP_B = np.array([[255, 0], [0, 63]], dtype=np.uint8)
+HIGH, LOW = 2.0, -3.0  # sigmoid 0.88 (passes the gate), 0.047 (below 0.1)
+
+
+def batch(cam0, logit0, present=(1.0, 0.0)):
+    cams = torch.tensor([[cam0, [[9.0, 9.0], [9.0, 9.0]]]])  # (1, 2, 2, 2)
+    labels = torch.tensor([present])
+    logits = torch.tensor([[logit0, 5.0]])
+    return ["2007_000032"], labels, cams, logits
+
+
+def test_constants_are_the_papers():
+    assert START_EPOCH == 1 and PROBABILITY_GATE == 0.1
+
+
+def test_epoch_0_is_ignored(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    assert acc.update(0, *batch(CAM_A, HIGH)) == 0
+    assert len(acc) == 0
+
+
+def test_first_store_is_the_normalised_8bit_map_only_for_present_classes(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    assert acc.update(1, *batch(CAM_A, HIGH)) == 1
+    assert list(acc.maps) == [("2007_000032", 0)]
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_A)
+    assert acc.maps[("2007_000032", 0)].dtype == np.uint8
+
+
+def test_probability_gate(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    assert acc.update(1, *batch(CAM_A, LOW)) == 0
+    assert len(acc) == 0
+    assert acc.update(2, *batch(CAM_A, -2.0)) == 1  # sigmoid(-2) = 0.119 >= 0.1
+
+
+def test_element_wise_max_fusion_and_gate_on_fusion(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    acc.update(1, *batch(CAM_A, HIGH))
+    acc.update(2, *batch(CAM_B, HIGH))
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], np.maximum(MAP_A, MAP_B))
+    acc.update(3, *batch([[0.0, 0.0], [0.0, 0.0]], HIGH))  # an all-zero map changes nothing
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], np.maximum(MAP_A, MAP_B))
+
+
+def test_last_epoch_fill_stores_below_the_gate_when_nothing_is_stored(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=3)
+    acc.update(1, *batch(CAM_A, LOW))  # below gate, not last epoch: nothing
+    assert len(acc) == 0
+    assert acc.update(2, *batch(CAM_B, LOW)) == 1  # last epoch, nothing stored: store it
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_B)
+
+
+def test_last_epoch_with_a_stored_map_keeps_the_gate(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=3)
+    acc.update(1, *batch(CAM_A, HIGH))
+    assert acc.update(2, *batch(CAM_B, LOW)) == 0  # stored already, below gate: unchanged
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_A)
+    acc.update(2, *batch(CAM_B, HIGH))  # above gate in the last epoch: fused
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], np.maximum(MAP_A, MAP_B))
+
+
+def test_absent_classes_are_never_stored_even_in_the_last_epoch(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=2)
+    assert acc.update(1, *batch(CAM_A, HIGH, present=(0.0, 0.0))) == 0
+
+
+def test_save_writes_changed_maps_and_load_restores_them(tmp_path):
+    acc = AttentionAccumulator(tmp_path / "accu", num_epochs=15)
+    acc.update(1, *batch(CAM_A, HIGH))
+    assert acc.save() == 1
+    path = tmp_path / "accu" / "2007_000032_0.png"
+    np.testing.assert_array_equal(read_grey(path), MAP_A)
+    assert acc.save() == 0  # nothing changed since
+    again = AttentionAccumulator(tmp_path / "accu", num_epochs=15)
+    assert again.load() == 1
+    np.testing.assert_array_equal(again.maps[("2007_000032", 0)], MAP_A)
+    again.update(2, *batch(CAM_B, HIGH))  # resumed maps keep fusing
+    np.testing.assert_array_equal(again.maps[("2007_000032", 0)], np.maximum(MAP_A, MAP_B))
+    assert again.clear_dir() == 1 and not path.exists()
+
+
+@pytest.mark.parametrize("name, key", [
+    ("2007_000032_14.png", ("2007_000032", 14)), ("img_0.png", ("img", 0)), ("noclass.png", None),
+])
+def test_map_names(name, key):
+    assert parse_map_name(name) == key
+    if key is not None:
+        assert map_name(*key) == name

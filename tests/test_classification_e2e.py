@@ -1,0 +1,175 @@
+"""Stages 1, 1b and 2 end to end on the synthetic data, through the same entry points as the real run.
+
+Tiny settings only (64 px input, channels / 16, 2 epochs): 2 epochs so that
+accumulation (from epoch 1) happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from classification import test as cam_export
+from classification import test_iam, train, train_iam, training
+from classification.run_layout import CLASSIFICATION_DIR
+from nsrom.images import read_grey
+
+BATCH = 4
+TINY_TRAIN = ["--epochs", "2", "--batch-size", str(BATCH), "--width-div", "16", "--no-pretrained", "--seed", "0"]
+
+
+def common(layout, runs: Path) -> list[str]:
+    return ["--data-root", str(layout.root), "--runs-dir", str(runs), "--input-size", "64",
+            "--num-workers", "0", "--device", "cpu"]
+
+
+def expected_maps(layout) -> set[str]:
+    return {f"{i}_{c}.png" for i, classes in layout.image_labels("train_aug").items() for c in classes}
+
+
+def image_size(layout, image_id: str) -> tuple[int, int]:
+    return np.asarray(Image.open(layout.image_path(image_id))).shape[:2]
+
+
+@pytest.fixture(scope="module")
+def runs(synthetic_root, tmp_path_factory) -> Path:
+    """Run train -> test -> train_iam -> test_iam once for the tests below."""
+    runs = tmp_path_factory.mktemp("cls_runs")
+    args = common(synthetic_root, runs)
+    assert train.main(args + TINY_TRAIN) == runs / "exp1" / "model" / "checkpoint_final.pth"
+    cam_export.main(args)
+    assert train_iam.main(args + TINY_TRAIN) == runs / "exp2" / "model" / "checkpoint_final.pth"
+    test_iam.main(args)
+    return runs
+
+
+def test_stage1_accumulates_one_8bit_map_per_image_and_class(synthetic_root, runs):
+    accu = runs / "exp1" / "accu_att"
+    assert {p.name for p in accu.iterdir()} == expected_maps(synthetic_root)  # last-epoch fill covers all
+    maps = [read_grey(path) for path in accu.iterdir()]
+    assert all(att.shape == (8, 8) for att in maps)  # CAM resolution of a 64 px input
+    assert any(att.max() == 255 for att in maps)  # scaled by the max
+
+
+def test_stage1_checkpoint_args_and_curves(synthetic_root, runs):
+    steps = 2 * math.ceil(len(synthetic_root.ids("train_aug")) / BATCH)
+    last = torch.load(runs / "exp1" / "model" / "checkpoint_last.pth", weights_only=True)
+    assert set(last) == {"model", "optimizer", "epoch", "step"} and last["epoch"] == 1 and last["step"] == steps
+    args = json.loads((runs / "exp1" / "train_args.json").read_text())
+    assert args["epochs"] == 2 and args["resolved"]["num_classes"] == 3 and args["resolved"]["device"] == "cpu"
+    assert list((runs / "exp1" / "logs").glob("events.out.tfevents.*"))
+    iam_args = json.loads((runs / "exp2" / "train_args.json").read_text())
+    assert iam_args["accu_dir"] == str(runs / "exp1" / "accu_att")
+
+
+@pytest.mark.parametrize("exp", ["exp1", "exp2"])
+def test_export_writes_one_map_per_image_and_class_at_image_size(synthetic_root, runs, exp):
+    out = runs / exp / "attention"
+    assert {p.name for p in out.iterdir()} == expected_maps(synthetic_root)
+    for path in out.iterdir():
+        image_id = path.stem.rpartition("_")[0]
+        assert read_grey(path).shape == image_size(synthetic_root, image_id)
+
+
+def test_export_skips_existing_maps_unless_overwrite(synthetic_root, runs):
+    out = runs / "exp1" / "attention"
+    files = sorted(out.iterdir())
+    before = {p: p.stat().st_mtime_ns for p in files}
+    files[0].unlink()
+    cam_export.main(common(synthetic_root, runs))
+    assert files[0].is_file()
+    assert all(p.stat().st_mtime_ns == before[p] for p in files[1:])  # only the missing image's maps rewritten
+    cam_export.main(common(synthetic_root, runs) + ["--overwrite"])
+    assert all(p.stat().st_mtime_ns != before[p] for p in files[1:])
+
+
+def test_finished_training_is_skipped(synthetic_root, runs):
+    assert train.main(common(synthetic_root, runs) + TINY_TRAIN) is None
+
+
+def test_resume_after_an_interruption(synthetic_root, tmp_path, monkeypatch):
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "3"]
+    real_set_epoch_lr = training.set_epoch_lr
+
+    def crash_at_epoch_2(optimizer, lr, epoch, points):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_set_epoch_lr(optimizer, lr, epoch, points)
+
+    monkeypatch.setattr(training, "set_epoch_lr", crash_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args)
+    monkeypatch.undo()
+    model_dir, accu = tmp_path / "exp1" / "model", tmp_path / "exp1" / "accu_att"
+    assert not (model_dir / "checkpoint_final.pth").exists()
+    assert torch.load(model_dir / "checkpoint_last.pth", weights_only=True)["epoch"] == 1
+    before = {p.name: read_grey(p) for p in accu.iterdir()}
+    assert before  # epoch 1 accumulated maps above the gate
+
+    with pytest.raises(SystemExit):  # partial outputs: refuses to start over silently
+        train.main(args)
+    train.main(args + ["--resume"])
+    final = torch.load(model_dir / "checkpoint_final.pth", weights_only=True)
+    last = torch.load(model_dir / "checkpoint_last.pth", weights_only=True)
+    assert final["epoch"] == 2 and last["epoch"] == 2
+    assert last["step"] == 3 * math.ceil(len(synthetic_root.ids("train_aug")) / BATCH)
+    after = {p.name: read_grey(p) for p in accu.iterdir()}
+    assert set(after) == expected_maps(synthetic_root)
+    for name, old in before.items():  # the reloaded maps were fused, never replaced by smaller ones
+        assert (after[name] >= old).all()
+
+
+SCRIPT_VARS = ("EXP", "ACCU_EXP", "DATA_ROOT", "LIST", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS", "LR", "DECAY_POINTS",
+               "WIDTH_DIV", "RUNS_DIR", "MODEL_DIR", "ACCU_DIR", "CHECKPOINT", "SAVE_DIR", "DEVICE", "NUM_WORKERS")
+
+
+def test_train_sh_runs_stage_1(synthetic_root, tmp_path):
+    env = dict(os.environ, DATA_ROOT=str(synthetic_root.root), RUNS_DIR=str(tmp_path), INPUT_SIZE="64",
+               EPOCHS="2", BATCH_SIZE=str(BATCH), WIDTH_DIV="16", NUM_WORKERS="0", DEVICE="cpu",
+               PYTHON=sys.executable)
+    done = subprocess.run([str(CLASSIFICATION_DIR / "train.sh"), "--no-pretrained"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in (tmp_path / "exp1" / "accu_att").iterdir()} == expected_maps(synthetic_root)
+    assert (tmp_path / "exp1" / "model" / "checkpoint_final.pth").is_file()
+
+
+@pytest.mark.parametrize("script, module, exp", [
+    ("train.sh", train, "exp1"), ("test.sh", cam_export, "exp1"),
+    ("train_iam.sh", train_iam, "exp2"), ("test_iam.sh", test_iam, "exp2"),
+])
+def test_script_defaults_are_the_papers(tmp_path, script, module, exp):
+    """Each script makes one call of its entry point; without overrides the flags are the paper's."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARS}
+    env["PYTHON"] = "echo"  # print the command line instead of running it
+    done = subprocess.run([str(CLASSIFICATION_DIR / script), "--extra-flag"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30, check=True)
+    argv = done.stdout.split()
+    assert argv[:2] == ["-m", module.__name__] and argv[-1] == "--extra-flag"
+    args = module.build_parser().parse_args(argv[2:-1])
+    assert args.exp == exp and args.input_size == 256 and args.device == "auto"
+    assert args.data_root == "../data/VOCdevkit/VOC2012"
+    assert args.list == "../data/VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt"
+    if script.startswith("train"):
+        assert (args.epochs, args.batch_size, args.lr, args.decay_points) == (15, 5, 0.001, [5, 10])
+        assert args.width_div == 1 and args.pretrained is True and args.model_dir == f"./runs/{exp}/model"
+        assert args.accu_dir == "./runs/exp1/accu_att"
+    else:
+        assert args.checkpoint == f"./runs/{exp}/model/checkpoint_final.pth"
+        assert args.attention_dir == f"./runs/{exp}/attention"
+
+
+def test_missing_data_is_a_message_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        train.main(["--data-root", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path), "--no-pretrained"])
+    assert info.value.code == 2
+    assert "image list not found" in capsys.readouterr().err

@@ -1,0 +1,36 @@
+"""CAM / OA-CAM export of NSROM.md stage 1b on hand-built maps."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from classification.datasets import Sample
+from classification.export import attention_maps, pending
+
+
+def test_present_classes_only_negatives_zero_divided_by_max_times_255():
+    cam = np.zeros((3, 2, 2), dtype=np.float32)
+    cam[1] = [[-1.0, 0.5], [1.0, 2.0]]
+    cam[2] = [[-5.0, -1.0], [-2.0, -3.0]]  # all negative -> all zero
+    maps = attention_maps(cam, (1, 2), (2, 2))
+    assert sorted(maps) == [1, 2]
+    np.testing.assert_array_equal(maps[1], np.array([[0, 63], [127, 255]], dtype=np.uint8))
+    np.testing.assert_array_equal(maps[2], np.zeros((2, 2), dtype=np.uint8))
+
+
+def test_bicubic_resize_of_the_8bit_map_to_the_image_size():
+    cam = np.zeros((1, 4, 4), dtype=np.float32)
+    cam[0] = np.arange(16, dtype=np.float32).reshape(4, 4)
+    out = attention_maps(cam, (0,), (5, 9))[0]
+    assert out.shape == (5, 9) and out.dtype == np.uint8
+    small = (cam[0] / (15 + 1e-8) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, cv2.resize(small, (9, 5), interpolation=cv2.INTER_CUBIC))
+
+
+def test_pending_skips_images_whose_maps_all_exist(tmp_path):
+    samples = [Sample("a", tmp_path / "a.jpg", (0, 2)), Sample("b", tmp_path / "b.jpg", (1,)), Sample("c", tmp_path / "c.jpg", ())]
+    (tmp_path / "a_0.png").write_bytes(b"")
+    (tmp_path / "b_1.png").write_bytes(b"")
+    assert [s.image_id for s in pending(samples, tmp_path, overwrite=False)] == ["a"]
+    assert [s.image_id for s in pending(samples, tmp_path, overwrite=True)] == ["a", "b", "c"]
