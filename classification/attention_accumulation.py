@@ -82,11 +82,10 @@ class AttentionAccumulator:
         """
         if epoch < self.start_epoch:
             return 0
-        pairs = torch.nonzero(labels.detach() > 0).tolist()
-        if not pairs:
+        rows, cols = torch.nonzero(labels.detach() > 0, as_tuple=True)
+        if rows.numel() == 0:
             return 0
-        rows = torch.tensor([p[0] for p in pairs])
-        cols = torch.tensor([p[1] for p in pairs])
+        pairs = list(zip(rows.tolist(), cols.tolist()))
         selected = cams.detach()[rows, cols].float().cpu().numpy()
         probs = torch.sigmoid(logits.detach()[rows, cols].float()).cpu().numpy()
         new_maps = to_uint8(max_normalize(selected))

@@ -119,9 +119,9 @@ def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionA
         leftovers = [p for p in (dirs.checkpoint_last, dirs.checkpoint_final) if p.is_file()]
         maps = accumulator.existing_files() if accumulator is not None else []
         if (leftovers or maps) and not args.overwrite:
+            found = [str(p) for p in leftovers] + ([f"{len(maps)} maps in {accumulator.out_dir}"] if maps else [])
             raise ConfigError(
-                f"earlier outputs found ({', '.join(map(str, leftovers))}{' and ' if leftovers and maps else ''}"
-                f"{f'{len(maps)} maps in {accumulator.out_dir}' if maps else ''}); "
+                f"earlier outputs found ({', '.join(found)}); "
                 "pass --resume to continue that run or --overwrite to start over"
             )
         for path in leftovers:
