@@ -79,6 +79,13 @@ def train(
     layout = data_layout(cfg)
     n_classes = len(class_names(cfg))
     label_dir = training_label_dir(cfg, layout, fully_supervised)
+    model = build_model(cfg.MODEL, n_classes)
+    start = 0
+    if resume is None:
+        if init and cfg.MODEL.INIT_MODEL:
+            load_init(model.base, cfg.MODEL.INIT_MODEL)
+        else:
+            LOG.info("no init model: training from scratch (ASPP N(0, 0.01), convs PyTorch default)")
     dataset = TrainDataset(
         layout, cfg.DATASET.SPLIT.TRAIN, label_dir, mean_bgr=mean_bgr(cfg), scales=cfg.DATASET.SCALES,
         crop_size=cfg.IMAGE.SIZE.TRAIN, n_classes=n_classes, base_size=cfg.IMAGE.SIZE.BASE,
@@ -92,13 +99,6 @@ def train(
         pin_memory=device.type == "cuda",
     )
 
-    model = build_model(cfg.MODEL, n_classes)
-    start = 0
-    if resume is None:
-        if init and cfg.MODEL.INIT_MODEL:
-            load_init(model.base, cfg.MODEL.INIT_MODEL)
-        else:
-            LOG.info("no init model: training from scratch (ASPP N(0, 0.01), convs PyTorch default)")
     model.train()
     freeze_bn(model)
     model.to(device)

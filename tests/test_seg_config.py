@@ -1,0 +1,93 @@
+"""Config loading (voc12.yaml schema, --set overrides), class count check and the output layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nsrom.errors import ConfigError
+from segmentation.libs.cli import load_cli_config
+from segmentation.libs.datasets import class_names
+from segmentation.libs.utils.config import CONFIG_DIR, load_config
+from segmentation.libs.utils.paths import RunPaths
+
+
+def test_voc12_has_the_paper_values():
+    cfg = load_config(CONFIG_DIR / "voc12.yaml")
+    assert cfg.MODEL.NAME == "DeepLabV2_ResNet101_MSC" and cfg.MODEL.N_BLOCKS == [3, 4, 23, 3]
+    assert cfg.MODEL.ATROUS_RATES == [6, 12, 18, 24] and cfg.MODEL.WIDTH_DIV == 1
+    assert (cfg.IMAGE.MEAN.B, cfg.IMAGE.MEAN.G, cfg.IMAGE.MEAN.R) == (104.008, 116.669, 122.675)
+    assert cfg.IMAGE.SIZE.TRAIN == 321 and cfg.DATASET.SCALES == [0.5, 0.75, 1.0, 1.25, 1.5]
+    s = cfg.SOLVER
+    assert (s.BATCH_SIZE.TRAIN, s.BATCH_SIZE.TEST, s.ITER_MAX, s.ITER_SIZE, s.ITER_SAVE, s.LR_DECAY) == (5, 1, 20000, 2, 5000, 10)
+    assert (s.LR, s.MOMENTUM, s.POLY_POWER, s.WEIGHT_DECAY) == (2.5e-4, 0.9, 0.9, 5e-4)
+    c = cfg.CRF
+    assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, False)
+    assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES == 21
+
+
+def test_demo_config_is_valid():
+    cfg = load_config(CONFIG_DIR / "demo.yaml")
+    assert cfg.MODEL.WIDTH_DIV > 1 and cfg.MODEL.INIT_MODEL is None
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["SOLVER.ITER_MAX=100", "SOLVER.LR=1e-3", "MODEL.INIT_MODEL=null", "CRF.WRAPPED_IMAGE=true"])
+    assert cfg.SOLVER.ITER_MAX == 100 and cfg.SOLVER.LR == 1e-3 and isinstance(cfg.SOLVER.LR, float)
+    assert cfg.MODEL.INIT_MODEL is None and cfg.CRF.WRAPPED_IMAGE is True
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("SOLVER.ITERMAX=3", "unknown config key SOLVER.ITERMAX.*SOLVER.ITER_MAX"),
+        ("SOLVER.ITER_MAX=ten", "SOLVER.ITER_MAX must be int"),
+        ("SOLVER.ITER_MAX=2.5", "SOLVER.ITER_MAX must be int"),
+        ("CRF.WRAPPED_IMAGE=maybe", "CRF.WRAPPED_IMAGE must be bool"),
+        ("SOLVER.LR=null", "SOLVER.LR must not be empty"),
+        ("SOLVER.ITER_MAX", "KEY=VALUE"),
+        ("MODEL.N_BLOCKS=[3, 4]", "N_BLOCKS needs 4"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_yaml_keys_name_the_key(tmp_path):
+    text = (CONFIG_DIR / "voc12.yaml").read_text()
+    path = tmp_path / "typo.yaml"
+    path.write_text(text.replace("    ITER_SAVE:", "    ITER_SAV:"))
+    with pytest.raises(ConfigError, match="typo.yaml: unknown config key SOLVER.ITER_SAV"):
+        load_config(path)
+    path.write_text(text.replace("    POS_W: 3\n", ""))
+    with pytest.raises(ConfigError, match="missing config keys CRF.POS_W"):
+        load_config(path)
+    path.write_text(text.replace("    WRAPPED_IMAGE: false", ""))  # project-added keys are optional
+    assert load_config(path).CRF.WRAPPED_IMAGE is False
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_split_option_and_class_count(synthetic_root):
+    cfg = load_cli_config(str(CONFIG_DIR / "demo.yaml"), [f"DATASET.ROOT={synthetic_root.root}"], "val", "TRAIN")
+    assert cfg.DATASET.SPLIT.TRAIN == "val"
+    assert class_names(cfg) == synthetic_root.class_names()  # N_CLASSES null: from labels.txt
+    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}"])  # voc12: N_CLASSES 21
+    with pytest.raises(ConfigError, match="N_CLASSES is 21.*4 entries"):
+        class_names(cfg)
+
+
+def test_output_layout():
+    cfg = load_config(None, ["EXP.OUTPUT_DIR=out", "EXP.ID=stage7"])
+    paths = RunPaths.from_config(cfg)
+    run = Path("vocaug/stage7/deeplabv2_resnet101_msc")
+    assert paths.model_dir == Path("out/models") / run / "train_aug"
+    assert paths.final_checkpoint == Path("out/models") / run / "train_aug/checkpoint_final.pth"
+    assert paths.checkpoint(5000) == Path("out/models") / run / "train_aug/checkpoint_5000.pth"
+    assert paths.log_dir == Path("out/logs") / run / "train_aug"
+    assert paths.logit_dir("val") == Path("out/features") / run / "val/logit"
+    assert paths.label_crf_dir("train_aug") == Path("out/features") / run / "train_aug/label_crf"
+    assert paths.score_path("val", crf=False) == Path("out/scores") / run / "val/scores.json"
+    assert paths.score_path("val", crf=True) == Path("out/scores") / run / "val/scores_crf.json"

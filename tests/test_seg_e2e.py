@@ -1,0 +1,107 @@
+"""Tiny end-to-end run of the segmentation stages on the synthetic data:
+main.py train -> test -> crf, trainaug_pred.py test -> crf, plus resume and the guard rails."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from segmentation import main as seg_main
+from segmentation import trainaug_pred
+from segmentation.libs.utils.config import CONFIG_DIR, load_config
+from segmentation.libs.utils.paths import RunPaths
+
+TINY = [
+    "IMAGE.SIZE.TRAIN=33", "SOLVER.BATCH_SIZE.TRAIN=2", "SOLVER.ITER_SIZE=1", "SOLVER.ITER_MAX=2",
+    "SOLVER.ITER_SAVE=1", "SOLVER.ITER_TB=1", "SOLVER.LR_DECAY=1", "CRF.ITER_MAX=2",
+]
+
+
+def stride8(n: int) -> int:
+    """Output size of the stem conv (7x7/2), ceil-mode pool (3x3/2) and layer3's stride 2."""
+    n = (n + 2 * 3 - 7) // 2 + 1
+    n = math.ceil((n + 2 * 1 - 3) / 2) + 1
+    return (n - 1) // 2 + 1
+
+
+@pytest.fixture()
+def run_args(synthetic_root, tmp_path):
+    sets = [f"DATASET.ROOT={synthetic_root.root}", f"EXP.OUTPUT_DIR={tmp_path / 'out'}", *TINY]
+    args = ["--config-path", str(CONFIG_DIR / "demo.yaml")]
+    for s in sets:
+        args += ["--set", s]
+    return args, load_config(CONFIG_DIR / "demo.yaml", sets)
+
+
+def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
+    args, cfg = run_args
+    gt_dir = f"DATASET.LABEL_DIR={synthetic_root.mask_dir}"
+    paths = RunPaths.from_config(cfg)
+
+    with pytest.raises(SystemExit) as exc:  # ground truth refused without --fully-supervised
+        seg_main.main(["train", *args, "--set", gt_dir, "--cpu"])
+    assert exc.value.code == 2
+    assert "--fully-supervised" in capsys.readouterr().err
+
+    torch.manual_seed(0)
+    final = seg_main.main(["train", *args, "--set", gt_dir, "--cpu", "--fully-supervised"])
+    assert final == paths.final_checkpoint and final.is_file()
+    assert sorted(p.name for p in paths.model_dir.glob("*.pth")) == [
+        "checkpoint_1.pth", "checkpoint_2.pth", "checkpoint_final.pth"]
+    saved = load_config(paths.model_dir / "config.yaml")
+    assert saved.SOLVER.ITER_MAX == 2 and saved.DATASET.LABEL_DIR == str(synthetic_root.mask_dir)
+    assert list(paths.log_dir.glob("events.out.tfevents.*"))
+    state = torch.load(final, weights_only=True)
+    assert state["step"] == 2 and "optimizer" in state
+
+    # resume from the latest checkpoint with a longer schedule
+    seg_main.main(["train", *args, "--set", gt_dir, "--set", "SOLVER.ITER_MAX=3", "--cpu", "--fully-supervised", "--resume"])
+    assert torch.load(final, weights_only=True)["step"] == 3
+    capsys.readouterr()
+
+    result = seg_main.main(["test", *args, "--cpu"])
+    out = capsys.readouterr()
+    assert str(final) in out.err and "Mean IoU" in out.out and "dots_triangle" in out.out
+    val_ids = synthetic_root.ids("val")
+    assert sorted(p.stem for p in paths.logit_dir("val").glob("*.npy")) == sorted(val_ids)
+    logit = np.load(paths.logit_dir("val") / f"{val_ids[0]}.npy")
+    image = Image.open(synthetic_root.image_path(val_ids[0]))
+    assert logit.shape == (4, stride8(image.height), stride8(image.width))
+    scores = json.loads(paths.score_path("val", crf=False).read_text())
+    assert scores == result
+    assert set(scores) == {"Pixel Accuracy", "Mean Accuracy", "Frequency Weighted IoU", "Mean IoU", "Class IoU"}
+
+    crf_result = seg_main.main(["crf", *args, "-j", "1"])
+    assert "Mean IoU" in capsys.readouterr().out
+    assert json.loads(paths.score_path("val", crf=True).read_text())["Mean IoU"] == pytest.approx(crf_result["Mean IoU"])
+
+    trainaug_pred.main(["test", *args, "--cpu"])
+    trainaug_pred.main(["crf", *args, "-j", "1"])
+    train_ids = synthetic_root.ids("train_aug")
+    label_dir = paths.label_crf_dir("train_aug")
+    assert sorted(p.stem for p in label_dir.glob("*.png")) == sorted(train_ids)
+    label = Image.open(label_dir / f"{train_ids[0]}.png")
+    assert label.mode == "P" and label.size == Image.open(synthetic_root.image_path(train_ids[0])).size
+    assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3}
+    assert paths.score_path("train_aug", crf=True).is_file()
+
+
+def test_missing_weights_give_clear_messages(run_args, tmp_path, capsys):
+    args, _ = run_args
+    with pytest.raises(SystemExit):
+        seg_main.main(["test", *args, "--cpu", "--model-path", str(tmp_path / "checkpoint_70.4.pth")])
+    err = capsys.readouterr().err
+    assert "weight file not found" in err and "checkpoint_70.4.pth" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        seg_main.main(["train", *args, "--cpu", "--set", f"DATASET.LABEL_DIR={tmp_path}",
+                       "--set", f"MODEL.INIT_MODEL={tmp_path / 'deeplabv1_resnet101-coco.pth'}"])
+    err = capsys.readouterr().err
+    assert "deeplabv1_resnet101-coco.pth" in err and "--no-init" in err
+    with pytest.raises(SystemExit):
+        seg_main.main(["crf", *args, "-j", "1"])
+    assert "run the test command first" in capsys.readouterr().err
