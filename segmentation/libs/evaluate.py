@@ -117,6 +117,8 @@ def test(
             if gt is None:
                 missing_gt += 1
                 continue
+            if gt.shape != image.shape[1:]:
+                raise DataError(f"ground truth of {image_id} is {gt.shape}, its image {image.shape[1:]}")
             pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
             acc.update(gt, pred)
             scored += 1
