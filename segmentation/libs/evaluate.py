@@ -46,6 +46,14 @@ def _first(batch: list):
     return batch[0]
 
 
+def _read_stamp(path: Path) -> dict | None:
+    """A source-stamp JSON, or None when absent or unreadable (then outputs are redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _checkpoint_stamp(path: Path) -> dict:
     stat = path.stat()
     return {"checkpoint": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -54,7 +62,7 @@ def _checkpoint_stamp(path: Path) -> dict:
 def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, overwrite: bool) -> None:
     """Keep logits made by this very checkpoint (resume); delete any others before writing."""
     stamp = _checkpoint_stamp(model_path)
-    previous = json.loads(source_file.read_text()) if source_file.is_file() else None
+    previous = _read_stamp(source_file)
     if overwrite or previous != stamp:
         stale = list(logit_dir.glob("*.npy")) if logit_dir.is_dir() else []
         if stale:
@@ -169,7 +177,7 @@ def _prepare_label_dir(label_dir: Path, stamp: dict, overwrite: bool) -> bool:
     settings are those of the previous run.
     """
     source_file = label_dir.with_name(label_dir.name + "_source.json")
-    previous = json.loads(source_file.read_text()) if source_file.is_file() else None
+    previous = _read_stamp(source_file)
     redo = overwrite or previous != stamp
     if redo and previous is not None:
         LOG.info("redoing CRF labels in %s (%s)", label_dir, "--overwrite" if overwrite else "new logits or CRF settings")
@@ -203,8 +211,7 @@ def crf(
             "run the test command first"
         )
     if label_dir is not None:
-        source = paths.logit_source(split)
-        stamp = {"logits": json.loads(source.read_text()) if source.is_file() else None, "crf": cfg.CRF.to_dict()}
+        stamp = {"logits": _read_stamp(paths.logit_source(split)), "crf": cfg.CRF.to_dict()}
         overwrite = _prepare_label_dir(Path(label_dir), stamp, overwrite)
     wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
     if wrapped:

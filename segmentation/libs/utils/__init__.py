@@ -1,0 +1,1 @@
+"""Config, output paths, solver and CRF helpers of the segmentation stages."""
