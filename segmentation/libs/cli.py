@@ -43,7 +43,9 @@ def jobs_option(fn: Callable) -> Callable:
     )(fn)
 
 
-def load_cli_config(config_path: str, overrides: Sequence[str], split: str | None = None, split_key: str | None = None) -> Dict:
+def load_cli_config(
+    config_path: str, overrides: Sequence[str], split: str | None = None, split_key: str | None = None
+) -> Dict:
     """Config with ``--set`` overrides; ``--split`` becomes ``DATASET.SPLIT.<split_key>``."""
     overrides = list(overrides)
     if split is not None and split_key is not None:

@@ -88,7 +88,8 @@ def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) ->
             f"DATASET.LABEL_DIR {label_dir} holds pixel ground truth; weakly supervised training must "
             "use pseudo or masked labels. Pass --fully-supervised if you mean to train on it"
         )
-    LOG.info("training labels: %s (%s)", label_dir, "ground truth, fully supervised" if is_ground_truth else "pseudo/masked labels")
+    kind = "ground truth, fully supervised" if is_ground_truth else "pseudo/masked labels"
+    LOG.info("training labels: %s (%s)", label_dir, kind)
     return label_dir
 
 

@@ -58,7 +58,10 @@ class TrainDataset(Dataset):
         self.ids = [i for i in ids if (self.label_dir / f"{i}.png").is_file()]
         missing = len(ids) - len(self.ids)
         if missing:
-            LOG.warning("%d of %d %s images have no label in %s; training without them", missing, len(ids), split, self.label_dir)
+            LOG.warning(
+                "%d of %d %s images have no label in %s; training without them",
+                missing, len(ids), split, self.label_dir,
+            )
         if not self.ids:
             raise DataError(f"no label PNG of split {split} found in {self.label_dir} (DATASET.LABEL_DIR)")
         self.mean_bgr, self.scales, self.crop_size = list(mean_bgr), list(scales), crop_size
@@ -77,7 +80,9 @@ class TrainDataset(Dataset):
             raise DataError(f"label {label_path} is {label.shape}, its image {image.shape[:2]}")
         bad = np.unique(label[(label >= self.n_classes) & (label != self.ignore_label)])
         if bad.size:
-            raise DataError(f"label {label_path} has values {bad.tolist()} outside 0..{self.n_classes - 1} and {self.ignore_label}")
+            raise DataError(
+                f"label {label_path} has values {bad.tolist()} outside 0..{self.n_classes - 1} and {self.ignore_label}"
+            )
         image, label = augment(
             image, label, scales=self.scales, crop_size=self.crop_size, mean_bgr=self.mean_bgr,
             rng=self.rng, base_size=self.base_size, ignore=self.ignore_label,

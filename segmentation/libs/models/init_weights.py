@@ -171,7 +171,8 @@ def load_init(base: nn.Module, path: str | Path, fold_input: bool = True) -> dic
     for key in skipped:
         LOG.info("  skip init (kept fresh): %s", key)
     if unused:
-        LOG.info("  %d tensors of the file not used: %s", len(unused), ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""))
+        listed = ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else "")
+        LOG.info("  %d tensors of the file not used: %s", len(unused), listed)
     if matched < MIN_INIT_MATCH * len(counted):
         raise NsromError(
             f"init file {path} matched only {matched} of {len(counted)} tensors of the network "

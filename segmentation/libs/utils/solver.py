@@ -34,11 +34,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
                 aspp_b.append(module.bias)
         else:
             backbone.extend(module.parameters())
-    return [
-        {"params": backbone, "lr": lr, "initial_lr": lr, "weight_decay": weight_decay},
-        {"params": aspp_w, "lr": ASPP_WEIGHT_LR_MULT * lr, "initial_lr": ASPP_WEIGHT_LR_MULT * lr, "weight_decay": weight_decay},
-        {"params": aspp_b, "lr": ASPP_BIAS_LR_MULT * lr, "initial_lr": ASPP_BIAS_LR_MULT * lr, "weight_decay": 0.0},
-    ]
+    groups = [(backbone, lr, weight_decay), (aspp_w, ASPP_WEIGHT_LR_MULT * lr, weight_decay),
+              (aspp_b, ASPP_BIAS_LR_MULT * lr, 0.0)]
+    return [{"params": p, "lr": g_lr, "initial_lr": g_lr, "weight_decay": wd} for p, g_lr, wd in groups]
 
 
 def build_optimizer(model: nn.Module, solver_cfg) -> torch.optim.SGD:
