@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import deque
 from pathlib import Path
@@ -110,34 +109,53 @@ def train(
     atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
     writer = SummaryWriter(str(paths.log_dir))
     batches = _batches(loader)
-    recent: deque[float] = deque(maxlen=solver.AVERAGE_LOSS)
+    recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
+    non_blocking = device.type == "cuda"
     try:
         bar = tqdm(range(start, solver.ITER_MAX), initial=start, total=solver.ITER_MAX, desc="train", dynamic_ncols=True)
         for step in bar:
             set_poly_lr(optimizer, step, solver.ITER_MAX, solver.POLY_POWER, solver.LR_DECAY)
             optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=device)
             for _ in range(solver.ITER_SIZE):
                 _, images, labels = next(batches)
-                loss = msc_loss(model(images.to(device)), labels.to(device), cfg.DATASET.IGNORE_LABEL) / solver.ITER_SIZE
+                images = images.to(device, non_blocking=non_blocking)
+                labels = labels.to(device, non_blocking=non_blocking)
+                loss = msc_loss(model(images), labels, cfg.DATASET.IGNORE_LABEL) / solver.ITER_SIZE
                 loss.backward()
-                step_loss += float(loss.detach())
-            if not math.isfinite(step_loss):
-                raise NsromError(f"training loss is {step_loss} at step {step + 1}; lower SOLVER.LR or check the labels")
+                step_loss += loss.detach()
             optimizer.step()
             done = step + 1
-            recent.append(step_loss)
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            if done % solver.ITER_TB == 0:
-                writer.add_scalar("loss/train", sum(recent) / len(recent), done)
-                for i, group in enumerate(optimizer.param_groups):
-                    writer.add_scalar(f"lr/group_{i}", group["lr"], done)
+            recent.append(step_loss)  # stays on the device: read back only at logging steps
+            if done % solver.ITER_TB == 0 or done == solver.ITER_MAX:
+                _log_step(writer, bar, optimizer, recent, done, solver.ITER_TB)
             if done % solver.ITER_SAVE == 0:
                 save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg)
     finally:
         writer.close()
     save_checkpoint(paths.final_checkpoint, model, optimizer, solver.ITER_MAX, cfg)
     return paths.final_checkpoint
+
+
+def _log_step(
+    writer: SummaryWriter, bar: tqdm, optimizer: torch.optim.Optimizer, recent: deque, done: int, every: int
+) -> None:
+    """Moving-average loss and lr to TensorBoard and the bar; the one host read-back of the loss.
+
+    A non-finite loss in the window stops training (checked here, every ITER_TB steps, not every step).
+    """
+    losses = torch.stack(list(recent)).float().cpu()
+    if not bool(torch.isfinite(losses).all()):
+        raise NsromError(
+            f"training loss is {losses.tolist()} in the {len(losses)} steps up to {done}; "
+            "lower SOLVER.LR or check the labels"
+        )
+    average = float(losses.mean())
+    bar.set_postfix(loss=f"{average:.4f}")
+    if done % every == 0:
+        writer.add_scalar("loss/train", average, done)
+        for i, group in enumerate(optimizer.param_groups):
+            writer.add_scalar(f"lr/group_{i}", group["lr"], done)
 
 
 def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, paths: RunPaths, resume: str | Path) -> int:

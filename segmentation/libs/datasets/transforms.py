@@ -2,13 +2,16 @@
 
 Images are BGR float32 on the 0..255 scale; the mean is subtracted after the
 augmentation, so padding with the mean gives zeros in the network input.
-Labels are resized with nearest neighbour using PIL's pixel-centre convention
-(output pixel ``i`` takes input pixel ``floor((i + 0.5) * in / out)``).
+Labels are resized with nearest neighbour exactly as PIL's ``Image.resize(...,
+NEAREST)`` does it (the original code's per-sample path): output pixel ``i`` takes
+input pixel ``int(x_i)`` with ``x_0 = 0.5 * in / out`` and ``x_{i+1} = x_i + in / out``
+accumulated in double precision (so not always ``floor((i + 0.5) * in / out)``).
 """
 
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 from typing import Sequence
 
 import cv2
@@ -23,10 +26,19 @@ FLIP_PROB = 0.5
 """Chance of a horizontal flip in training."""
 
 
+@lru_cache(maxsize=1024)
+def _pil_nearest_indices(n_in: int, n_out: int) -> tuple[int, ...]:
+    scale = n_in / n_out
+    pos, out = 0.5 * scale, []
+    for _ in range(n_out):  # sequential double additions, as PIL's ImagingScaleAffine
+        out.append(min(int(pos), n_in - 1))
+        pos += scale
+    return tuple(out)
+
+
 def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each of ``n_out`` output pixels for nearest resizing from ``n_in``."""
-    idx = np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64)
-    return np.minimum(idx, n_in - 1)
+    """Source index of each of ``n_out`` output pixels for nearest resizing from ``n_in`` (PIL's rule)."""
+    return np.asarray(_pil_nearest_indices(int(n_in), int(n_out)), dtype=np.int64)
 
 
 def resize_label(label: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -37,15 +49,34 @@ def resize_label(label: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Nearest resize of a batch ``(N, H, W)`` of labels to ``size = (h, w)``.
+    """Nearest resize of a batch ``(N, H, W)`` of labels to ``size = (h, w)``."""
+    return resize_labels_multi(labels, [size])[0]
+
+
+@lru_cache(maxsize=64)
+def _flat_gather_index(height: int, width: int, sizes: tuple[tuple[int, int], ...], device: str) -> torch.Tensor:
+    parts = []
+    for h, w in sizes:
+        rows = torch.tensor(_pil_nearest_indices(height, h), dtype=torch.int64)
+        cols = torch.tensor(_pil_nearest_indices(width, w), dtype=torch.int64)
+        parts.append((rows[:, None] * width + cols[None, :]).flatten())
+    return torch.cat(parts).to(device)
+
+
+def resize_labels_multi(labels: torch.Tensor, sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+    """Nearest resize of a batch ``(N, H, W)`` of labels to every ``(h, w)`` of ``sizes`` in one gather.
 
     Stage 4 loss rule: each MSC output is compared with the label resized to
-    that output's size.
+    that output's size. The index table is computed once per shape on the host
+    (PIL's rule, cached) and the gather runs on the labels' device, so a step
+    needs no host round trip; the result equals PIL's per-sample resize.
     """
-    height, width = int(size[0]), int(size[1])
-    rows = torch.from_numpy(nearest_indices(labels.shape[1], height)).to(labels.device)
-    cols = torch.from_numpy(nearest_indices(labels.shape[2], width)).to(labels.device)
-    return labels.index_select(1, rows).index_select(2, cols)
+    sizes = tuple((int(h), int(w)) for h, w in sizes)
+    n, height, width = labels.shape
+    index = _flat_gather_index(int(height), int(width), sizes, str(labels.device))
+    flat = labels.reshape(n, height * width).index_select(1, index)
+    chunks = flat.split([h * w for h, w in sizes], dim=1)
+    return [c.reshape(n, h, w) for c, (h, w) in zip(chunks, sizes)]
 
 
 def rescale(
