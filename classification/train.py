@@ -23,7 +23,7 @@ from .datasets import ImageLabelDataset, load_samples
 from .models import vgg
 from .models.attention_net import class_logits
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run
+from .training import add_train_args, fit, prepare_run, seed_everything
 from .transforms import train_transform
 
 
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> Path | None:
     accumulator = AttentionAccumulator(dirs.accu_att, args.epochs)
     if not prepare_run(args, dirs, accumulator):
         return None
+    seed_everything(args.seed)
     samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
     dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size))
     model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)

@@ -19,7 +19,7 @@ from .iam_loss import iam_loss
 from .models import vgg1
 from .models.attention_net import cam_size
 from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run
+from .training import add_train_args, fit, prepare_run, seed_everything
 from .transforms import train_transform
 
 
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> Path | None:
     setup_logging(dirs.logs / "train.log")
     if not prepare_run(args, dirs, None):
         return None
+    seed_everything(args.seed)
     args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
     samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
     dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), args.accu_dir, cam_size(args.input_size))

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from nsrom.errors import ConfigError
 from nsrom.files import atomic_path, write_json
+from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 
 from .attention_accumulation import AttentionAccumulator
 from .models.attention_net import AttentionNet, class_logits
@@ -90,8 +91,42 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="start the backbone from ImageNet VGG16 weights")
     p.add_argument("--pretrained-path", default=None, help="local vgg16-397923af.pth (default: torch hub cache/URL)")
     p.add_argument("--seed", type=int, default=None, help="torch random seed (default: not set)")
+    p.add_argument("--amp", default=AMP_OFF, choices=AMP_MODES,
+                   help="mixed precision (fp16 adds loss scaling); off = the paper's float32 (docs/speed.md)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                   help="NHWC memory format for weights and inputs (off by default, see docs/speed.md)")
     p.add_argument("--resume", action="store_true", help="continue from runs/<exp>/model/checkpoint_last.pth if present")
     p.add_argument("--overwrite", action="store_true", help="start over even if outputs of an earlier run exist")
+
+
+def seed_everything(seed: int | None) -> None:
+    """``--seed``: seed torch (model init, shuffling, colour jitter) when given."""
+    if seed is not None:
+        torch.manual_seed(seed)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    loss_fn: LossFn,
+    precision: Precision,
+    scaler: torch.amp.GradScaler,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward (under autocast when asked), loss in float32, backward, step; returns ``(cam, loss)`` detached.
+
+    With ``precision.amp == "off"`` this is exactly forward / loss / zero_grad /
+    backward / step in float32.
+    """
+    with precision.autocast():
+        cam = model(precision.prepare_input(batch["image"]))
+    cam = cam.float()
+    loss = loss_fn(cam, batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return cam.detach(), loss.detach()
 
 
 def _json_safe(args: argparse.Namespace) -> dict:
@@ -145,7 +180,10 @@ def fit(
     """
     device = resolve_device(args.device)
     model.to(device)
+    precision = Precision.for_device(getattr(args, "amp", AMP_OFF), getattr(args, "channels_last", False), device)
+    precision.prepare_model(model)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
+    scaler = precision.grad_scaler()
     start_epoch, step = 0, 0
     if args.resume and dirs.checkpoint_last.is_file():
         ckpt = load_checkpoint(model, dirs.checkpoint_last)
@@ -176,13 +214,9 @@ def fit(
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs - 1}", dynamic_ncols=True, leave=False)
             for batch in bar:
                 batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-                cam = model(batch["image"])
-                loss = loss_fn(cam, batch)
+                cam, loss = train_step(model, optimizer, batch, loss_fn, precision, scaler)
                 if accumulator is not None:
                     accumulator.update(epoch, batch["id"], batch["label"], cam, class_logits(cam))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
                 value = loss.item()
                 if not math.isfinite(value):
                     log.warning("non-finite loss %s at epoch %d step %d", value, epoch, step)

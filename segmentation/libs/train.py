@@ -16,13 +16,15 @@ from tqdm import tqdm
 
 from nsrom.errors import NsromError
 from nsrom.files import atomic_path, atomic_write_text
+from nsrom.precision import Precision
 
 from .datasets import TrainDataset, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
 from .models import build_model, freeze_bn
 from .models.init_weights import load_init
 from .utils.config import to_yaml
 from .utils.paths import RunPaths
-from .utils.solver import build_optimizer, msc_loss, set_poly_lr
+from .train_step import train_step
+from .utils.solver import build_optimizer, set_poly_lr
 
 LOG = logging.getLogger(__name__)
 RESUME_LATEST = "latest"
@@ -46,9 +48,25 @@ def _batches(loader: DataLoader) -> Iterator:
         yield from loader
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, cfg: Dict) -> None:
-    """Model, optimiser, step and config in one file, written atomically."""
+def _on_device(batches: Iterator, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    non_blocking = device.type == "cuda"
+    while True:
+        _, images, labels = next(batches)
+        yield images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    cfg: Dict,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Model, optimiser, step and config (and the fp16 loss scale) in one file, written atomically."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": cfg.to_dict()}
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     LOG.info("saved %s", path)
@@ -101,39 +119,35 @@ def train(
     model.train()
     freeze_bn(model)
     model.to(device)
+    precision = Precision.for_device(solver.AMP, cfg.MODEL.CHANNELS_LAST, device)
+    precision.prepare_model(model)
     optimizer = build_optimizer(model, solver)
+    scaler = precision.grad_scaler()
     if resume is not None:
-        start = _resume(model, optimizer, paths, resume)
+        start = _resume(model, optimizer, paths, resume, scaler)
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
     writer = SummaryWriter(str(paths.log_dir))
     batches = _batches(loader)
     recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
-    non_blocking = device.type == "cuda"
     try:
         bar = tqdm(range(start, solver.ITER_MAX), initial=start, total=solver.ITER_MAX, desc="train", dynamic_ncols=True)
         for step in bar:
             set_poly_lr(optimizer, step, solver.ITER_MAX, solver.POLY_POWER, solver.LR_DECAY)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = torch.zeros((), device=device)
-            for _ in range(solver.ITER_SIZE):
-                _, images, labels = next(batches)
-                images = images.to(device, non_blocking=non_blocking)
-                labels = labels.to(device, non_blocking=non_blocking)
-                loss = msc_loss(model(images), labels, cfg.DATASET.IGNORE_LABEL) / solver.ITER_SIZE
-                loss.backward()
-                step_loss += loss.detach()
-            optimizer.step()
+            step_loss = train_step(
+                model, optimizer, _on_device(batches, device), iter_size=solver.ITER_SIZE,
+                ignore_label=cfg.DATASET.IGNORE_LABEL, precision=precision, scaler=scaler,
+            )
             done = step + 1
             recent.append(step_loss)  # stays on the device: read back only at logging steps
             if done % solver.ITER_TB == 0 or done == solver.ITER_MAX:
                 _log_step(writer, bar, optimizer, recent, done, solver.ITER_TB)
             if done % solver.ITER_SAVE == 0:
-                save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg)
+                save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg, scaler)
     finally:
         writer.close()
-    save_checkpoint(paths.final_checkpoint, model, optimizer, solver.ITER_MAX, cfg)
+    save_checkpoint(paths.final_checkpoint, model, optimizer, solver.ITER_MAX, cfg, scaler)
     return paths.final_checkpoint
 
 
@@ -158,7 +172,13 @@ def _log_step(
             writer.add_scalar(f"lr/group_{i}", group["lr"], done)
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, paths: RunPaths, resume: str | Path) -> int:
+def _resume(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    paths: RunPaths,
+    resume: str | Path,
+    scaler: torch.amp.GradScaler | None = None,
+) -> int:
     """Restore model, optimiser and step from a training checkpoint; returns the step."""
     path = latest_checkpoint(paths.model_dir) if str(resume) == RESUME_LATEST else Path(resume)
     if not path.is_file():
@@ -168,5 +188,7 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, paths: Run
         raise NsromError(f"--resume: {path} is a weights-only file; resuming needs a training checkpoint of main.py train")
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     LOG.info("resumed from %s at step %d", path, state["step"])
     return int(state["step"])

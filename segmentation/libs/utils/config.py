@@ -17,6 +17,7 @@ import yaml
 from addict import Dict
 
 from nsrom.errors import ConfigError
+from nsrom.precision import AMP_MODES, AMP_OFF
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "voc12.yaml"
@@ -27,6 +28,8 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "DATASET.LABEL_DIR": None,
     "MODEL.WIDTH_DIV": 1,
     "CRF.WRAPPED_IMAGE": False,
+    "SOLVER.AMP": AMP_OFF,
+    "MODEL.CHANNELS_LAST": False,
 }
 """Keys this project added to deeplab-pytorch's schema, with their value when absent."""
 
@@ -103,12 +106,22 @@ def check_value(key: str, value: Any, default: Any, where: str) -> None:
     raise ConfigError(f"{where}: {key} must be {expected}, got {value!r} ({got})")
 
 
+OFF_SWITCH_KEYS = {"SOLVER.AMP"}
+"""Text keys whose value ``off`` YAML 1.1 reads as the boolean false."""
+
+
 def coerce_numbers(flat: dict[str, Any]) -> dict[str, Any]:
-    """Read numeric strings as numbers where the schema has a number (YAML reads ``1e-3`` as text)."""
+    """Read numeric strings as numbers where the schema has a number (YAML reads ``1e-3`` as text).
+
+    Also reads YAML's ``off`` (the boolean false) back as the text ``"off"`` for :data:`OFF_SWITCH_KEYS`.
+    """
     known = schema()
     out = dict(flat)
     for key, value in flat.items():
         default = known.get(key)
+        if key in OFF_SWITCH_KEYS and value is False:
+            out[key] = AMP_OFF
+            continue
         if isinstance(value, str) and _kind(default) in ("int", "float"):
             try:
                 number = float(value)
@@ -186,6 +199,8 @@ def _check_semantics(cfg: Dict, where: str) -> None:
             raise ConfigError(f"{where}: SOLVER.{key} must be >= 1, got {cfg.SOLVER[key]}")
     if cfg.SOLVER.OPTIMIZER.lower() != "sgd":
         raise ConfigError(f"{where}: SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r} not supported (only sgd)")
+    if cfg.SOLVER.AMP not in AMP_MODES:
+        raise ConfigError(f"{where}: SOLVER.AMP must be one of {', '.join(AMP_MODES)}, got {cfg.SOLVER.AMP!r}")
     if cfg.SOLVER.BATCH_SIZE.TEST != 1:
         raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TEST must be 1 (test runs whole images at native size)")
 
