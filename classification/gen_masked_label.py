@@ -39,9 +39,9 @@ from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, make_masked_la
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
-# Stage-5 CRF labels: segmentation's OUTPUT_DIR/features/<DATASET.NAME>/<EXP.ID>/<model>/<split>/label_crf
+# Stage-5 CRF labels: segmentation's OUTPUT_DIR/features/<EXP.ID>/<model>/<split>/label_crf
 # (segmentation/libs/utils/paths.py) with configs/voc12.yaml run from segmentation/.
-DEFAULT_PRED_DIR = Path("../segmentation/data/features/vocaug/voc12/deeplabv2_resnet101_msc/train_aug/label_crf")
+DEFAULT_PRED_DIR = Path("../segmentation/data/features/voc12/deeplabv2_resnet101_msc/train_aug/label_crf")
 DEFAULT_PSEUDO_DIR = Path("pseudo_labels")
 DEFAULT_SAL_DIR = Path("data/saliency_aug")
 DEFAULT_OUT_DIR = Path("masked_labels")

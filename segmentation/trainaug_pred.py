@@ -5,7 +5,7 @@ Run from segmentation/::
     python trainaug_pred.py test --config-path configs/voc12.yaml   # logits of train_aug
     python trainaug_pred.py crf --config-path configs/voc12.yaml -j 10
 
-Labels go to OUTPUT_DIR/features/<DATASET.NAME>/<EXP.ID>/<model>/train_aug/label_crf/<id>.png,
+Labels go to OUTPUT_DIR/features/<EXP.ID>/<model>/train_aug/label_crf/<id>.png,
 where classification/gen_masked_label.py reads them.
 """
 

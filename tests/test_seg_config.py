@@ -82,7 +82,7 @@ def test_split_option_and_class_count(synthetic_root):
 def test_output_layout():
     cfg = load_config(None, ["EXP.OUTPUT_DIR=out", "EXP.ID=stage7"])
     paths = RunPaths.from_config(cfg)
-    run = Path("vocaug/stage7/deeplabv2_resnet101_msc")
+    run = Path("stage7/deeplabv2_resnet101_msc")  # deeplab-pytorch: models/<EXP.ID>/<model>/<split>
     assert paths.model_dir == Path("out/models") / run / "train_aug"
     assert paths.final_checkpoint == Path("out/models") / run / "train_aug/checkpoint_final.pth"
     assert paths.checkpoint(5000) == Path("out/models") / run / "train_aug/checkpoint_5000.pth"

@@ -1,6 +1,6 @@
 """The one place that derives every output path of a run from the config (NSROM.md stages 4, 5, 7).
 
-Layout (``<run>`` = ``<DATASET.NAME>/<EXP.ID>/<model name, lower case>``)::
+Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
     OUTPUT_DIR/models/<run>/<train split>/checkpoint_<step>.pth, checkpoint_final.pth, config.yaml
     OUTPUT_DIR/logs/<run>/<train split>/          TensorBoard events, train.log
@@ -21,10 +21,9 @@ FINAL_CHECKPOINT = "checkpoint_final.pth"
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Output paths of one experiment (``EXP``, ``DATASET.NAME``, ``MODEL.NAME``)."""
+    """Output paths of one experiment (``EXP``, ``MODEL.NAME``, the train split)."""
 
     output_dir: Path
-    dataset: str
     exp_id: str
     model: str
     train_split: str
@@ -33,14 +32,13 @@ class RunPaths:
     def from_config(cls, cfg: Dict) -> "RunPaths":
         return cls(
             output_dir=Path(cfg.EXP.OUTPUT_DIR),
-            dataset=str(cfg.DATASET.NAME),
             exp_id=str(cfg.EXP.ID),
             model=str(cfg.MODEL.NAME).lower(),
             train_split=str(cfg.DATASET.SPLIT.TRAIN),
         )
 
     def _run(self, kind: str) -> Path:
-        return self.output_dir / kind / self.dataset / self.exp_id / self.model
+        return self.output_dir / kind / self.exp_id / self.model
 
     @property
     def model_dir(self) -> Path:
