@@ -1,0 +1,124 @@
+"""The qualitative grid: image, saliency, CAM, OA-CAM, pseudo label, masked label,
+round-2 prediction and ground truth for a few train and val images.
+
+Written to ``W/figures/qualitative.png``. Outputs that do not exist for an
+image (no CAMs for val images, say) are shown as grey "n/a" tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import NsromError
+from ..files import atomic_path
+from ..images import colorize, read_grey, read_label, read_rgb
+from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+
+LOG = logging.getLogger(__name__)
+TILE_W, TILE_H, HEADER = 160, 120, 26
+COLUMNS = ("image", "saliency", "CAM", "OA-CAM", "pseudo label", "masked label", "round-2 pred.", "ground truth")
+
+
+def _resize(rgb: np.ndarray, nearest: bool) -> np.ndarray:
+    return cv2.resize(rgb, (TILE_W, TILE_H), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+
+def _blank() -> np.ndarray:
+    tile = np.full((TILE_H, TILE_W, 3), 200, np.uint8)
+    cv2.putText(tile, "n/a", (TILE_W // 2 - 18, TILE_H // 2 + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (90, 90, 90), 1)
+    return tile
+
+
+def cam_overlay(image: np.ndarray, cam_dir: Path, image_id: str, classes: list[int]) -> np.ndarray | None:
+    """Max over the image's classes of ``<id>_<c>.png``, as a jet heat map over the image."""
+    maps = [read_grey(p) for c in classes if (p := cam_dir / f"{image_id}_{c}.png").is_file()]
+    if not maps:
+        return None
+    heat = cv2.applyColorMap(np.max(maps, axis=0), cv2.COLORMAP_JET)[:, :, ::-1]
+    return (0.5 * image + 0.5 * heat).astype(np.uint8)
+
+
+class _Predictor:
+    """The round-2 DeepLab-v2 on single images (eval mode, max over scales)."""
+
+    def __init__(self, ctx: RunContext):
+        from segmentation.libs.datasets import class_names, mean_bgr
+        from segmentation.libs.models import build_model
+        from segmentation.libs.models.init_weights import load_checkpoint
+
+        from .stages import _seg_config, _seg_paths
+
+        cfg = _seg_config(ctx, "round2")
+        self.mean = mean_bgr(cfg)
+        self.model = build_model(cfg.MODEL, len(class_names(cfg)))
+        load_checkpoint(self.model, _seg_paths(ctx, "round2").final_checkpoint)
+        self.model.eval()
+
+    @torch.no_grad()
+    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
+        from segmentation.libs.datasets.transforms import to_network_input
+        from segmentation.libs.evaluate import upsample_logits
+
+        x = torch.from_numpy(to_network_input(image_rgb[:, :, ::-1].astype(np.float32), self.mean))[None]
+        return upsample_logits(self.model(x)[0], image_rgb.shape[:2]).argmax(0).numpy().astype(np.uint8)
+
+
+def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: _Predictor | None) -> np.ndarray:
+    layout = ctx.layout
+    image = read_rgb(layout.image_path(image_id))
+
+    def label_tile(path: Path) -> np.ndarray | None:
+        return colorize(read_label(path)) if path.is_file() else None
+
+    sal = layout.saliency_path(image_id)
+    tiles = [
+        image,
+        np.repeat(read_grey(sal)[..., None], 3, axis=2) if sal.is_file() else None,
+        cam_overlay(image, ctx.attention_dir(CLASSIFIER_EXP), image_id, classes),
+        cam_overlay(image, ctx.attention_dir(IAM_EXP), image_id, classes),
+        label_tile(ctx.pseudo_dir / f"{image_id}.png"),
+        label_tile(ctx.masked_dir / f"{image_id}.png"),
+        colorize(predictor(image)) if predictor is not None else None,
+        label_tile(layout.mask_path(image_id)),
+    ]
+    nearest = [False, False, False, False, True, True, True, True]
+    return np.concatenate(
+        [_resize(t, n) if t is not None else _blank() for t, n in zip(tiles, nearest)], axis=1
+    )
+
+
+def draw_figures(ctx: RunContext) -> Path:
+    """Write the grid for the first few train_aug and val images; returns its path."""
+    n = ctx.preset.figure_images
+    layout = ctx.layout
+    train = layout.image_labels(ctx.train_split)
+    items = list(train.items())[:n]
+    if layout.list_path(ctx.val_split).is_file():
+        items += list(layout.image_labels(ctx.val_split).items())[:n]
+    try:
+        predictor = _Predictor(ctx)
+    except NsromError as exc:
+        LOG.warning("no round-2 predictions in the figure: %s", exc)
+        predictor = None
+    rows = [_row(ctx, image_id, classes, predictor) for image_id, classes in items]
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    canvas = Image.new("RGB", (grid.width + 110, grid.height + HEADER), "white")
+    canvas.paste(grid, (110, HEADER))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
+    for i, name in enumerate(COLUMNS):
+        draw.text((110 + i * TILE_W + TILE_W / 2, HEADER / 2), name, fill="black", font=font, anchor="mm")
+    for j, (image_id, _) in enumerate(items):
+        draw.text((4, HEADER + j * TILE_H + TILE_H / 2), image_id, fill="black", font=font, anchor="lm")
+    out = ctx.figures_dir / "qualitative.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        canvas.save(tmp, format="PNG")
+    LOG.info("figure written to %s", out)
+    return out

@@ -1,0 +1,66 @@
+"""Settings of a pipeline run: ``voc12`` (the paper) and ``demo`` (CPU, minutes).
+
+A preset is the flags each stage gets beyond the paths the runner derives:
+classification flags (``classification.train`` / ``test`` and their IAM
+twins) and segmentation YAML + ``--set`` overrides. The paper's values are the
+defaults of the stage scripts themselves, so ``voc12`` adds little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+SEGMENTATION_CONFIGS = Path(__file__).resolve().parents[2] / "segmentation" / "configs"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Flags of every stage for one setting."""
+
+    name: str
+    classifier_args: list[str]
+    """Training flags of stages 1 and 2 (epochs, input size, widths...)."""
+    export_args: list[str]
+    """Flags of CAM / OA-CAM export (stage 1b and 2)."""
+    seg_config: Path
+    """YAML of DeepLab-v2 rounds 1 and 2."""
+    seg_overrides: list[str] = field(default_factory=list)
+    crf_jobs: int = 2
+    label_workers: int = 2
+    figure_images: int = 3
+    """Train and val images shown in the qualitative grid (each)."""
+
+
+PRESETS: dict[str, Preset] = {
+    # The paper: VGG16 from ImageNet weights, 256 px, 15 epochs, batch 5;
+    # DeepLab-v2 from COCO init, 20k steps (segmentation/configs/voc12.yaml).
+    "voc12": Preset(
+        name="voc12",
+        classifier_args=[],
+        export_args=[],
+        seg_config=SEGMENTATION_CONFIGS / "voc12.yaml",
+        crf_jobs=8,
+        label_workers=8,
+    ),
+    # Synthetic data on a 2-core CPU in a few minutes: narrow networks, small
+    # inputs, few epochs/steps, no pretrained weights. Same code paths.
+    "demo": Preset(
+        name="demo",
+        classifier_args=["--input-size", "128", "--width-div", "8", "--epochs", "6", "--decay-points", "4,5",
+                         "--batch-size", "8", "--lr", "0.01", "--no-pretrained", "--num-workers", "0"],
+        export_args=["--input-size", "128", "--num-workers", "0"],
+        seg_config=SEGMENTATION_CONFIGS / "demo.yaml",
+        seg_overrides=["DATALOADER.NUM_WORKERS=0"],
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a clear error lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

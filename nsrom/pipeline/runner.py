@@ -1,0 +1,62 @@
+"""Run the stages in order, skipping completed ones; time each; keep results current."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..errors import ConfigError
+from .context import RunContext
+from .results import load_results, render_markdown, update_results, write_markdown
+from .stages import STAGE_NAMES, STAGES
+from .state import StageState
+
+LOG = logging.getLogger(__name__)
+
+
+def select_stages(from_stage: str | None, to_stage: str | None) -> list[str]:
+    """Stage names from ``from_stage`` to ``to_stage`` inclusive (default: all)."""
+    for name in (from_stage, to_stage):
+        if name is not None and name not in STAGE_NAMES:
+            raise ConfigError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
+    start = STAGE_NAMES.index(from_stage) if from_stage else 0
+    stop = STAGE_NAMES.index(to_stage) + 1 if to_stage else len(STAGE_NAMES)
+    if start >= stop:
+        raise ConfigError(f"--from {from_stage} comes after --to {to_stage}")
+    return STAGE_NAMES[start:stop]
+
+
+def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str | None = None) -> dict:
+    """Run the selected stages; returns results.json's content.
+
+    A stage whose marker exists is skipped. ``from_stage`` forces that stage
+    and every later one to run again (their markers are removed and the stage
+    scripts redo their outputs); without it, an interrupted stage resumes.
+    """
+    selected = select_stages(from_stage, to_stage)
+    state = StageState(ctx.work_dir)
+    if from_stage is not None:
+        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    descriptions = {s.name: s.description for s in STAGES}
+    for stage in STAGES:
+        if stage.name not in selected:
+            continue
+        if state.is_done(stage.name):
+            LOG.info("[%s] done earlier, skipped (re-run with --from %s)", stage.name, stage.name)
+            continue
+        LOG.info("[%s] %s", stage.name, stage.description)
+        ctx.overwrite = from_stage is not None
+        start = time.perf_counter()
+        entries = stage.run(ctx) or {}
+        seconds = time.perf_counter() - start
+        update_results(ctx.results_path, entries)
+        state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
+        LOG.info("[%s] finished in %.1f s", stage.name, seconds)
+        _write_summary(ctx, state, descriptions)
+    return load_results(ctx.results_path)
+
+
+def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
+    seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
+    results = update_results(ctx.results_path, {"stage_seconds": seconds})
+    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions))

@@ -1,0 +1,199 @@
+"""The stages of NSROM.md 1-7 as calls of the stage scripts' own entry points.
+
+Each stage function takes the :class:`RunContext` and returns the entries it
+adds to ``results.json`` (or nothing). The stage scripts skip outputs that
+exist and resume interrupted training, so re-running a stage after a crash
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import NsromError
+from ..evaluation import evaluate_cams, evaluate_labels
+from ..files import read_json
+from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+
+LOG = logging.getLogger(__name__)
+
+StageFn = Callable[[RunContext], "dict | None"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: StageFn
+
+
+# --- classification: stages 1, 1b, 2 ------------------------------------------------
+
+
+def _overwrite(ctx: RunContext) -> list[str]:
+    return ["--overwrite"] if ctx.overwrite else []
+
+
+def _classification_args(ctx: RunContext, exp: str) -> list[str]:
+    return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
+
+
+def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str]) -> None:
+    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *ctx.classifier_extra,
+            "--overwrite" if ctx.overwrite else "--resume"]
+    module.run(module.build_parser().parse_args(args))
+
+
+def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
+    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
+    module.run(module.build_parser().parse_args(args))
+    result = evaluate_cams(ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)
+    return {result_key: result}
+
+
+def cam_train(ctx: RunContext) -> None:
+    from classification import train
+
+    _train_classifier(train, ctx, CLASSIFIER_EXP, [])
+
+
+def cam_export(ctx: RunContext) -> dict:
+    from classification import test
+
+    return _export(test, ctx, CLASSIFIER_EXP, "cam")
+
+
+def iam_train(ctx: RunContext) -> None:
+    from classification import train_iam
+
+    _train_classifier(train_iam, ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP])
+
+
+def oacam_export(ctx: RunContext) -> dict:
+    from classification import test_iam
+
+    return _export(test_iam, ctx, IAM_EXP, "oacam")
+
+
+# --- pseudo labels: stages 3 and 6 --------------------------------------------------
+
+
+def _check_status(status: int, what: str) -> None:
+    if status != 0:
+        raise NsromError(f"{what} did not finish for every image (see the summary above)")
+
+
+def pseudo_label(ctx: RunContext) -> dict:
+    from classification import gen_label
+
+    status = gen_label.main([
+        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
+        "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+    ])
+    _check_status(status, "gen_label.py")
+    return {"pseudo_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers)}
+
+
+def masked_label(ctx: RunContext) -> dict:
+    from classification import gen_masked_label
+
+    status = gen_masked_label.main([
+        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--pred-dir", str(_seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
+        "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
+        "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+    ])
+    _check_status(status, "gen_masked_label.py")
+    return {"masked_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers)}
+
+
+# --- segmentation: stages 4, 5, 7 ---------------------------------------------------
+
+
+def _label_dir(ctx: RunContext, round_id: str):
+    return ctx.pseudo_dir if round_id == "round1" else ctx.masked_dir
+
+
+def _seg_config(ctx: RunContext, round_id: str):
+    from segmentation.libs.utils.config import load_config
+
+    return load_config(ctx.preset.seg_config, ctx.seg_sets(round_id, _label_dir(ctx, round_id)))
+
+
+def _seg_paths(ctx: RunContext, round_id: str):
+    from segmentation.libs.utils.paths import RunPaths
+
+    return RunPaths.from_config(_seg_config(ctx, round_id))
+
+
+def seg_scores(score: dict) -> dict:
+    """A segmentation scores.json (deeplab-pytorch keys) as a results.json entry."""
+    return {
+        "miou": score["Mean IoU"],
+        "class_iou": score["Class IoU"],
+        "pixel_accuracy": score["Pixel Accuracy"],
+        "mean_accuracy": score["Mean Accuracy"],
+        "fw_iou": score["Frequency Weighted IoU"],
+    }
+
+
+def _seg_train(ctx: RunContext, round_id: str) -> None:
+    from segmentation import main as seg_main
+    from segmentation.libs.cli import run_group
+
+    args = ["train", *ctx.seg_args(round_id, _label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
+    if not ctx.overwrite and any(_seg_paths(ctx, round_id).model_dir.glob("checkpoint_*.pth")):
+        args.append("--resume")
+    run_group(seg_main.cli, args, "main.py")
+
+
+def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
+    from segmentation import main as seg_main
+    from segmentation.libs.cli import run_group
+
+    round_args = ctx.seg_args(round_id, _label_dir(ctx, round_id))
+    if crf:
+        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
+    else:
+        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "main.py")
+    path = _seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
+    if not path.is_file():
+        raise NsromError(f"{path} was not written: does the val split have ground truth?")
+    return {f"seg_{round_id}{'_crf' if crf else ''}": seg_scores(read_json(path))}
+
+
+def _trainaug_pred(ctx: RunContext) -> None:
+    from segmentation import trainaug_pred as tp
+    from segmentation.libs.cli import run_group
+
+    round_args = ctx.seg_args("round1", ctx.pseudo_dir)
+    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), *_overwrite(ctx)], "trainaug_pred.py")
+
+
+def report(ctx: RunContext) -> None:
+    from .figures import draw_figures
+
+    draw_figures(ctx)
+
+
+STAGES: list[Stage] = [
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export),
+    Stage("iam_train", "stage 2: integral attention model", iam_train),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export),
+    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1")),
+    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False)),
+    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True)),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred),
+    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2")),
+    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False)),
+    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True)),
+    Stage("report", "results.md and the figure grid", report),
+]
+STAGE_NAMES = [s.name for s in STAGES]

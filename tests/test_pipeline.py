@@ -1,0 +1,143 @@
+"""The one-command pipeline on a very small synthetic set: all stages, skip, resume, --from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from nsrom.errors import ConfigError
+from nsrom.evaluation import evaluate_labels
+from nsrom.files import read_json
+from nsrom.pipeline import runner, stages as stage_module
+from nsrom.pipeline.context import RunContext
+from nsrom.pipeline.presets import get_preset
+from nsrom.pipeline.results import RESULT_KEYS
+from nsrom.pipeline.runner import run_pipeline, select_stages
+from nsrom.pipeline.stages import STAGE_NAMES
+from nsrom.pipeline.state import StageState
+
+TINY = dataclasses.replace(
+    get_preset("demo"),
+    name="tiny",
+    classifier_args=["--input-size", "32", "--width-div", "16", "--epochs", "2", "--decay-points", "1",
+                     "--batch-size", "4", "--no-pretrained", "--num-workers", "0", "--seed", "0"],
+    export_args=["--input-size", "32", "--num-workers", "0"],
+    seg_overrides=["SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=1", "SOLVER.BATCH_SIZE.TRAIN=2", "IMAGE.SIZE.TRAIN=33",
+                   "CRF.ITER_MAX=1", "DATALOADER.NUM_WORKERS=0"],
+    crf_jobs=1,
+    label_workers=1,
+    figure_images=1,
+)
+
+
+def make_ctx(layout, work_dir) -> RunContext:
+    return RunContext(layout.root, work_dir, TINY, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    ctx = make_ctx(synthetic_root, work)
+    results = run_pipeline(ctx, to_stage="pseudo_label")
+    assert set(results) == {"cam", "oacam", "pseudo_label", "stage_seconds"}
+    results = run_pipeline(make_ctx(synthetic_root, work))  # the rest; the first five are skipped
+    return ctx, results
+
+
+def test_results_complete_and_consistent_with_files(finished_run, synthetic_root):
+    ctx, results = finished_run
+    names = synthetic_root.class_names()
+    for key in RESULT_KEYS:
+        assert 0.0 <= results[key]["miou"] <= 1.0, key
+        assert list(results[key]["class_iou"]) == names, key
+    for key in ("pseudo_label", "masked_label"):
+        assert 0.0 <= results[key]["ignored_fraction"] <= 1.0
+    assert set(results["stage_seconds"]) == set(STAGE_NAMES)
+    # Scores are those of the files on disk.
+    again = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_dir)
+    assert again["miou"] == pytest.approx(results["pseudo_label"]["miou"])
+    crf = read_json(stage_module._seg_paths(ctx, "round2").score_path("val", crf=True))
+    assert crf["Mean IoU"] == pytest.approx(results["seg_round2_crf"]["miou"])
+    train_ids = synthetic_root.ids("train_aug")
+    assert sorted(p.stem for p in ctx.masked_dir.glob("*.png")) == sorted(train_ids)
+    cams = list(ctx.attention_dir("exp1").glob("*.png"))
+    assert len(cams) == sum(len(c) for c in synthetic_root.image_labels("train_aug").values())
+    md = (ctx.work_dir / "results.md").read_text()
+    assert "| DeepLab-v2 round 2 + CRF (val): the reported number |" in md and "| total |" in md
+    figure = ctx.figures_dir / "qualitative.png"
+    assert figure.is_file() and figure.stat().st_size > 1000
+    assert json.loads(ctx.results_path.read_text()) == results
+
+
+def test_completed_stages_are_skipped(finished_run, synthetic_root, monkeypatch):
+    ctx, results = finished_run
+    called = []
+    patched = [dataclasses.replace(s, run=lambda c, n=s.name: called.append(n)) for s in stage_module.STAGES]
+    monkeypatch.setattr(runner, "STAGES", patched)
+    assert run_pipeline(make_ctx(synthetic_root, ctx.work_dir)) == results
+    assert called == []
+
+
+def test_interrupted_run_resumes_at_the_failed_stage(synthetic_root, tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name, fail):
+        def run(ctx):
+            calls.append(name)
+            if fail and name == "seg1_test":
+                raise KeyboardInterrupt
+            return {}
+        return run
+
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=fake(s.name, True)) for s in stage_module.STAGES])
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(make_ctx(synthetic_root, tmp_path))
+    assert calls == STAGE_NAMES[: STAGE_NAMES.index("seg1_test") + 1]
+    state = StageState(tmp_path)
+    assert state.is_done("seg1_train") and not state.is_done("seg1_test")
+    calls.clear()
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=fake(s.name, False)) for s in stage_module.STAGES])
+    run_pipeline(make_ctx(synthetic_root, tmp_path))
+    assert calls == STAGE_NAMES[STAGE_NAMES.index("seg1_test"):]
+
+
+def test_from_reruns_that_stage_and_later_ones_with_overwrite(synthetic_root, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(runner, "STAGES", [
+        dataclasses.replace(s, run=lambda ctx, n=s.name: seen.append((n, ctx.overwrite))) for s in stage_module.STAGES
+    ])
+    run_pipeline(make_ctx(synthetic_root, tmp_path))
+    seen.clear()
+    run_pipeline(make_ctx(synthetic_root, tmp_path), from_stage="masked_label", to_stage="seg2_train")
+    assert seen == [("masked_label", True), ("seg2_train", True)]
+    state = StageState(tmp_path)
+    assert state.is_done("pseudo_label") and not state.is_done("seg2_test")
+
+
+def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthetic_root):
+    ctx, _ = finished_run
+    label = ctx.masked_dir / f"{synthetic_root.ids('train_aug')[0]}.png"
+    pseudo = ctx.pseudo_dir / label.name
+    before_label, before_pseudo = label.stat().st_mtime_ns, pseudo.stat().st_mtime_ns
+    run_pipeline(make_ctx(synthetic_root, ctx.work_dir), from_stage="masked_label", to_stage="masked_label")
+    assert label.stat().st_mtime_ns != before_label
+    assert pseudo.stat().st_mtime_ns == before_pseudo
+
+
+def test_stage_selection_errors():
+    assert select_stages("seg2_test", None) == ["seg2_test", "seg2_crf", "report"]
+    with pytest.raises(ConfigError, match="unknown stage 'seg3'"):
+        select_stages("seg3", None)
+    with pytest.raises(ConfigError, match="comes after"):
+        select_stages("report", "cam_train")
+
+
+def test_cli_reports_missing_data_root(tmp_path, capsys):
+    from pipeline import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--data-root", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "w"), "--preset", "demo"])
+    assert exc.value.code == 2
+    assert "nope" in capsys.readouterr().err
