@@ -6,6 +6,14 @@ class) the accumulator keeps one 8-bit map at CAM resolution in memory, fuses
 new maps into it by element-wise maximum, and at the end of each epoch writes
 the maps that changed as grey PNGs ``<id>_<c>.png`` (0-based class) into its
 directory, atomically. A resumed run reloads them from there.
+
+An update is two halves: :meth:`AttentionAccumulator.prepare` turns a batch
+into ``(id, class, 8-bit map, probability)`` records and :meth:`apply` runs the
+rules on them. Under DDP each rank prepares the records of its own samples
+(padded duplicates of the distributed sampler left out), rank 0 gathers them
+and applies them: each (image, class) is then updated from exactly one rank,
+once per epoch, as in a single process (the rules of one key never depend on
+another key, so the order inside an epoch does not matter).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ PROBABILITY_GATE = 0.1
 """A map is fused only if sigmoid(logit) of its class is at least this (except the last-epoch fill)."""
 
 Key = tuple[str, int]
+Update = tuple[Key, np.ndarray, float]
+"""``((image id, class), 8-bit map at CAM resolution, sigmoid probability)``."""
 
 
 def map_name(image_id: str, cls: int) -> str:
@@ -80,19 +90,46 @@ class AttentionAccumulator:
 
         ``labels`` ``(B, C)`` multi-hot, ``cams`` ``(B, C, h, w)``, ``logits`` ``(B, C)``.
         """
+        return self.apply(epoch, self.prepare(epoch, image_ids, labels, cams, logits))
+
+    def prepare(
+        self,
+        epoch: int,
+        image_ids: Sequence[str],
+        labels: torch.Tensor,
+        cams: torch.Tensor,
+        logits: torch.Tensor,
+        keep: Sequence[bool] | None = None,
+    ) -> list[Update]:
+        """The records of every present class of the batch's samples (those with ``keep`` true).
+
+        Each map is the CAM channel with negatives at 0, scaled to 0..255 by its
+        max (+1e-8); the probability is sigmoid(logit). Nothing before START_EPOCH.
+        """
         if epoch < self.start_epoch:
-            return 0
-        rows, cols = torch.nonzero(labels.detach() > 0, as_tuple=True)
+            return []
+        present = labels.detach() > 0
+        if keep is not None:
+            present &= torch.as_tensor(list(keep), dtype=torch.bool, device=present.device)[:, None]
+        rows, cols = torch.nonzero(present, as_tuple=True)
         if rows.numel() == 0:
-            return 0
+            return []
         pairs = list(zip(rows.tolist(), cols.tolist()))
         selected = cams.detach()[rows, cols].float().cpu().numpy()
         probs = torch.sigmoid(logits.detach()[rows, cols].float()).cpu().numpy()
         new_maps = to_uint8(max_normalize(selected))
+        return [((image_ids[b], c), att, float(prob)) for (b, c), att, prob in zip(pairs, new_maps, probs)]
+
+    def apply(self, epoch: int, updates: Sequence[Update]) -> int:
+        """Stage-1 rules on prepared records; returns how many maps were stored or fused.
+
+        Last epoch: an (image, class) without a map takes this one. Otherwise a
+        record whose probability is below the gate is skipped; else it is
+        stored, or fused with the stored map by element-wise maximum.
+        """
         last_epoch = epoch == self.num_epochs - 1
         changed = 0
-        for (b, c), att, prob in zip(pairs, new_maps, probs):
-            key = (image_ids[b], c)
+        for key, att, prob in updates:
             stored = self.maps.get(key)
             if last_epoch and stored is None:
                 self.maps[key] = att

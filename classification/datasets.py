@@ -81,12 +81,25 @@ def load_samples(
 
 
 class ImageLabelDataset(Dataset):
-    """Items ``{"id", "image" (3, S, S), "label" (C,), "size" (H, W) of the original image}``."""
+    """Items ``{"id", "image" (3, S, S), "label" (C,), "size" (H, W) of the original image}``.
 
-    def __init__(self, samples: list[Sample], num_classes: int, transform: Callable[[Image.Image], torch.Tensor]):
+    With ``seed`` set (the trainer sets it), the colour jitter of item ``index``
+    in epoch ``epoch`` draws from a generator seeded by ``(seed, epoch, index)``,
+    so it depends neither on DataLoader workers nor on the number of DDP processes.
+    """
+
+    def __init__(self, samples: list[Sample], num_classes: int, transform: Callable[..., torch.Tensor]):
         self.samples = samples
         self.num_classes = num_classes
         self.transform = transform
+        self.seed: int | None = None
+        self.epoch = 0
+
+    def _transform(self, img: Image.Image, index: int) -> torch.Tensor:
+        if self.seed is None:
+            return self.transform(img)
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
+        return self.transform(img, generator=torch.Generator().manual_seed(int(state)))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -96,7 +109,7 @@ class ImageLabelDataset(Dataset):
         rgb = read_rgb(sample.image_path)
         return {
             "id": sample.image_id,
-            "image": self.transform(Image.fromarray(rgb)),
+            "image": self._transform(Image.fromarray(rgb), index),
             "label": torch.from_numpy(label_vector(sample.classes, self.num_classes)),
             "size": torch.tensor(rgb.shape[:2]),
         }

@@ -4,7 +4,8 @@ For every image: 256x256 input without augmentation, the map channel of every
 present class, negatives to 0, divided by max (+1e-8), times 255 to uint8,
 bicubic resize to the original image size, one grey PNG ``<id>_<c>.png``
 (0-based class). The model is loaded once and run on batches; images whose
-PNGs all exist are skipped unless ``--overwrite``.
+PNGs all exist are skipped unless ``--overwrite``. Under ``torchrun`` the
+images still to do are split over the processes (each writes its own PNGs).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from nsrom.cam import max_normalize, to_uint8
 from nsrom.images import write_grey
-from nsrom.logs import setup_logging
+from nsrom import distributed
 
 from .attention_accumulation import map_name
 from .datasets import ImageLabelDataset, Sample, load_samples
@@ -85,7 +86,8 @@ def export_attention(
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     written = 0
-    for batch in tqdm(loader, desc=f"export -> {out_dir.name}", dynamic_ncols=True):
+    bar = tqdm(loader, desc=f"export -> {out_dir.name}", dynamic_ncols=True, disable=not distributed.current().is_main)
+    for batch in bar:
         cams = model(batch["image"].to(device)).float().cpu().numpy()
         for image_id, label, size, cam in zip(batch["id"], batch["label"], batch["size"].tolist(), cams):
             classes = tuple(torch.nonzero(label).flatten().tolist())
@@ -97,20 +99,26 @@ def export_attention(
 
 def run(args: argparse.Namespace) -> Path:
     """Export the maps; returns the output folder."""
+    with distributed.session(resolve_device(args.device)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> Path:
     dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
-    setup_logging(dirs.logs / "export.log")
+    distributed.setup_rank_logging(dirs.logs / "export.log")
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
     samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
-    todo = pending(samples, dirs.attention, args.overwrite)
+    todo = distributed.broadcast_from_main(pending(samples, dirs.attention, args.overwrite))
     log.info("%d of %d images to export into %s", len(todo), len(samples), dirs.attention)
     if not todo:
         return dirs.attention
-    device = resolve_device(args.device)
+    device = distributed.local_device(resolve_device(args.device))
     ckpt = read_checkpoint(checkpoint)
     width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
     load_model_state(model, ckpt, str(checkpoint))
-    dataset = ImageLabelDataset(todo, num_classes, export_transform(args.input_size))
+    dataset = ImageLabelDataset(distributed.shard(todo), num_classes, export_transform(args.input_size))
     written = export_attention(model, dataset, dirs.attention, args.batch_size, device, args.num_workers)
     log.info("wrote %d maps to %s", written, dirs.attention)
+    distributed.barrier()  # every rank returns once all maps exist
     return dirs.attention

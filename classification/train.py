@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from nsrom.errors import exit_on_error
-from nsrom.logs import setup_logging
+from nsrom import distributed
 
 from .attention_accumulation import AttentionAccumulator
 from .datasets import ImageLabelDataset, load_samples
 from .models import vgg
 from .models.attention_net import class_logits
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, seed_everything
+from .training import add_train_args, fit, prepare_run, resolve_device, seed_everything
 from .transforms import train_transform
 
 
@@ -43,10 +43,15 @@ def classification_loss(cam: torch.Tensor, batch: dict) -> torch.Tensor:
 
 def run(args: argparse.Namespace) -> Path | None:
     """Train; returns the final checkpoint path (None when already trained)."""
+    with distributed.session(resolve_device(args.device)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> Path | None:
     dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, accu_dir=args.accu_dir, log_dir=args.log_dir)
-    setup_logging(dirs.logs / "train.log")
+    distributed.setup_rank_logging(dirs.logs / "train.log")
     accumulator = AttentionAccumulator(dirs.accu_att, args.epochs)
-    if not prepare_run(args, dirs, accumulator):
+    if not distributed.run_on_main(lambda: prepare_run(args, dirs, accumulator)):
         return None
     seed_everything(args.seed)
     samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)

@@ -12,14 +12,14 @@ import argparse
 from pathlib import Path
 
 from nsrom.errors import exit_on_error
-from nsrom.logs import setup_logging
+from nsrom import distributed
 
 from .datasets import IAMDataset, load_samples
 from .iam_loss import iam_loss
 from .models import vgg1
 from .models.attention_net import cam_size
 from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, seed_everything
+from .training import add_train_args, fit, prepare_run, resolve_device, seed_everything
 from .transforms import train_transform
 
 
@@ -35,9 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> Path | None:
     """Train; returns the final checkpoint path (None when already trained)."""
+    with distributed.session(resolve_device(args.device)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> Path | None:
     dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, log_dir=args.log_dir)
-    setup_logging(dirs.logs / "train.log")
-    if not prepare_run(args, dirs, None):
+    distributed.setup_rank_logging(dirs.logs / "train.log")
+    if not distributed.run_on_main(lambda: prepare_run(args, dirs, None)):
         return None
     seed_everything(args.seed)
     args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from nsrom import distributed
 from nsrom.errors import ConfigError
 from nsrom.files import atomic_path, write_json
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 
 from .attention_accumulation import AttentionAccumulator
+from .datasets import ImageLabelDataset
 from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_checkpoint
 from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 5
+SEED_RANGE = 2**31 - 1
+"""Shuffling/jitter seed drawn from torch's generator (``--seed`` makes runs repeatable)."""
 
 LossFn = Callable[[torch.Tensor, dict], torch.Tensor]
 """``(cam, batch) -> loss``; ``batch`` tensors are already on the training device."""
@@ -169,7 +174,7 @@ def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionA
 def fit(
     args: argparse.Namespace,
     model: AttentionNet,
-    dataset: Dataset,
+    dataset: ImageLabelDataset,
     dirs: RunDirs,
     loss_fn: LossFn,
     accumulator: AttentionAccumulator | None = None,
@@ -177,8 +182,20 @@ def fit(
     """Train ``model`` for ``args.epochs``; returns the final checkpoint.
 
     The caller runs :func:`prepare_run` first (before loading data and weights).
+    Under torchrun (see :mod:`nsrom.distributed`) the model is wrapped in DDP,
+    ``--batch-size`` is the global batch split evenly over the ranks (GloRe's
+    BatchNorm becomes SyncBatchNorm on CUDA, so it normalises over the global
+    batch as one process does; gloo on the CPU keeps per-rank statistics), the
+    accumulator's records are gathered on rank 0 at the end of each epoch, and
+    only rank 0 writes checkpoints, maps, TensorBoard and train_args.json.
     """
-    device = resolve_device(args.device)
+    info = distributed.current()
+    device = distributed.local_device(resolve_device(args.device))
+    batch_size = distributed.per_rank_batch(args.batch_size, "--batch-size")
+    if info.enabled and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif info.enabled:
+        log.warning("DDP on the CPU: BatchNorm statistics are per process (SyncBatchNorm needs CUDA)")
     model.to(device)
     precision = Precision.for_device(getattr(args, "amp", AMP_OFF), getattr(args, "channels_last", False), device)
     precision.prepare_model(model)
@@ -189,52 +206,79 @@ def fit(
         ckpt = load_checkpoint(model, dirs.checkpoint_last)
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt.get("step", 0))
-        if accumulator is not None:
+        if accumulator is not None and info.is_main:
             accumulator.load()
         log.info("resumed from %s after epoch %d", dirs.checkpoint_last, start_epoch - 1)
-    resolved = {"device": str(device), "num_classes": model.num_classes, "num_images": len(dataset),
-                "model_dir": str(dirs.model), "log_dir": str(dirs.logs),
-                "accu_dir": str(accumulator.out_dir) if accumulator is not None else getattr(args, "accu_dir", None)}
-    write_json(dirs.root / "train_args.json", {**_json_safe(args), "resolved": resolved})
+    if info.is_main:
+        resolved = {"device": str(device), "num_classes": model.num_classes, "num_images": len(dataset),
+                    "model_dir": str(dirs.model), "log_dir": str(dirs.logs), "world_size": info.world_size,
+                    "accu_dir": str(accumulator.out_dir) if accumulator is not None else getattr(args, "accu_dir", None)}
+        write_json(dirs.root / "train_args.json", {**_json_safe(args), "resolved": resolved})
 
+    dataset.seed = distributed.broadcast_from_main(int(torch.randint(SEED_RANGE, ())))
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=dataset.seed)
     loader = DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=args.num_workers,
         pin_memory=device.type == "cuda", drop_last=False,
     )
-    from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
+    net = model
+    if info.enabled:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    writer = None
+    if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter  # heavy import, only when training
 
-    writer = SummaryWriter(log_dir=str(dirs.logs))
-    log.info("%d images, %d steps per epoch, epochs %d..%d, device %s",
-             len(dataset), len(loader), start_epoch, args.epochs - 1, device)
+        writer = SummaryWriter(log_dir=str(dirs.logs))
+    log.info("%d images, %d steps per epoch, epochs %d..%d, device %s, %d process(es)",
+             len(dataset), len(loader), start_epoch, args.epochs - 1, device, info.world_size)
     try:
         for epoch in range(start_epoch, args.epochs):
             lr = set_epoch_lr(optimizer, args.lr, epoch, args.decay_points)
-            model.train()
+            sampler.set_epoch(epoch)
+            dataset.epoch = epoch
+            net.train()
             total, count = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs - 1}", dynamic_ncols=True, leave=False)
-            for batch in bar:
+            records = []
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs - 1}", dynamic_ncols=True, leave=False,
+                       disable=not info.is_main)
+            for index, batch in enumerate(bar):
                 batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-                cam, loss = train_step(model, optimizer, batch, loss_fn, precision, scaler)
+                cam, loss = train_step(net, optimizer, batch, loss_fn, precision, scaler)
                 if accumulator is not None:
-                    accumulator.update(epoch, batch["id"], batch["label"], cam, class_logits(cam))
+                    keep = distributed.real_samples(len(dataset), index, batch_size, len(batch["id"]))
+                    records += accumulator.prepare(epoch, batch["id"], batch["label"], cam, class_logits(cam), keep)
                 value = loss.item()
                 if not math.isfinite(value):
                     log.warning("non-finite loss %s at epoch %d step %d", value, epoch, step)
                 total, count, step = total + value, count + 1, step + 1
-                writer.add_scalar("train/loss", value, step)
-                writer.add_scalar("train/lr", lr, step)
+                if writer is not None:
+                    writer.add_scalar("train/loss", value, step)
+                    writer.add_scalar("train/lr", lr, step)
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.1e}")
             mean = total / max(count, 1)
-            writer.add_scalar("train/epoch_loss", mean, epoch)
             if accumulator is not None:
-                written = accumulator.save()
-                log.info("epoch %d: %d accumulated maps updated, %d in total", epoch, written, len(accumulator))
-            save_checkpoint(dirs.checkpoint_last, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            epoch=epoch, step=step)
+                _accumulate(accumulator, epoch, records)
+            if info.is_main:
+                writer.add_scalar("train/epoch_loss", mean, epoch)
+                save_checkpoint(dirs.checkpoint_last, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                epoch=epoch, step=step)
             log.info("epoch %d: mean loss %.4f, lr %.2e", epoch, mean, lr)
     finally:
-        writer.close()
-    save_checkpoint(dirs.checkpoint_final, model=model.state_dict(), epoch=args.epochs - 1, step=step,
-                    num_classes=model.num_classes, width_div=model.width_div)
-    log.info("final model: %s", dirs.checkpoint_final)
+        if writer is not None:
+            writer.close()
+    if info.is_main:
+        save_checkpoint(dirs.checkpoint_final, model=model.state_dict(), epoch=args.epochs - 1, step=step,
+                        num_classes=model.num_classes, width_div=model.width_div)
+        log.info("final model: %s", dirs.checkpoint_final)
+    distributed.barrier()  # every rank returns once the final checkpoint exists
     return dirs.checkpoint_final
+
+
+def _accumulate(accumulator: AttentionAccumulator, epoch: int, records: list) -> None:
+    """Apply one epoch's accumulation records (all ranks' on rank 0) and write the changed maps."""
+    gathered = distributed.gather_to_main(records)
+    if gathered is None:
+        return
+    changed = accumulator.apply(epoch, [r for rank_records in gathered for r in rank_records])
+    written = accumulator.save()
+    log.info("epoch %d: %d accumulated maps updated (%d written), %d in total", epoch, changed, written, len(accumulator))

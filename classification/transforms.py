@@ -54,8 +54,9 @@ class ColorJitter:
         self.hue = hue
         self.generator = generator
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        g = self.generator
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        """Jitter ``img``; draws from ``generator`` if given, else from the one of the constructor."""
+        g = generator if generator is not None else self.generator
         ops = []
         if self.brightness > 0:
             f = _uniform(max(0.0, 1 - self.brightness), 1 + self.brightness, g)
@@ -88,10 +89,10 @@ class InputTransform:
         self.size = size
         self.jitter = jitter
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         img = img.resize((self.size, self.size), Image.BILINEAR)
         if self.jitter is not None:
-            img = self.jitter(img)
+            img = self.jitter(img, generator)
         return to_normalized_tensor(img)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 import click
+import torch
 
 from nsrom.errors import exit_on_error
-from nsrom.logs import setup_logging
+from nsrom.distributed import setup_rank_logging
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
     config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
@@ -40,11 +41,17 @@ def cli() -> None:
     "--resume", is_flag=False, flag_value=RESUME_LATEST, default=None, metavar="[CHECKPOINT]",
     help="continue from a training checkpoint (model, optimiser, step); alone: the latest of the run",
 )
+@click.option("--seed", type=int, default=None, help="seed torch (init, shuffling, augmentation) for a repeatable run")
 @overwrite_option
-def train(config_path, overrides, split, cuda, fully_supervised, init, resume, overwrite) -> Path:
-    """Train on DATASET.LABEL_DIR; checkpoints in OUTPUT_DIR/models/..."""
+def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite) -> Path:
+    """Train on DATASET.LABEL_DIR; checkpoints in OUTPUT_DIR/models/...
+
+    Multi-GPU: torchrun --nproc_per_node N main.py train ... (docs/speed.md).
+    """
     cfg = load_cli_config(config_path, overrides, split, "TRAIN")
-    setup_logging(RunPaths.from_config(cfg).log_dir / "train.log")
+    if seed is not None:
+        torch.manual_seed(seed)
+    setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
         cfg, fully_supervised=fully_supervised, init=init, resume=resume, device=resolve_device(cuda), overwrite=overwrite
     )
@@ -58,7 +65,7 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, o
 def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
     """Predict the val split at native size, save logits, write scores.json."""
     cfg = load_cli_config(config_path, overrides)
-    setup_logging()
+    setup_rank_logging()
     return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
 
 
@@ -68,7 +75,7 @@ def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | N
 def crf(config_path, overrides, split, n_jobs) -> dict | None:
     """Dense CRF on the saved logits, write scores_crf.json."""
     cfg = load_cli_config(config_path, overrides)
-    setup_logging()
+    setup_rank_logging()
     return evaluate.crf(cfg, split=split, n_jobs=n_jobs)
 
 

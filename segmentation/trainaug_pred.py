@@ -16,7 +16,7 @@ from typing import Sequence
 import click
 
 from nsrom.errors import exit_on_error
-from nsrom.logs import setup_logging
+from nsrom.distributed import setup_rank_logging
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
     config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
@@ -37,7 +37,7 @@ def cli() -> None:
 def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
     """Logits of every training image (resumable: logits of the same checkpoint are kept)."""
     cfg = load_cli_config(config_path, overrides)
-    setup_logging()
+    setup_rank_logging()
     split = split or cfg.DATASET.SPLIT.TRAIN
     return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
 
@@ -49,7 +49,7 @@ def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | N
 def crf(config_path, overrides, split, n_jobs, overwrite) -> dict | None:
     """CRF labels of every training image as palette PNGs in .../<split>/label_crf/."""
     cfg = load_cli_config(config_path, overrides)
-    setup_logging()
+    setup_rank_logging()
     split = split or cfg.DATASET.SPLIT.TRAIN
     label_dir = RunPaths.from_config(cfg).label_crf_dir(split)
     return evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite)

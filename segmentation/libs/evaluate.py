@@ -5,6 +5,10 @@ image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
 and writes scores.json. ``crf`` upsamples the saved logits to image size,
 applies softmax and the dense CRF, scores the argmax (scores_crf.json) and,
 when asked, writes the labels as palette PNGs (stage 5).
+
+Under ``torchrun`` ``test`` splits the image list over the processes (each
+writes its own logits), sums the confusion matrices and lets rank 0 write the
+scores; ``crf`` parallelises over CPU processes with ``-j`` instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from nsrom import distributed
 from nsrom.errors import DataError
 from nsrom.files import atomic_path, write_json
 from nsrom.images import read_label, read_rgb, write_label
@@ -98,6 +103,18 @@ def test(
     ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
     made by the same checkpoint are reused unless ``overwrite``.
     """
+    with distributed.session(device) as info:
+        return _test(cfg, model_path, split, distributed.local_device(device), overwrite, info)
+
+
+def _test(
+    cfg: Dict,
+    model_path: str | Path | None,
+    split: str | None,
+    device: torch.device,
+    overwrite: bool,
+    info: distributed.DistInfo,
+) -> dict | None:
     paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     model_path = Path(model_path) if model_path else paths.final_checkpoint
@@ -105,16 +122,17 @@ def test(
     LOG.info("evaluating checkpoint %s on split %s", model_path, split)
     model = build_model(cfg.MODEL, len(names))
     load_checkpoint(model, model_path)
-    device = torch.device(device)
     model.eval().to(device)
 
     dataset = EvalDataset(layout, split, mean_bgr=mean_bgr(cfg))
+    n_images = len(dataset)
+    dataset.ids = distributed.shard(dataset.ids)
     logit_dir = paths.logit_dir(split)
-    _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite)
+    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
-        for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True):
+        for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True, disable=not info.is_main):
             out = logit_dir / f"{image_id}.npy"
             if out.is_file():
                 logits = torch.from_numpy(np.load(out))
@@ -130,9 +148,15 @@ def test(
             pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
             acc.update(gt, pred)
             scored += 1
-    LOG.info("logits of %d images in %s", len(dataset), logit_dir)
+    if info.enabled:  # every rank scored its shard: sum the matrices and counts
+        totals = distributed.all_reduce_sum(torch.tensor([scored, missing_gt], dtype=torch.int64))
+        scored, missing_gt = (int(v) for v in totals)
+        acc.matrix = distributed.all_reduce_sum(torch.from_numpy(acc.matrix)).numpy()
+    LOG.info("logits of %d images in %s", n_images, logit_dir)
     result = scores(acc.matrix, names) if scored else None
-    _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+    if info.is_main:
+        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+    distributed.barrier()
     return result
 
 

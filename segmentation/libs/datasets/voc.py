@@ -36,6 +36,11 @@ class TrainDataset(Dataset):
 
     Ids whose label file is missing (stage 3 skips images without a saliency
     map) are left out with a warning; none left is a :class:`DataError`.
+
+    With ``seed`` set (the trainer sets it), the augmentation of item ``index``
+    in pass ``epoch`` draws from its own generator seeded by
+    ``(seed, epoch, index)``: it then depends neither on the DataLoader workers
+    nor on how many DDP processes share the data.
     """
 
     def __init__(
@@ -67,6 +72,14 @@ class TrainDataset(Dataset):
         self.mean_bgr, self.scales, self.crop_size = list(mean_bgr), list(scales), crop_size
         self.base_size, self.ignore_label = base_size, ignore_label
         self.rng = random.Random()
+        self.seed: int | None = None
+        self.epoch = 0
+
+    def item_rng(self, index: int) -> random.Random:
+        """The random stream of one item: per (seed, epoch, index) when seeded, else the shared one."""
+        if self.seed is None:
+            return self.rng
+        return random.Random(f"{self.seed}:{self.epoch}:{index}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,7 +98,7 @@ class TrainDataset(Dataset):
             )
         image, label = augment(
             image, label, scales=self.scales, crop_size=self.crop_size, mean_bgr=self.mean_bgr,
-            rng=self.rng, base_size=self.base_size, ignore=self.ignore_label,
+            rng=self.item_rng(index), base_size=self.base_size, ignore=self.ignore_label,
         )
         return image_id, to_network_input(image, self.mean_bgr), label.astype(np.int64)
 

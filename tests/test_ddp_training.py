@@ -1,0 +1,113 @@
+"""DDP on the CPU (gloo, two processes launched with torchrun on 127.0.0.1) against one process.
+
+Segmentation: after a few steps the parameters equal those of one process with
+the same global batch. Classification: the accumulated maps equal those of one
+process on the same images, also when the sampler pads an odd image count.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classification import train as cls_train
+from classification.run_layout import run_dirs
+from nsrom import distributed
+from nsrom.errors import ConfigError
+from nsrom.images import read_grey
+from segmentation import main as seg_main
+from segmentation.libs.utils.config import CONFIG_DIR, load_config
+from segmentation.libs.utils.paths import RunPaths
+
+SEGMENTATION_MAIN = Path(seg_main.__file__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def seg_sets(root, out: Path) -> list[str]:
+    return [f"DATASET.ROOT={root.root}", f"EXP.OUTPUT_DIR={out}", f"DATASET.LABEL_DIR={root.mask_dir}",
+            "IMAGE.SIZE.TRAIN=25", "SOLVER.BATCH_SIZE.TRAIN=4", "SOLVER.ITER_SIZE=2", "SOLVER.ITER_MAX=2",
+            "SOLVER.ITER_SAVE=2", "SOLVER.ITER_TB=1", "SOLVER.LR=0.01", "MODEL.WIDTH_DIV=16"]
+
+
+def seg_argv(sets: list[str]) -> list[str]:
+    argv = ["train", "-c", str(CONFIG_DIR / "demo.yaml"), "--cpu", "--fully-supervised", "--seed", "0"]
+    for s in sets:
+        argv += ["--set", s]
+    return argv
+
+
+def test_segmentation_ddp_equals_one_process_with_the_same_global_batch(synthetic_root, tmp_path):
+    single_sets, ddp_sets = seg_sets(synthetic_root, tmp_path / "single"), seg_sets(synthetic_root, tmp_path / "ddp")
+    single = torch.load(seg_main.main(seg_argv(single_sets)), weights_only=True)
+    torchrun([str(SEGMENTATION_MAIN), *seg_argv(ddp_sets)])
+    paths = RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", ddp_sets))
+    ddp = torch.load(paths.final_checkpoint, weights_only=True)
+    assert ddp["step"] == 2 and sorted(p.name for p in paths.model_dir.glob("*.pth")) == [
+        "checkpoint_2.pth", "checkpoint_final.pth"]
+    assert len(list(paths.log_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 only
+    for key, value in single["model"].items():
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_per_rank_batch_splits_the_global_batch_or_refuses(monkeypatch):
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo(rank=0, world_size=2))
+    assert distributed.per_rank_batch(10) == 5
+    with pytest.raises(ConfigError, match="does not split over 2 processes"):
+        distributed.per_rank_batch(5, "SOLVER.BATCH_SIZE.TRAIN")
+    assert distributed.shard(list("abcde")) == ["a", "c", "e"]
+
+
+def cls_argv(root, runs: Path, ids: Path, batch: int) -> list[str]:
+    return ["--data-root", str(root.root), "--runs-dir", str(runs), "--list", str(ids), "--input-size", "32",
+            "--num-workers", "0", "--device", "cpu", "--epochs", "2", "--batch-size", str(batch), "--width-div", "16",
+            "--no-pretrained", "--seed", "0", "--lr", "0"]
+
+
+def test_classification_ddp_accumulation_equals_one_process(synthetic_root, tmp_path):
+    """7 images over 2 ranks: the sampler pads one duplicate, which must not count twice.
+
+    lr 0 keeps the weights fixed and the per-rank batch (1) equals the
+    single-process batch, so each image's CAM is the same in both runs (the
+    colour jitter is seeded per image and epoch); the maps must then be equal.
+    """
+    ids = tmp_path / "seven.txt"
+    ids.write_text("\n".join(synthetic_root.ids("train_aug")[:7]) + "\n")
+    cls_train.main(cls_argv(synthetic_root, tmp_path / "single", ids, 1))
+    torchrun(["-m", "classification.train", *cls_argv(synthetic_root, tmp_path / "ddp", ids, 2)])
+    single_dir = run_dirs("exp1", tmp_path / "single").accu_att
+    ddp_dir = run_dirs("exp1", tmp_path / "ddp").accu_att
+    names = sorted(p.name for p in single_dir.iterdir())
+    assert names and names == sorted(p.name for p in ddp_dir.iterdir())
+    for name in names:
+        assert np.array_equal(read_grey(single_dir / name), read_grey(ddp_dir / name)), name
+
+
+def test_real_samples_marks_sampler_padding(monkeypatch):
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo(rank=1, world_size=2))
+    # 7 samples over 2 ranks: rank 1 holds global positions 1, 3, 5, 7; position 7 is padding
+    assert distributed.real_samples(7, 0, 2, 2) == [True, True]
+    assert distributed.real_samples(7, 1, 2, 2) == [True, False]
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo())
+    assert distributed.real_samples(7, 3, 2, 1) == [True]
