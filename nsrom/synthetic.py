@@ -118,9 +118,13 @@ def _texture(texture: str, h: int, w: int, period: float, angle: float) -> np.nd
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Smooth coloured noise plus a gradient and fine grain, float32 RGB 0..255."""
-    base = rng.uniform(60, 170, size=3)
-    coarse = rng.normal(0, 25, size=(4, 4, 3)).astype(np.float32)
+    """Smooth low-chroma noise plus a gradient and fine grain, float32 RGB 0..255.
+
+    The background is nearly grey (a faint tint), so that objects are told apart
+    by their saturated colours, shapes and textures, not by the scene.
+    """
+    base = rng.uniform(70, 170) + rng.uniform(-12, 12, size=3)
+    coarse = (rng.normal(0, 22, size=(4, 4, 1)) + rng.normal(0, 6, size=(4, 4, 3))).astype(np.float32)
     smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     direction = rng.uniform(-1, 1, size=2)

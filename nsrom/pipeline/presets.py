@@ -13,7 +13,10 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-SEGMENTATION_CONFIGS = Path(__file__).resolve().parents[2] / "segmentation" / "configs"
+SEGMENTATION_DIR = Path(__file__).resolve().parents[2] / "segmentation"
+SEGMENTATION_CONFIGS = SEGMENTATION_DIR / "configs"
+COCO_INIT = SEGMENTATION_DIR / "data" / "models" / "deeplabv1_resnet101-coco.pth"
+"""Where the README tells users to put the COCO-pretrained DeepLab-v1 weights."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Preset:
     seg_config: Path
     """YAML of DeepLab-v2 rounds 1 and 2."""
     seg_overrides: list[str] = field(default_factory=list)
+    iam_args: list[str] = field(default_factory=list)
+    """Stage-2 flags that replace ``classifier_args``' values (later flags win)."""
     crf_jobs: int = 2
     label_workers: int = 2
     figure_images: int = 3
@@ -42,6 +47,8 @@ PRESETS: dict[str, Preset] = {
         classifier_args=[],
         export_args=[],
         seg_config=SEGMENTATION_CONFIGS / "voc12.yaml",
+        # voc12.yaml's INIT_MODEL is relative to segmentation/; the runner may start elsewhere.
+        seg_overrides=[f"MODEL.INIT_MODEL={COCO_INIT}"],
         crf_jobs=8,
         label_workers=8,
     ),
@@ -49,11 +56,16 @@ PRESETS: dict[str, Preset] = {
     # inputs, few epochs/steps, no pretrained weights. Same code paths.
     "demo": Preset(
         name="demo",
-        classifier_args=["--input-size", "128", "--width-div", "8", "--epochs", "6", "--decay-points", "4,5",
-                         "--batch-size", "8", "--lr", "0.01", "--no-pretrained", "--num-workers", "0"],
-        export_args=["--input-size", "128", "--num-workers", "0"],
+        # From random weights a plain VGG needs many more epochs than from ImageNet;
+        # lr 0.003 sometimes diverges in stage 1, and the IAM (whose output
+        # has no ReLU) needs 0.001 to stay finite.
+        classifier_args=["--input-size", "96", "--width-div", "8", "--epochs", "40", "--decay-points", "30,37",
+                         "--batch-size", "5", "--lr", "0.002", "--no-pretrained", "--num-workers", "0",
+                         "--seed", "0"],
+        iam_args=["--epochs", "30", "--decay-points", "22,28", "--lr", "0.001"],
+        export_args=["--input-size", "96", "--num-workers", "0"],
         seg_config=SEGMENTATION_CONFIGS / "demo.yaml",
-        seg_overrides=["DATALOADER.NUM_WORKERS=0"],
+        seg_overrides=["DATALOADER.NUM_WORKERS=0", "SOLVER.ITER_MAX=200", "SOLVER.ITER_SAVE=100"],
     ),
 }
 

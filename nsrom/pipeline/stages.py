@@ -40,9 +40,9 @@ def _classification_args(ctx: RunContext, exp: str) -> list[str]:
     return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
 
 
-def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str]) -> None:
-    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *ctx.classifier_extra,
-            "--overwrite" if ctx.overwrite else "--resume"]
+def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
+    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
+            *ctx.classifier_extra, "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
 
@@ -56,7 +56,7 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
 def cam_train(ctx: RunContext) -> None:
     from classification import train
 
-    _train_classifier(train, ctx, CLASSIFIER_EXP, [])
+    _train_classifier(train, ctx, CLASSIFIER_EXP, [], [])
 
 
 def cam_export(ctx: RunContext) -> dict:
@@ -68,7 +68,7 @@ def cam_export(ctx: RunContext) -> dict:
 def iam_train(ctx: RunContext) -> None:
     from classification import train_iam
 
-    _train_classifier(train_iam, ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP])
+    _train_classifier(train_iam, ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP], ctx.preset.iam_args)
 
 
 def oacam_export(ctx: RunContext) -> dict:
@@ -145,7 +145,9 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation.libs.cli import run_group
 
     args = ["train", *ctx.seg_args(round_id, _label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
-    if not ctx.overwrite and any(_seg_paths(ctx, round_id).model_dir.glob("checkpoint_*.pth")):
+    paths = _seg_paths(ctx, round_id)
+    # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
+    if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
         args.append("--resume")
     run_group(seg_main.cli, args, "main.py")
 
