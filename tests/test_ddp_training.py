@@ -1,12 +1,13 @@
 """DDP on the CPU (gloo, two processes launched with torchrun on 127.0.0.1) against one process.
 
 Segmentation: after a few steps the parameters equal those of one process with
-the same global batch. Classification: the accumulated maps equal those of one
+the same global batch; test and crf split over the ranks give the same scores. Classification: the accumulated maps equal those of one
 process on the same images, also when the sampler pads an odd image count.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.paths import RunPaths
 
 SEGMENTATION_MAIN = Path(seg_main.__file__)
+EVAL_DRIVER = Path(__file__).with_name("ddp_eval_driver.py")
 
 
 def free_port() -> int:
@@ -51,11 +53,15 @@ def seg_sets(root, out: Path) -> list[str]:
             "SOLVER.ITER_SAVE=2", "SOLVER.ITER_TB=1", "SOLVER.LR=0.01", "MODEL.WIDTH_DIV=16"]
 
 
-def seg_argv(sets: list[str]) -> list[str]:
-    argv = ["train", "-c", str(CONFIG_DIR / "demo.yaml"), "--cpu", "--fully-supervised", "--seed", "0"]
+def config_args(sets: list[str]) -> list[str]:
+    argv = ["-c", str(CONFIG_DIR / "demo.yaml")]
     for s in sets:
         argv += ["--set", s]
     return argv
+
+
+def seg_argv(sets: list[str]) -> list[str]:
+    return ["train", *config_args(sets), "--cpu", "--fully-supervised", "--seed", "0"]
 
 
 def test_segmentation_ddp_equals_one_process_with_the_same_global_batch(synthetic_root, tmp_path):
@@ -69,6 +75,16 @@ def test_segmentation_ddp_equals_one_process_with_the_same_global_batch(syntheti
     assert len(list(paths.log_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 only
     for key, value in single["model"].items():
         torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+    # test + crf split over the ranks give the scores of one process on the same checkpoint
+    torchrun([str(EVAL_DRIVER), *config_args(ddp_sets)])
+    eval_sets = seg_sets(synthetic_root, tmp_path / "single_eval")
+    seg_main.main(["test", *config_args(eval_sets), "--cpu", "-m", str(paths.final_checkpoint)])
+    seg_main.main(["crf", *config_args(eval_sets), "-j", "1"])
+    one = RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", eval_sets))
+    assert len(list(paths.logit_dir("val").glob("*.npy"))) == len(synthetic_root.ids("val"))
+    for crf in (False, True):
+        assert json.loads(paths.score_path("val", crf).read_text()) == json.loads(one.score_path("val", crf).read_text())
 
 
 def test_per_rank_batch_splits_the_global_batch_or_refuses(monkeypatch):

@@ -8,7 +8,7 @@ when asked, writes the labels as palette PNGs (stage 5).
 
 Under ``torchrun`` ``test`` splits the image list over the processes (each
 writes its own logits), sums the confusion matrices and lets rank 0 write the
-scores; ``crf`` parallelises over CPU processes with ``-j`` instead.
+scores; ``crf`` does the same with its images (gloo), each rank with ``-j`` workers.
 """
 
 from __future__ import annotations
@@ -221,8 +221,21 @@ def crf(
 
     With ``label_dir`` each CRF label is also saved there as ``<id>.png`` (stage 5).
     The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
-    ``CRF.WRAPPED_IMAGE: true``.
+    ``CRF.WRAPPED_IMAGE: true``. Under torchrun the images are split over the
+    processes (each with ``n_jobs`` CRF workers; gloo sums the scores).
     """
+    with distributed.session("cpu") as info:
+        return _crf(cfg, split, n_jobs, label_dir, overwrite, info)
+
+
+def _crf(
+    cfg: Dict,
+    split: str | None,
+    n_jobs: int,
+    label_dir: str | Path | None,
+    overwrite: bool,
+    info: distributed.DistInfo,
+) -> dict | None:
     paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     layout, names = data_layout(cfg), class_names(cfg)
@@ -236,7 +249,7 @@ def crf(
         )
     if label_dir is not None:
         stamp = {"logits": _read_stamp(paths.logit_source(split)), "crf": cfg.CRF.to_dict()}
-        overwrite = _prepare_label_dir(Path(label_dir), stamp, overwrite)
+        overwrite = distributed.run_on_main(lambda: _prepare_label_dir(Path(label_dir), stamp, overwrite))
     wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
     if wrapped:
         LOG.info("CRF.WRAPPED_IMAGE: giving the CRF deeplab-pytorch's wrapped mean-subtracted image")
@@ -247,20 +260,25 @@ def crf(
             label_path=Path(label_dir) / f"{i}.png" if label_dir is not None else None,
             n_classes=len(names), wrapped_mean_bgr=wrapped, overwrite=overwrite,
         )
-        for i in ids
+        for i in distributed.shard(ids)
     ]
     postprocessor = DenseCRF.from_config(cfg.CRF)
     results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         joblib.delayed(crf_one)(job, postprocessor) for job in jobs
     )
     acc, missing_gt = ConfusionAccumulator(len(names)), 0
-    for matrix in tqdm(results, total=len(jobs), desc=f"crf {split}", dynamic_ncols=True):
+    for matrix in tqdm(results, total=len(jobs), desc=f"crf {split}", dynamic_ncols=True, disable=not info.is_main):
         if matrix is None:
             missing_gt += 1
         else:
             acc.matrix += matrix
+    if info.enabled:  # every rank scored its shard: sum the matrices and counts
+        missing_gt = int(distributed.all_reduce_sum(torch.tensor([missing_gt], dtype=torch.int64))[0])
+        acc.matrix = distributed.all_reduce_sum(torch.from_numpy(acc.matrix)).numpy()
     if label_dir is not None:
-        LOG.info("CRF labels of %d images in %s", len(jobs), label_dir)
-    result = scores(acc.matrix, names) if missing_gt < len(jobs) else None
-    _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+        LOG.info("CRF labels of %d images in %s", len(ids), label_dir)
+    result = scores(acc.matrix, names) if missing_gt < len(ids) else None
+    if info.is_main:
+        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+    distributed.barrier()
     return result
