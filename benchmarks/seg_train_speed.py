@@ -23,6 +23,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from nsrom.precision import AMP_MODES, Precision
+from segmentation.libs.datasets.transforms import resize_labels_multi
 from segmentation.libs.models import DeepLabV2_ResNet101_MSC, freeze_bn
 from segmentation.libs.train_step import train_step
 from segmentation.libs.utils.solver import build_optimizer
@@ -128,8 +129,23 @@ def main(argv: list[str] | None = None) -> dict:
     title = (f"segmentation train step, crop {args.crop}, batch {args.batch} x {args.iter_size}, MSC, "
              f"blocks {args.blocks}, width/{args.width_div}, best of {args.steps}, {device}, {torch.get_num_threads()} threads")
     result = report(title, rows, "images/s", baseline="reference (original path)")
-    dump(args.json, [result])
+    label_result = label_resize_speed(base, images[0].to(device), labels[0], device, args.steps)
+    dump(args.json, [result, label_result])
     return result
+
+
+def label_resize_speed(model, images: torch.Tensor, labels: torch.Tensor, device: torch.device, rounds: int) -> dict:
+    """The label side alone: the four MSC label sizes by PIL per sample vs one device-side gather."""
+    with torch.no_grad():
+        sizes = [tuple(o.shape[2:]) for o in model.to(device)(images)]
+    runners = {
+        "PIL per sample (original)": lambda: [pil_resize_labels(labels, s).to(device) for s in sizes],
+        "one device gather (this code)": lambda: resize_labels_multi(labels.to(device), sizes),
+    }
+    seconds = best_of_interleaved(runners, max(rounds, 5), str(device))
+    rows = {name: 1.0 / sec for name, sec in seconds.items()}
+    return report(f"label resizing of one batch {tuple(labels.shape)} to {sizes}", rows, "batches/s",
+                  baseline="PIL per sample (original)")
 
 
 if __name__ == "__main__":
