@@ -205,6 +205,8 @@ def fit(
     if args.resume and dirs.checkpoint_last.is_file():
         ckpt = load_checkpoint(model, dirs.checkpoint_last)
         optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler.is_enabled() and "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
         start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt.get("step", 0))
         if accumulator is not None and info.is_main:
             accumulator.load()
@@ -260,8 +262,9 @@ def fit(
                 _accumulate(accumulator, epoch, records)
             if info.is_main:
                 writer.add_scalar("train/epoch_loss", mean, epoch)
+                extra = {"scaler": scaler.state_dict()} if scaler.is_enabled() else {}
                 save_checkpoint(dirs.checkpoint_last, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                epoch=epoch, step=step)
+                                epoch=epoch, step=step, **extra)
             log.info("epoch %d: mean loss %.4f, lr %.2e", epoch, mean, lr)
     finally:
         if writer is not None:
