@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from nsrom import distributed
-from nsrom.errors import ConfigError
+from nsrom.errors import ConfigError, NsromError
 from nsrom.files import atomic_path, write_json
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 
@@ -251,7 +251,12 @@ def fit(
                     records += accumulator.prepare(epoch, batch["id"], batch["label"], cam, class_logits(cam), keep)
                 value = loss.item()
                 if not math.isfinite(value):
-                    log.warning("non-finite loss %s at epoch %d step %d", value, epoch, step)
+                    # The weights are already damaged: stop instead of training on NaNs
+                    # (checkpoint_last.pth still holds the previous epoch).
+                    raise NsromError(
+                        f"training diverged: loss {value} at epoch {epoch} step {step}; "
+                        f"lower --lr (now {args.lr}) and start again with --overwrite"
+                    )
                 total, count, step = total + value, count + 1, step + 1
                 if writer is not None:
                     writer.add_scalar("train/loss", value, step)

@@ -176,3 +176,13 @@ def test_missing_data_is_a_message_not_a_traceback(tmp_path, capsys):
         train.main(["--data-root", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path), "--no-pretrained"])
     assert info.value.code == 2
     assert "image list not found" in capsys.readouterr().err
+
+
+def test_diverging_training_stops_with_a_message(synthetic_root, tmp_path, capsys):
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--lr", "1e6"]
+    with pytest.raises(SystemExit) as exc:
+        train.main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "lower --lr" in err and "Traceback" not in err
+    assert not (tmp_path / "exp1" / "model" / "checkpoint_final.pth").exists()
