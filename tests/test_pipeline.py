@@ -59,7 +59,7 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     # Scores are those of the files on disk.
     again = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_dir)
     assert again["miou"] == pytest.approx(results["pseudo_label"]["miou"])
-    crf = read_json(stage_module._seg_paths(ctx, "round2").score_path("val", crf=True))
+    crf = read_json(stage_module.seg_paths(ctx, "round2").score_path("val", crf=True))
     assert crf["Mean IoU"] == pytest.approx(results["seg_round2_crf"]["miou"])
     train_ids = synthetic_root.ids("train_aug")
     assert sorted(p.stem for p in ctx.masked_dir.glob("*.png")) == sorted(train_ids)

@@ -52,12 +52,12 @@ class _Predictor:
         from segmentation.libs.models import build_model
         from segmentation.libs.models.init_weights import load_checkpoint
 
-        from .stages import _seg_config, _seg_paths
+        from .stages import seg_config, seg_paths
 
-        cfg = _seg_config(ctx, "round2")
+        cfg = seg_config(ctx, "round2")
         self.mean = mean_bgr(cfg)
         self.model = build_model(cfg.MODEL, len(class_names(cfg)))
-        load_checkpoint(self.model, _seg_paths(ctx, "round2").final_checkpoint)
+        load_checkpoint(self.model, seg_paths(ctx, "round2").final_checkpoint)
         self.model.eval()
 
     @torch.no_grad()

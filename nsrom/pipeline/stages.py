@@ -102,7 +102,7 @@ def masked_label(ctx: RunContext) -> dict:
 
     status = gen_masked_label.main([
         "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
-        "--pred-dir", str(_seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
+        "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
     ])
@@ -117,16 +117,18 @@ def _label_dir(ctx: RunContext, round_id: str):
     return ctx.pseudo_dir if round_id == "round1" else ctx.masked_dir
 
 
-def _seg_config(ctx: RunContext, round_id: str):
+def seg_config(ctx: RunContext, round_id: str):
+    """The resolved segmentation config of a round (``round1`` / ``round2``)."""
     from segmentation.libs.utils.config import load_config
 
     return load_config(ctx.preset.seg_config, ctx.seg_sets(round_id, _label_dir(ctx, round_id)))
 
 
-def _seg_paths(ctx: RunContext, round_id: str):
+def seg_paths(ctx: RunContext, round_id: str):
+    """Output paths (checkpoints, logits, scores) of a round."""
     from segmentation.libs.utils.paths import RunPaths
 
-    return RunPaths.from_config(_seg_config(ctx, round_id))
+    return RunPaths.from_config(seg_config(ctx, round_id))
 
 
 def seg_scores(score: dict) -> dict:
@@ -145,7 +147,7 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation.libs.cli import run_group
 
     args = ["train", *ctx.seg_args(round_id, _label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
-    paths = _seg_paths(ctx, round_id)
+    paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
     if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
         args.append("--resume")
@@ -161,7 +163,7 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
         run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
     else:
         run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "main.py")
-    path = _seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
+    path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
     if not path.is_file():
         raise NsromError(f"{path} was not written: does the val split have ground truth?")
     return {f"seg_{round_id}{'_crf' if crf else ''}": seg_scores(read_json(path))}
