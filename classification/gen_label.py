@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -33,7 +32,7 @@ from nsrom.logs import setup_logging
 
 from classification.labeling.io import (
     EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
-    resolve_image_labels, resolve_num_classes, run_over_images,
+    add_common_args, resolve_common_args, run_over_images,
 )
 from classification.labeling.pom import make_pseudo_label
 
@@ -99,26 +98,15 @@ def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, worke
 def build_parser() -> argparse.ArgumentParser:
     """The gen_label.py command line; every default is the original layout."""
     p = argparse.ArgumentParser(description="NSROM stage 3: pseudo labels with potential object mining.")
-    p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
-                   "list and saliency default to ROOT/ImageSets/Segmentation/train_cls.txt "
-                   "(or labels derived for train_aug) and ROOT/saliency")
-    p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {DEFAULT_LIST})")
-    p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {DEFAULT_SAL_DIR})")
+    add_common_args(p, DEFAULT_LIST, DEFAULT_SAL_DIR, DEFAULT_OUT_DIR)
     p.add_argument("--oacam-dir", type=Path, default=DEFAULT_OACAM_DIR, help="OA-CAMs <id>_<c>.png (stage 2)")
     p.add_argument("--cam-dir", type=Path, default=DEFAULT_CAM_DIR, help="CAMs <id>_<c>.png (stage 1b)")
-    p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="output label PNGs <id>.png")
-    p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
-    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
-    p.add_argument("--log-file", type=Path, help="also write the log to this file")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], GenLabelConfig]:
     """Resolve the image list and the folders from parsed arguments."""
-    num_classes = resolve_num_classes(args.num_classes, args.data_root)
-    image_labels = resolve_image_labels(args.list, args.data_root, DEFAULT_LIST, num_classes)
-    sal_dir = args.sal_dir or (args.data_root / "saliency" if args.data_root else DEFAULT_SAL_DIR)
+    num_classes, image_labels, sal_dir = resolve_common_args(args, DEFAULT_LIST, DEFAULT_SAL_DIR)
     config = GenLabelConfig(sal_dir, args.oacam_dir, args.cam_dir, args.out_dir, num_classes, args.overwrite)
     return image_labels, config
 

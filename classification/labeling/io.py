@@ -12,6 +12,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+import argparse
+import os
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
@@ -201,3 +203,27 @@ def run_over_images(
     elif not summary.ok:
         LOG.error("no image had all its inputs: check the input folders")
     return summary
+
+
+def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_dir: Path, default_out_dir: Path) -> None:
+    """The flags gen_label.py and gen_masked_label.py share (list, saliency, output, classes, workers)."""
+    p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
+                   "list and saliency default to ROOT/ImageSets/Segmentation/train_cls.txt "
+                   "(or labels derived for train_aug) and ROOT/saliency")
+    p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {default_list})")
+    p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {default_sal_dir})")
+    p.add_argument("--out-dir", type=Path, default=default_out_dir, help="output label PNGs <id>.png")
+    p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
+    p.add_argument("--log-file", type=Path, help="also write the log to this file")
+
+
+def resolve_common_args(
+    args: argparse.Namespace, default_list: Path, default_sal_dir: Path
+) -> tuple[int, dict[str, list[int]], Path]:
+    """``(num_classes, image_labels, sal_dir)`` from the flags of :func:`add_common_args`."""
+    num_classes = resolve_num_classes(args.num_classes, args.data_root)
+    image_labels = resolve_image_labels(args.list, args.data_root, default_list, num_classes)
+    sal_dir = args.sal_dir or (DataLayout(args.data_root).saliency_dir if args.data_root else default_sal_dir)
+    return num_classes, image_labels, sal_dir
