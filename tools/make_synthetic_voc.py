@@ -9,7 +9,7 @@ import argparse
 from collections import Counter
 
 from nsrom.errors import exit_on_error
-from nsrom.files import read_json
+from nsrom.objects import read_record
 from nsrom.synthetic import generate
 
 
@@ -28,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     layout = generate(args.out, args.num_train, args.num_val, args.size, args.classes, args.seed)
-    objects = read_json(layout.root / "synthetic.json")["objects"]
-    status = Counter(o["saliency"] for objs in objects.values() for o in objs)
+    status = Counter(o.saliency for objs in read_record(layout.root).values() for o in objs)
     print(
         f"wrote {args.num_train} train_aug + {args.num_val} val images, {args.classes} classes, "
         f"to {layout.root}\nobjects by saliency: "
