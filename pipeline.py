@@ -15,10 +15,10 @@ import argparse
 
 from nsrom.errors import exit_on_error
 from nsrom.logs import setup_logging
-from nsrom.pipeline.context import RunContext
-from nsrom.pipeline.presets import PRESETS, get_preset
-from nsrom.pipeline.runner import run_pipeline
-from nsrom.pipeline.stages import STAGE_NAMES
+from runner.context import RunContext
+from runner.presets import PRESETS, get_preset
+from runner.run import run_pipeline
+from runner.stages import STAGE_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,13 @@ import pytest
 from nsrom.errors import ConfigError
 from nsrom.evaluation import evaluate_labels
 from nsrom.files import read_json
-from nsrom.pipeline import runner, stages as stage_module
-from nsrom.pipeline.context import RunContext
-from nsrom.pipeline.presets import get_preset
-from nsrom.pipeline.results import RESULT_KEYS
-from nsrom.pipeline.runner import run_pipeline, select_stages
-from nsrom.pipeline.stages import STAGE_NAMES
-from nsrom.pipeline.state import StageState
+from runner import run as runner, stages as stage_module
+from runner.context import RunContext
+from runner.presets import get_preset
+from runner.results import RESULT_KEYS
+from runner.run import run_pipeline, select_stages
+from runner.stages import STAGE_NAMES
+from runner.state import StageState
 
 TINY = dataclasses.replace(
     get_preset("demo"),

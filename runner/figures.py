@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import NsromError
-from ..files import atomic_path
-from ..images import colorize, read_grey, read_label, read_rgb
+from nsrom.errors import NsromError
+from nsrom.files import atomic_path
+from nsrom.images import colorize, read_grey, read_label, read_rgb
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .seg_rounds import seg_config, seg_paths
 
 LOG = logging.getLogger(__name__)
 TILE_W, TILE_H, HEADER = 160, 120, 26
@@ -52,7 +53,6 @@ class _Predictor:
         from segmentation.libs.models import build_model
         from segmentation.libs.models.init_weights import load_checkpoint
 
-        from .stages import seg_config, seg_paths
 
         cfg = seg_config(ctx, "round2")
         self.mean = mean_bgr(cfg)

@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import NsromError
-from ..evaluation import evaluate_cams, evaluate_labels
-from ..files import read_json
+from nsrom.errors import NsromError
+from nsrom.evaluation import evaluate_cams, evaluate_labels
+from nsrom.files import read_json
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .seg_rounds import round_label_dir, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
 
@@ -113,40 +114,11 @@ def masked_label(ctx: RunContext) -> dict:
 # --- segmentation: stages 4, 5, 7 ---------------------------------------------------
 
 
-def _label_dir(ctx: RunContext, round_id: str):
-    return ctx.pseudo_dir if round_id == "round1" else ctx.masked_dir
-
-
-def seg_config(ctx: RunContext, round_id: str):
-    """The resolved segmentation config of a round (``round1`` / ``round2``)."""
-    from segmentation.libs.utils.config import load_config
-
-    return load_config(ctx.preset.seg_config, ctx.seg_sets(round_id, _label_dir(ctx, round_id)))
-
-
-def seg_paths(ctx: RunContext, round_id: str):
-    """Output paths (checkpoints, logits, scores) of a round."""
-    from segmentation.libs.utils.paths import RunPaths
-
-    return RunPaths.from_config(seg_config(ctx, round_id))
-
-
-def seg_scores(score: dict) -> dict:
-    """A segmentation scores.json (deeplab-pytorch keys) as a results.json entry."""
-    return {
-        "miou": score["Mean IoU"],
-        "class_iou": score["Class IoU"],
-        "pixel_accuracy": score["Pixel Accuracy"],
-        "mean_accuracy": score["Mean Accuracy"],
-        "fw_iou": score["Frequency Weighted IoU"],
-    }
-
-
 def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, _label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
     paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
     if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
@@ -158,7 +130,7 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    round_args = ctx.seg_args(round_id, _label_dir(ctx, round_id))
+    round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
     if crf:
         run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
     else:

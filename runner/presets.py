@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from nsrom.errors import ConfigError
+from segmentation.libs.utils.config import CONFIG_DIR as SEGMENTATION_CONFIGS
 
-SEGMENTATION_DIR = Path(__file__).resolve().parents[2] / "segmentation"
-SEGMENTATION_CONFIGS = SEGMENTATION_DIR / "configs"
+SEGMENTATION_DIR = SEGMENTATION_CONFIGS.parent
 COCO_INIT = SEGMENTATION_DIR / "data" / "models" / "deeplabv1_resnet101-coco.pth"
 """Where the README tells users to put the COCO-pretrained DeepLab-v1 weights."""
 

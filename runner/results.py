@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..files import atomic_write_text, read_json, write_json
+from nsrom.files import atomic_write_text, read_json, write_json
 
 RESULT_KEYS = {
     "cam": "CAM (stage 1b, train_aug, best bg threshold)",

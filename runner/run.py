@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..errors import ConfigError
+from nsrom.errors import ConfigError
 from .context import RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
 from .stages import STAGE_NAMES, STAGES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import DataLayout, TRAIN_SPLIT, VAL_SPLIT
+from nsrom.data import DataLayout, TRAIN_SPLIT, VAL_SPLIT
 from .presets import Preset
 
 CLASSIFIER_EXP = "exp1"
