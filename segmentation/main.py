@@ -53,7 +53,8 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
         torch.manual_seed(seed)
     setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
-        cfg, fully_supervised=fully_supervised, init=init, resume=resume, device=resolve_device(cuda), overwrite=overwrite
+        cfg, fully_supervised=fully_supervised, init=init, resume=resume,
+        device=resolve_device(cuda, benchmark=True), overwrite=overwrite,
     )
 
 

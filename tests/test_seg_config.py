@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_voc12_has_the_paper_values():
     assert (s.BATCH_SIZE.TRAIN, s.BATCH_SIZE.TEST, s.ITER_MAX, s.ITER_SIZE, s.ITER_SAVE, s.LR_DECAY) == (5, 1, 20000, 2, 5000, 10)
     assert (s.LR, s.MOMENTUM, s.POLY_POWER, s.WEIGHT_DECAY) == (2.5e-4, 0.9, 0.9, 5e-4)
     c = cfg.CRF
-    assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, False)
+    assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, True)
     assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES == 21
 
 
@@ -64,8 +65,10 @@ def test_bad_yaml_keys_name_the_key(tmp_path):
     path.write_text(text.replace("    POS_W: 3\n", ""))
     with pytest.raises(ConfigError, match="missing config keys CRF.POS_W"):
         load_config(path)
-    path.write_text(text.replace("    WRAPPED_IMAGE: false", ""))  # project-added keys are optional
-    assert load_config(path).CRF.WRAPPED_IMAGE is False
+    # Project-added keys are optional; without WRAPPED_IMAGE a config is deeplab-pytorch's,
+    # whose CRF input wraps (the paper's setting).
+    path.write_text(re.sub(r"\n    WRAPPED_IMAGE: .*", "", text))
+    assert load_config(path).CRF.WRAPPED_IMAGE is True
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
 
@@ -91,3 +94,20 @@ def test_output_layout():
     assert paths.label_crf_dir("train_aug") == Path("out/features") / run / "train_aug/label_crf"
     assert paths.score_path("val", crf=False) == Path("out/scores") / run / "val/scores.json"
     assert paths.score_path("val", crf=True) == Path("out/scores") / run / "val/scores_crf.json"
+
+
+def test_cudnn_autotuning_only_for_training(monkeypatch, tmp_path):
+    """Test and CRF run at native image sizes, where autotuning every new shape costs time."""
+    import torch
+
+    from segmentation import main as seg_main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # test must turn it off
+    seen = {}
+    monkeypatch.setattr(seg_main.evaluate, "test", lambda cfg, *a, **k: seen.setdefault("test", torch.backends.cudnn.benchmark))
+    monkeypatch.setattr(seg_main, "train_model", lambda cfg, **k: seen.setdefault("train", torch.backends.cudnn.benchmark))
+    args = ["-c", str(CONFIG_DIR / "demo.yaml"), "--set", f"EXP.OUTPUT_DIR={tmp_path}"]
+    seg_main.main(["test", *args])
+    seg_main.main(["train", *args])
+    assert seen == {"test": False, "train": True}

@@ -53,10 +53,15 @@ def load_cli_config(
     return load_config(config_path, overrides)
 
 
-def resolve_device(cuda: bool) -> torch.device:
-    """CUDA when asked for and available, else CPU (with a warning when CUDA was asked for)."""
+def resolve_device(cuda: bool, benchmark: bool = False) -> torch.device:
+    """CUDA when asked for and available, else CPU (with a warning when CUDA was asked for).
+
+    ``benchmark`` turns on cuDNN autotuning: worth it for training, where every
+    crop has the same shape, and off for test/CRF at native image sizes, where
+    each new shape would be tuned again.
+    """
     if cuda and torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = benchmark
         return torch.device("cuda")
     if cuda:
         LOG.warning("CUDA is not available; running on the CPU (pass --cpu to silence this)")

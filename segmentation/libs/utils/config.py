@@ -27,7 +27,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "DATASET.LABELS": None,
     "DATASET.LABEL_DIR": None,
     "MODEL.WIDTH_DIV": 1,
-    "CRF.WRAPPED_IMAGE": False,
+    "CRF.WRAPPED_IMAGE": True,  # a config without it is deeplab-pytorch's, whose CRF input wraps
     "SOLVER.AMP": AMP_OFF,
     "MODEL.CHANNELS_LAST": False,
 }
