@@ -80,8 +80,10 @@ def test_segmentation_ddp_equals_one_process_with_the_same_global_batch(syntheti
     torchrun([str(EVAL_DRIVER), *config_args(ddp_sets)])
     eval_sets = seg_sets(synthetic_root, tmp_path / "single_eval")
     seg_main.main(["test", *config_args(eval_sets), "--cpu", "-m", str(paths.final_checkpoint)])
-    seg_main.main(["crf", *config_args(eval_sets), "-j", "1"])
-    one = RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", eval_sets))
+    seg_main.main(["crf", *config_args(eval_sets), "-j", "1", "-m", str(paths.final_checkpoint)])
+    # another run's checkpoint: its outputs go under <EXP.ID>@checkpoint_final
+    one = RunPaths.for_evaluation(load_config(CONFIG_DIR / "demo.yaml", eval_sets), paths.final_checkpoint)
+    assert one.eval_name == "checkpoint_final"
     assert len(list(paths.logit_dir("val").glob("*.npy"))) == len(synthetic_root.ids("val"))
     for crf in (False, True):
         assert json.loads(paths.score_path("val", crf).read_text()) == json.loads(one.score_path("val", crf).read_text())
