@@ -29,6 +29,9 @@ class RunContext:
     device: str = "auto"
     seg_overrides: list[str] = field(default_factory=list)
     classifier_extra: list[str] = field(default_factory=list)
+    seed: int | None = None
+    """Seed of each DeepLab-v2 training (``main.py train --seed``): init, shuffling, augmentation.
+    None: torch's generator as the earlier stages of this process left it."""
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()
