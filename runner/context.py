@@ -11,6 +11,11 @@ from .presets import Preset
 CLASSIFIER_EXP = "exp1"
 IAM_EXP = "exp2"
 ROUNDS = ("round1", "round2")
+FIGURES = {
+    "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
+    "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",
+}
+"""The report's figures (``W/figures/<name>.png``) and their captions in results.md."""
 
 
 @dataclass
@@ -20,7 +25,7 @@ class RunContext:
     ``W/classification/runs/{exp1,exp2}``: classifier and IAM runs (CAMs, OA-CAMs);
     ``W/pseudo_labels``, ``W/masked_labels``: stage 3 and 6 labels;
     ``W/segmentation``: DeepLab-v2 OUTPUT_DIR, EXP.ID ``round1`` / ``round2``;
-    ``W/results.json``, ``W/results.md``, ``W/figures/``.
+    ``W/results.json``, ``W/results.md``, ``W/figures/`` (:data:`FIGURES`).
     """
 
     data_root: Path
@@ -75,6 +80,10 @@ class RunContext:
     @property
     def figures_dir(self) -> Path:
         return self.work_dir / "figures"
+
+    def figure_path(self, name: str) -> Path:
+        """``W/figures/<name>.png`` for a name of :data:`FIGURES`."""
+        return self.figures_dir / f"{name}.png"
 
     overwrite: bool = False
     """Set by the runner for stages re-run with ``--from``: redo existing outputs."""

@@ -102,7 +102,7 @@ def draw_figures(ctx: RunContext) -> Path:
         draw.text((110 + i * TILE_W + TILE_W / 2, HEADER / 2), name, fill="black", font=font, anchor="mm")
     for j, (image_id, _) in enumerate(items):
         draw.text((4, HEADER + j * TILE_H + TILE_H / 2), image_id, fill="black", font=font, anchor="lm")
-    out = ctx.figures_dir / "qualitative.png"
+    out = ctx.figure_path("qualitative")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")

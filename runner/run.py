@@ -13,7 +13,7 @@ import time
 
 from nsrom import distributed
 from nsrom.errors import ConfigError
-from .context import RunContext
+from .context import FIGURES, RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
 from .stages import STAGE_NAMES, STAGES
 from .state import StageState
@@ -78,4 +78,6 @@ def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
     results = update_results(ctx.results_path, {"stage_seconds": seconds})
-    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions))
+    figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
+               for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
+    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

@@ -165,8 +165,11 @@ def _trainaug_pred(ctx: RunContext) -> None:
 
 def report(ctx: RunContext) -> None:
     from .figures import draw_figures
+    from .plots import draw_threshold_curves
+    from .results import load_results
 
     draw_figures(ctx)
+    draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
 
 
 STAGES: list[Stage] = [
