@@ -34,7 +34,8 @@ from classification.labeling.io import (
     EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
     require_dir, add_common_args, resolve_common_args, run_over_images,
 )
-from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, make_masked_label
+from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, NsrmRules, make_masked_label
+from classification.labeling.settings import add_rule_args, rules_from_args
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
@@ -56,6 +57,8 @@ class GenMaskedLabelConfig:
     out_dir: Path
     num_classes: int
     overwrite: bool = False
+    rules: NsrmRules = NsrmRules()
+    """Dilation and foreground share (the paper's by default)."""
 
 
 def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
@@ -87,7 +90,7 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
             saliency = read_grey(sal_path, "saliency map")
             check_size(pseudo, pseudo_path, "pseudo label", pred.shape, pred_path, "prediction")
             check_size(saliency, sal_path, "saliency map", pred.shape, pred_path, "prediction")
-        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes)))
+        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes), config.rules))
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
     return ImageResult(image_id, WRITTEN)
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-dir", type=Path, default=DEFAULT_PRED_DIR,
                    help="stage-5 predictions <id>.png (segmentation trainaug_pred.py crf)")
     p.add_argument("--pseudo-dir", type=Path, default=DEFAULT_PSEUDO_DIR, help="stage-3 pseudo labels <id>.png")
+    add_rule_args(p, NsrmRules, "stage-6 rules (docs/method.md, stage 6; the defaults are the paper's)")
     return p
 
 
@@ -122,7 +126,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], Ge
     """Resolve the image list and the folders from parsed arguments."""
     num_classes, image_labels, sal_dir = resolve_common_args(args, DEFAULT_LIST, DEFAULT_SAL_DIR)
     config = GenMaskedLabelConfig(
-        args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite
+        args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite,
+        rules_from_args(args, NsrmRules),
     )
     return image_labels, config
 
