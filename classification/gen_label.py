@@ -21,6 +21,7 @@ Python API for the pipeline: :func:`run` (raises ``NsromError``) or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,10 @@ from typing import Mapping, Sequence
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
+from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
     add_common_args, resolve_common_args, run_over_images,
 )
 from classification.labeling.pom import PomRules, make_pseudo_label
@@ -88,17 +90,28 @@ def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageRes
     return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam)
 
 
+def producer(config: GenLabelConfig) -> Producer:
+    """What makes the labels of ``config.out_dir``: the input folders, the class count and the rules."""
+    inputs = {"saliency": config.sal_dir, "oacam": config.oacam_dir}
+    if config.rules.pom:
+        inputs["cam"] = config.cam_dir
+    settings = {"num_classes": config.num_classes, **dataclasses.asdict(config.rules)}
+    return Producer("gen_label", settings, inputs=inputs)
+
+
 def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, workers: int = 1) -> LabelSummary:
     """Stage 3 over ``image_labels`` (id -> 0-based classes); returns the summary.
 
     Raises :class:`~nsrom.errors.DataError` when an input folder does not exist
-    (the CAM folder is not needed with ``--no-pom``).
+    (the CAM folder is not needed with ``--no-pom``), and
+    :class:`~nsrom.provenance.StaleOutputError` when the output folder holds
+    labels of other inputs or rules (``overwrite`` redoes them).
     """
     require_dir(config.sal_dir, "saliency", "--sal-dir")
     require_dir(config.oacam_dir, "OA-CAM", "--oacam-dir")
     if config.rules.pom:
         require_dir(config.cam_dir, "CAM", "--cam-dir")
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(label_image, config)
     return run_over_images(job, image_labels, config.out_dir, workers, "gen_label (POM)")
 

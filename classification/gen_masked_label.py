@@ -21,6 +21,7 @@ Python API for the pipeline: :func:`run` (raises ``NsromError``) or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,10 @@ from typing import Mapping, Sequence
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
+from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
     require_dir, add_common_args, resolve_common_args, run_over_images,
 )
 from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, NsrmRules, make_masked_label
@@ -96,17 +98,26 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
     return ImageResult(image_id, WRITTEN)
 
 
+def producer(config: GenMaskedLabelConfig) -> Producer:
+    """What makes the labels of ``config.out_dir``: the input folders, the class count and the rules."""
+    inputs = {"prediction": config.pred_dir, "pseudo_label": config.pseudo_dir, "saliency": config.sal_dir}
+    settings = {"num_classes": config.num_classes, **dataclasses.asdict(config.rules)}
+    return Producer("gen_masked_label", settings, inputs=inputs)
+
+
 def run(
     image_labels: Mapping[str, Sequence[int]], config: GenMaskedLabelConfig, workers: int = 1
 ) -> LabelSummary:
     """Stage 6 over ``image_labels`` (id -> 0-based classes); returns the summary.
 
-    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist.
+    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist,
+    and :class:`~nsrom.provenance.StaleOutputError` when the output folder holds
+    labels of other inputs or rules (``overwrite`` redoes them).
     """
     require_dir(config.pred_dir, "prediction", "--pred-dir")
     require_dir(config.pseudo_dir, "pseudo-label", "--pseudo-dir")
     require_dir(config.sal_dir, "saliency", "--sal-dir")
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(mask_image, config)
     return run_over_images(job, image_labels, config.out_dir, workers, "gen_masked_label (NSRM)")
 

@@ -64,10 +64,6 @@ class RunPaths:
         """``<id>.npy`` logits written by test, read by crf."""
         return self.feature_dir(split) / "logit"
 
-    def logit_source(self, split: str) -> Path:
-        """JSON naming the checkpoint the logits of ``split`` come from."""
-        return self.feature_dir(split) / "logit_source.json"
-
     def label_crf_dir(self, split: str) -> Path:
         """Palette PNGs of the CRF labels (stage 5 output, read by gen_masked_label.py)."""
         return self.feature_dir(split) / "label_crf"
