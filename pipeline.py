@@ -1,4 +1,4 @@
-"""Run the whole NSROM method (NSROM.md stages 1-7) with one command.
+"""Run the whole NSROM method (docs/method.md, stages 1-7) with one command.
 
     python pipeline.py --data-root ROOT --work-dir W [--preset demo|voc12] [--from STAGE] [--to STAGE]
 

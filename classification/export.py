@@ -1,4 +1,4 @@
-"""Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), NSROM.md stage 1b.
+"""Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), docs/method.md, stage 1b.
 
 For every image: 256x256 input without augmentation, the map channel of every
 present class, negatives to 0, divided by max (+1e-8), times 255 to uint8,

@@ -1,4 +1,4 @@
-"""NSROM.md stage 3: pseudo labels with potential object mining (POM).
+"""docs/method.md, stage 3: pseudo labels with potential object mining (POM).
 
 For every image of the class list: saliency map + OA-CAMs (stage 2) + CAMs
 (stage 1b) -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The rules are

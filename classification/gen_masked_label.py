@@ -1,4 +1,4 @@
-"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+"""docs/method.md, stage 6: masked pseudo labels with non-salient region masking (NSRM).
 
 For every image of the class list: stage-5 prediction P + stage-3 pseudo label
 L + saliency map S -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The

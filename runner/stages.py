@@ -1,4 +1,4 @@
-"""The stages of NSROM.md 1-7 as calls of the stage scripts' own entry points.
+"""The stages of docs/method.md 1-7 as calls of the stage scripts' own entry points.
 
 Each stage function takes the :class:`RunContext` and returns the entries it
 adds to ``results.json`` (or nothing). The stage scripts skip outputs that

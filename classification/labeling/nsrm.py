@@ -1,4 +1,4 @@
-"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+"""docs/method.md, stage 6: masked pseudo labels with non-salient region masking (NSRM).
 
 Pure functions on arrays. Labels use 0 = background, ``c + 1`` for class ``c``,
 255 = ignore. ``pred`` is the stage-5 prediction P, ``pseudo`` the stage-3 pseudo

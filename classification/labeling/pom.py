@@ -1,4 +1,4 @@
-"""NSROM.md stage 3: pseudo labels from saliency, OA-CAMs and CAMs, with POM.
+"""docs/method.md, stage 3: pseudo labels from saliency, OA-CAMs and CAMs, with POM.
 
 Pure functions on arrays, one per step of stage 3, and :func:`make_pseudo_label`
 that chains them. Index conventions: ``classes`` are 0-based foreground classes;

@@ -1,4 +1,4 @@
-"""``test`` and ``crf`` of main.py and trainaug_pred.py (NSROM.md stages 4, 5 and 7).
+"""``test`` and ``crf`` of main.py and trainaug_pred.py (docs/method.md, stages 4, 5 and 7).
 
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax

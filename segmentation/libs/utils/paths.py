@@ -1,4 +1,4 @@
-"""The one place that derives every output path of a run from the config (NSROM.md stages 4, 5, 7).
+"""The one place that derives every output path of a run from the config (docs/method.md, stages 4, 5, 7).
 
 Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
