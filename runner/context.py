@@ -34,6 +34,10 @@ class RunContext:
     device: str = "auto"
     seg_overrides: list[str] = field(default_factory=list)
     classifier_extra: list[str] = field(default_factory=list)
+    pseudo_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_label.py`` after the preset's rules (``pipeline.py --pseudo-label-arg``)."""
+    masked_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_masked_label.py`` after the preset's rules (``pipeline.py --masked-label-arg``)."""
     seed: int | None = None
     """Seed of each DeepLab-v2 training (``main.py train --seed``): init, shuffling, augmentation.
     None: torch's generator as the earlier stages of this process left it."""

@@ -13,6 +13,7 @@ import time
 
 from nsrom import distributed
 from nsrom.errors import ConfigError
+from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
 from .stages import STAGE_NAMES, STAGES
@@ -54,10 +55,14 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         LOG.info("[%s] %s", stage.name, stage.description)
         ctx.overwrite = from_stage is not None
         start = time.perf_counter()
-        if stage.parallel:
-            entries = stage.run(ctx) or {}
-        else:
-            entries = distributed.run_on_main(lambda: stage.run(ctx) or {})
+        try:
+            if stage.parallel:
+                entries = stage.run(ctx) or {}
+            else:
+                entries = distributed.run_on_main(lambda: stage.run(ctx) or {})
+        except StaleOutputError as exc:  # the stage scripts name their --overwrite; say how here
+            raise StaleOutputError(f"{exc}\nWith pipeline.py: --from {stage.name} redoes this stage "
+                                   "and every later one.") from None
         seconds = time.perf_counter() - start
         if main:
             update_results(ctx.results_path, entries)

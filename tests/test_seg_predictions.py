@@ -20,6 +20,7 @@ from PIL import Image
 from nsrom.errors import ConfigError
 from nsrom.images import overlay, read_label, read_rgb
 from nsrom.metrics import confusion_matrix, scores
+from nsrom.provenance import read_record
 from segmentation import demo, main as seg_main, trainaug_pred
 from segmentation.libs.evaluate import upsample_logits
 from segmentation.libs.models import build_model
@@ -98,7 +99,7 @@ def test_a_foreign_checkpoint_writes_under_its_own_name_and_never_touches_the_ru
 
     seg_main.main(["test", *args, "--cpu", "--model-path", str(foreign)])
     named = RunPaths.for_evaluation(cfg, foreign)
-    assert "checkpoint_70.4.pth" in json.loads(named.logit_source("val").read_text())["checkpoint"]
+    assert "checkpoint_70.4.pth" in read_record(named.logit_dir("val"))["checkpoint"]["path"]
     with pytest.raises(SystemExit):  # crf finds logits only under the name test used
         seg_main.main(["crf", *args, "-j", "1", "--name", "other"])
     assert "same option" in capsys.readouterr().err

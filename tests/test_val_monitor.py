@@ -19,7 +19,8 @@ DEMO = CONFIG_DIR / "demo.yaml"
 
 def train(root, out, extra: list[str]) -> tuple[RunPaths, dict]:
     sets = [f"DATASET.ROOT={root.root}", f"EXP.OUTPUT_DIR={out}", f"DATASET.LABEL_DIR={root.mask_dir}",
-            "IMAGE.SIZE.TRAIN=33", "SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=2", "SOLVER.ITER_TB=1", *extra]
+            "IMAGE.SIZE.TRAIN=33", "SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=2", "SOLVER.ITER_TB=1", "SOLVER.ITER_SIZE=1",
+            *extra]
     args = ["train", "-c", str(DEMO), "--cpu", "--fully-supervised", "--seed", "0"]
     for s in sets:
         args += ["--set", s]

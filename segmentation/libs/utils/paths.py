@@ -125,10 +125,6 @@ class RunPaths:
         """``<id>.npy`` logits written by test, read by crf."""
         return self.feature_dir(split) / "logit"
 
-    def logit_source(self, split: str) -> Path:
-        """JSON naming the checkpoint the logits of ``split`` come from."""
-        return self.feature_dir(split) / "logit_source.json"
-
     def label_dir(self, split: str, crf: bool) -> Path:
         """Palette PNGs of the predictions: ``label/`` (test) or ``label_<crf tag>/`` (crf)."""
         return self.feature_dir(split) / f"label{self._suffix(crf)}"
