@@ -25,12 +25,12 @@ from nsrom.images import write_grey
 from nsrom import distributed
 
 from .attention_accumulation import map_name
-from .datasets import ImageLabelDataset, Sample, load_samples
+from .datasets import ImageLabelDataset, Sample
 from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .training import add_data_args, resolve_device
+from .training import add_data_args, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> Path:
     dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
     distributed.setup_rank_logging(dirs.logs / "export.log")
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    samples, num_classes = samples_from_args(args)
     todo = distributed.broadcast_from_main(pending(samples, dirs.attention, args.overwrite))
     log.info("%d of %d images to export into %s", len(todo), len(samples), dirs.attention)
     if not todo:

@@ -25,7 +25,9 @@ def test_voc12_has_the_paper_values():
     assert (s.LR, s.MOMENTUM, s.POLY_POWER, s.WEIGHT_DECAY) == (2.5e-4, 0.9, 0.9, 5e-4)
     c = cfg.CRF
     assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, True)
-    assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES == 21
+    assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES is None  # from the class list
+    assert len(class_names(cfg)) == 21  # VOC without labels.txt
+    assert (cfg.DATASET.SPLIT.TRAIN, cfg.DATASET.SPLIT.VAL) == ("train_aug", "val")  # the dataset's defaults
 
 
 def test_demo_config_is_valid():
@@ -77,7 +79,9 @@ def test_split_option_and_class_count(synthetic_root):
     cfg = load_cli_config(str(CONFIG_DIR / "demo.yaml"), [f"DATASET.ROOT={synthetic_root.root}"], "val", "TRAIN")
     assert cfg.DATASET.SPLIT.TRAIN == "val"
     assert class_names(cfg) == synthetic_root.class_names()  # N_CLASSES null: from labels.txt
-    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}"])  # voc12: N_CLASSES 21
+    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}"])  # voc12: N_CLASSES from labels.txt
+    assert class_names(cfg) == synthetic_root.class_names()
+    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}", "DATASET.N_CLASSES=21"])
     with pytest.raises(ConfigError, match="N_CLASSES is 21.*4 entries"):
         class_names(cfg)
 
