@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = DataLayout(args.data_root, **layout_overrides(args))
     split = args.split or layout.train_split
     results = {}
-    for folder in args.cams:
+    for folder in dict.fromkeys(args.cams):  # each folder once, in the order given
         results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers)
-    for folder in args.labels:
+    for folder in dict.fromkeys(args.labels):
         results[str(folder)] = evaluate_labels(layout, split, folder, args.workers)
     for result in results.values():
         print(report(result) + "\n")
