@@ -237,7 +237,9 @@ def choose_val(
     if val_ids is not None:
         return _read_given_ids(val_ids, set(images))
     if val_fraction is None:
-        raise ConfigError("choose the validation images: --val-ids FILE, or --val-fraction F (of the images with a mask)")
+        raise ConfigError(
+            "choose the validation images: --val-ids FILE, or --val-fraction F (of the images with a mask)"
+        )
     if not 0 < val_fraction <= 1:
         raise ConfigError(f"--val-fraction must lie in (0, 1], got {val_fraction}")
     if not with_mask:
@@ -248,9 +250,8 @@ def choose_val(
 
 @dataclass(frozen=True)
 class ListRequest:
-    """What ``tools/make_lists.py`` was asked for."""
+    """What ``tools/make_lists.py`` was asked for (the dataset root is the layout's)."""
 
-    root: Path
     labels_csv: Path | None = None
     classes: list[str] | None = None
     val_ids: Path | None = None

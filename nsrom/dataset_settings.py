@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import DataError
+from .files import atomic_write_text
 
 SETTINGS_FILE = "dataset.yaml"
 """Name of the optional settings file in the dataset root."""
@@ -141,8 +142,6 @@ def load_settings(root: str | Path, overrides: Mapping[str, Any] | None = None) 
 
 def write_settings(root: str | Path, values: Mapping[str, Any]) -> Path:
     """Write (or update) ``ROOT/dataset.yaml`` with ``values``; returns its path."""
-    from .files import atomic_write_text
-
     path = Path(root) / SETTINGS_FILE
     current = read_settings_file(path) if path.is_file() else {}
     _check_names(values, "dataset settings")

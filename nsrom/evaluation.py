@@ -151,7 +151,8 @@ def evaluate_cams(
     return {
         "kind": "cams", "dir": str(cam_dir), "split": split, "num_images": len(image_labels),
         "num_without_mask": without_mask, "missing_maps": missing, "miou": results[best]["Mean IoU"],
-        "best_threshold": thresholds[best], "curve": curve, "class_iou": results[best]["Class IoU"], "scores": results[best],
+        "best_threshold": thresholds[best], "curve": curve, "class_iou": results[best]["Class IoU"],
+        "scores": results[best],
     }
 
 

@@ -85,4 +85,6 @@ def write_markdown(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-__all__ = ["NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json"]
+__all__ = [
+    "NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
+]

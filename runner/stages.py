@@ -116,7 +116,8 @@ def pseudo_label(ctx: RunContext) -> dict:
     from classification import gen_label
 
     status = gen_label.main([
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
     ])
@@ -129,7 +130,8 @@ def masked_label(ctx: RunContext) -> dict:
     from classification import gen_masked_label
 
     status = gen_masked_label.main([
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),

@@ -355,7 +355,8 @@ def check(argv: list[str], cwds: list[Path], env: dict[str, str], shims: Path, r
 
 
 @pytest.mark.parametrize("argv, cwd, expected", [
-    (["python", "tools/eval_labels.py", "--data-root", "R", "--cams", "a", "b", "--nope"], ".", "unrecognized arguments: --nope"),
+    (["python", "tools/eval_labels.py", "--data-root", "R", "--cams", "a", "b", "--nope"], ".",
+     "unrecognized arguments: --nope"),
     (["python", "pipeline.py", "--work-dir", "W"], ".", "the following arguments are required: --data-root"),
     (["python", "-m", "classification.test_iam", "--batch-size", "x"], ".", "invalid int value: 'x'"),
     (["python", "main.py", "crf", "--jobs", "8"], "segmentation", "No such option '--jobs'"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nsrom.classes import write_class_names
-from nsrom.data import DataLayout, read_cls_list, read_ids, write_cls_list, write_ids
+from nsrom.data import DataLayout, read_cls_list, read_ids, write_cls_list
 from nsrom.dataset_settings import load_settings
 from nsrom.errors import DataError
 from nsrom.images import read_grey, read_label, read_rgb, write_grey, write_label, write_rgb
@@ -204,3 +204,24 @@ def test_pipeline_runs_to_the_end_without_training_masks(own_dataset, tmp_path, 
     md = (ctx.work_dir / "results.md").read_text()
     assert f"- {RESULT_KEYS['cam']}: not scored" in md and "| DeepLab-v2 round 2 + CRF (val)" in md
     assert (ctx.figures_dir / "qualitative.png").is_file()
+
+
+def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tiny_preset):
+    from pipeline import build_parser
+    from runner.stages import _classification_args
+    from nsrom.dataset_settings import layout_overrides
+
+    (tmp_path / "dataset.yaml").write_text("train_split: train\n")
+    args = build_parser().parse_args(["--data-root", str(tmp_path), "--work-dir", str(tmp_path / "w"),
+                                      "--image-ext", "png", "--mask-dir", "gt", "--val-split", "dev",
+                                      "--seg-config", "mine.yaml"])
+    ctx = RunContext(tmp_path, tmp_path / "w", tiny_preset, layout_overrides=layout_overrides(args),
+                     seg_config=args.seg_config)
+    assert (ctx.train_split, ctx.val_split) == ("train", "dev")  # the file's, the flag's
+    cls_args = _classification_args(ctx, "exp1")
+    assert cls_args[cls_args.index("--image-ext") + 1] == "png" and cls_args[cls_args.index("--mask-dir") + 1] == "gt"
+    assert "--train-split" not in cls_args  # not given as a flag: the stage reads dataset.yaml itself
+    seg = ctx.seg_args("round1", tmp_path / "labels")
+    assert seg[:2] == ["-c", "mine.yaml"]
+    for item in ("DATASET.SPLIT.TRAIN=train", "DATASET.SPLIT.VAL=dev", "DATASET.IMAGE_EXT=png", "DATASET.MASK_DIR=gt"):
+        assert item in seg

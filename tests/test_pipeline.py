@@ -106,7 +106,8 @@ def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthet
     label = ctx.masked_dir / f"{synthetic_root.ids('train_aug')[0]}.png"
     pseudo = ctx.pseudo_dir / label.name
     before_label, before_pseudo = label.stat().st_mtime_ns, pseudo.stat().st_mtime_ns
-    run_pipeline(make_ctx(synthetic_root, ctx.work_dir, tiny_preset), from_stage="masked_label", to_stage="masked_label")
+    run_pipeline(make_ctx(synthetic_root, ctx.work_dir, tiny_preset),
+                 from_stage="masked_label", to_stage="masked_label")
     assert label.stat().st_mtime_ns != before_label
     assert pseudo.stat().st_mtime_ns == before_pseudo
 

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--val-ids", type=Path, help="list of the validation image ids")
     split.add_argument("--val-fraction", type=float,
                        help="fraction of the images with a mask that go to val (seeded; 1: all of them)")
-    p.add_argument("--train-ids", type=Path, help="list of the training image ids (default: every other labelled image)")
+    p.add_argument("--train-ids", type=Path,
+                   help="list of the training image ids (default: every other labelled image)")
     p.add_argument("--seed", type=int, default=0, help="seed of --val-fraction's draw")
     layout = p.add_argument_group("dataset layout, written to ROOT/dataset.yaml when given")
     layout.add_argument("--image-dir", help="image folder in ROOT (default JPEGImages)")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {name: getattr(args, name) for name in LAYOUT_OPTIONS if getattr(args, name) is not None}
     layout = DataLayout(args.root, **settings)
     request = ListRequest(
-        root=args.root, labels_csv=args.labels_csv,
+        labels_csv=args.labels_csv,
         classes=parse_class_option(args.classes) if args.classes else None,
         val_ids=args.val_ids, train_ids=args.train_ids, val_fraction=args.val_fraction, seed=args.seed,
     )

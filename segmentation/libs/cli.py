@@ -28,7 +28,8 @@ def config_file_options(fn: Callable) -> Callable:
         help="override a config key, e.g. --set SOLVER.ITER_MAX=100 (repeatable)",
     )(fn)
     fn = click.option(
-        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True, help="YAML config (schema: voc12.yaml); 'BASE: voc12.yaml' in it means: only the keys it changes"
+        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True,
+        help="YAML config (schema: voc12.yaml); one with 'BASE: voc12.yaml' holds only the keys it changes",
     )(fn)
     return fn
 
