@@ -156,7 +156,9 @@ def write_settings(root: str | Path, values: Mapping[str, Any]) -> Path:
 
 
 STAGE_FLAGS = ("image_ext", "mask_dir", "train_split")
-"""The layout flags of the stage scripts (the pipeline also has ``val_split``)."""
+"""The layout flags of the classification scripts (the pipeline also has ``val_split``)."""
+LABEL_FLAGS = ("mask_dir", "train_split")
+"""The layout flags of gen_label.py / gen_masked_label.py, which read no image."""
 _FLAG_HELP = {
     "image_ext": ("EXT", "image extension: jpg, png or auto (.jpg, then .jpeg, then .png, per image)"),
     "mask_dir": ("DIR", "ground-truth folder in ROOT (default SegmentationClassAug, then SegmentationClass)"),

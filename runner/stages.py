@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from nsrom.dataset_settings import layout_flags
+from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
@@ -116,7 +116,7 @@ def pseudo_label(ctx: RunContext) -> dict:
     from classification import gen_label
 
     status = gen_label.main([
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
@@ -130,7 +130,7 @@ def masked_label(ctx: RunContext) -> dict:
     from classification import gen_masked_label
 
     status = gen_masked_label.main([
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),

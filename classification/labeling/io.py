@@ -20,7 +20,7 @@ import numpy as np
 
 from nsrom.classes import IGNORE_INDEX
 from nsrom.data import DataLayout, read_cls_list
-from nsrom.dataset_settings import add_layout_args, layout_overrides
+from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_label
 from nsrom.parallel import parallel_map
@@ -215,7 +215,7 @@ def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
     p.add_argument("--log-file", type=Path, help="also write the log to this file")
-    add_layout_args(p)
+    add_layout_args(p, LABEL_FLAGS)
 
 
 def resolve_common_args(
