@@ -2,6 +2,10 @@
 
     python pipeline.py --data-root ROOT --work-dir W [--preset demo|voc12] [--from STAGE] [--to STAGE]
 
+The dataset's folder names, image extension and split names come from
+ROOT/dataset.yaml (VOC's without it; see README, "Data layout"); the layout
+flags below override it for every stage of the run.
+
 Stages: cam_train, cam_export, iam_train, oacam_export, pseudo_label,
 seg1_train, seg1_test, seg1_crf, trainaug_pred, masked_label, seg2_train,
 seg2_test, seg2_crf, report. Completed stages are skipped; an interrupted run
@@ -16,10 +20,13 @@ and the report on rank 0 alone; rank 0 writes the markers and results.
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
 import torch
 
 from nsrom import distributed
+from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
 from runner.context import RunContext
 from runner.presets import PRESETS, get_preset
@@ -47,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masked-label-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for gen_masked_label.py (stage 6), after the preset's rules, "
                         "e.g. --masked-label-arg=--dilation=20 (repeatable)")
+    p.add_argument("--seg-config", type=Path, default=None, metavar="YAML",
+                   help="segmentation config of both rounds instead of the preset's "
+                        "(e.g. a file with 'BASE: voc12.yaml' and the keys it changes)")
+    add_layout_args(p, ("image_ext", "mask_dir", "train_split", "val_split"))
     return p
 
 
@@ -56,9 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
                      seg_overrides=args.seg_set, classifier_extra=args.cls_arg,
                      pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
-                     seed=args.seed)
+                     layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     distributed.setup_rank_logging(ctx.work_dir / "pipeline.log")
+    logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
     use_cuda = args.device != "cpu" and torch.cuda.is_available()
     with distributed.session("cuda" if use_cuda else "cpu") as info:  # one process group for every stage
         results = run_pipeline(ctx, args.from_stage, args.to_stage)

@@ -33,13 +33,12 @@ from runner.stages import STAGE_NAMES
 from runner.state import StageState
 
 from launch import torchrun
-from tiny_preset import TINY
 
 DRIVER = Path(__file__).with_name("ddp_pipeline_driver.py")
 SEG_KEYS = ["seg_round1", "seg_round1_crf", "masked_label", "seg_round2", "seg_round2_crf"]
 
 
-def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path):
+def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path, tiny_preset):
     ddp = tmp_path / "ddp"
     args = ["--data-root", str(synthetic_root.root), "--preset", "tiny", "--device", "cpu", "--seed", "0"]
     done = torchrun([str(DRIVER), *args, "--work-dir", str(ddp)])
@@ -48,7 +47,7 @@ def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path):
     assert set(results) == {*RESULT_KEYS, "stage_seconds"} and set(results["stage_seconds"]) == set(STAGE_NAMES)
     assert all(StageState(ddp).is_done(name) for name in STAGE_NAMES)
     labels = synthetic_root.image_labels("train_aug")
-    ctx = RunContext(synthetic_root.root, ddp, TINY, device="cpu", seed=0)
+    ctx = RunContext(synthetic_root.root, ddp, tiny_preset, device="cpu", seed=0)
     assert len(list(ctx.attention_dir("exp1").glob("*.png"))) == sum(map(len, labels.values()))
     assert len(list(ctx.attention_dir("exp2").glob("*.png"))) == sum(map(len, labels.values()))
     assert sorted(p.stem for p in ctx.pseudo_dir.glob("*.png")) == sorted(labels)
@@ -78,7 +77,7 @@ def fake_stages(calls: list[str]) -> list:
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_rank_zero_alone_runs_cpu_stages_and_writes(synthetic_root, tmp_path, monkeypatch, rank):
+def test_rank_zero_alone_runs_cpu_stages_and_writes(synthetic_root, tmp_path, monkeypatch, rank, tiny_preset):
     """Rank 1 of 2 runs the parallel stages only and writes nothing; rank 0 runs all and writes the markers."""
     calls: list[str] = []
     monkeypatch.setattr(runner, "STAGES", fake_stages(calls))
@@ -90,7 +89,7 @@ def test_rank_zero_alone_runs_cpu_stages_and_writes(synthetic_root, tmp_path, mo
         monkeypatch.setattr(distributed, "run_on_main", lambda fn: next(answers))
     else:
         monkeypatch.setattr(distributed, "run_on_main", lambda fn: fn())
-    run_pipeline(RunContext(synthetic_root.root, tmp_path, TINY, device="cpu"))
+    run_pipeline(RunContext(synthetic_root.root, tmp_path, tiny_preset, device="cpu"))
     parallel = [s.name for s in stage_module.STAGES if s.parallel]
     assert {"pseudo_label", "masked_label", "report"}.isdisjoint(parallel)
     assert "seg1_train" in parallel and "trainaug_pred" in parallel

@@ -25,12 +25,18 @@ LOG = logging.getLogger(__name__)
 def config_options(fn: Callable) -> Callable:
     """``-c/--config-path``, repeated ``--set KEY=VALUE`` and ``--split``."""
     fn = click.option("--split", default=None, help="image list to use (e.g. train_aug, val); overrides the config's")(fn)
+    return config_file_options(fn)
+
+
+def config_file_options(fn: Callable) -> Callable:
+    """``-c/--config-path`` and repeated ``--set KEY=VALUE``."""
     fn = click.option(
         "--set", "overrides", multiple=True, metavar="KEY=VALUE",
         help="override a config key, e.g. --set SOLVER.ITER_MAX=100 (repeatable)",
     )(fn)
     fn = click.option(
-        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True, help="YAML config (schema: voc12.yaml)"
+        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True,
+        help="YAML config (schema: voc12.yaml); one with 'BASE: voc12.yaml' holds only the keys it changes",
     )(fn)
     return fn
 

@@ -67,9 +67,10 @@ def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path,
     prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
 
 
-def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
+def _report(result: dict | None, path: Path, title: str, missing_gt: int, mask_dirs: list[Path]) -> None:
     if missing_gt:
-        LOG.warning("%d images have no ground truth (SegmentationClassAug/<id>.png); not scored", missing_gt)
+        LOG.warning("%d images have no ground truth (<id>.png in %s); not scored", missing_gt,
+                    " or ".join(str(d) for d in mask_dirs))
     if result is None:
         LOG.warning("no image of the split has ground truth; %s not written", path.name)
         return
@@ -155,7 +156,7 @@ def _test(
         LOG.info("predicted labels of %d images in %s", n_images, label_dir)
     result = scores(acc.matrix, names) if scored else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result
 
@@ -287,6 +288,6 @@ def _crf(
         LOG.info("CRF labels of %d images in %s", len(ids), label_dir)
     result = scores(acc.matrix, names) if missing_gt < len(ids) else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result
