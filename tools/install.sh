@@ -35,7 +35,7 @@ if [ -n "${missing// /}" ]; then
     "$PY" -m pip install $missing
 fi
 # The project itself, editable, so that scripts run from any folder import it.
-if ! (cd / && "$PY" -c "import nsrom, classification, segmentation" 2>/dev/null); then
+if ! (cd / && "$PY" -c "import nsrom, classification, segmentation, runner" 2>/dev/null); then
     echo "[install] installing the project (pip install -e .)"
     "$PY" -m pip install --no-deps -e . >/dev/null
 fi

@@ -1,9 +1,10 @@
-"""``test`` and ``crf`` of main.py and trainaug_pred.py (NSROM.md stages 4, 5 and 7).
+"""``test`` and ``crf`` of main.py and trainaug_pred.py (docs/method.md, stages 4, 5 and 7).
 
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
 and writes scores.json. ``crf`` upsamples the saved logits to image size,
-applies softmax and the dense CRF, scores the argmax (scores_crf.json) and,
+applies softmax and the dense CRF, scores the argmax (scores_crf.json, or
+scores_crf_rgb.json for the 8-bit RGB CRF input) and,
 when asked, writes the labels as palette PNGs (stage 5).
 
 Under ``torchrun`` ``test`` splits the image list over the processes (each
@@ -13,7 +14,6 @@ scores; ``crf`` does the same with its images (gloo), each rank with ``-j`` work
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from nsrom.errors import DataError
 from nsrom.files import atomic_path, write_json
 from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
+from nsrom.provenance import Producer, prepare_output_dir
 
 from .datasets import EvalDataset, class_names, data_layout, mean_bgr
 from .models import build_model
@@ -51,37 +52,25 @@ def _first(batch: list):
     return batch[0]
 
 
-def _read_stamp(path: Path) -> dict | None:
-    """A source-stamp JSON, or None when absent or unreadable (then outputs are redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+LOGIT_PATTERN = "*.npy"
+LABEL_PATTERN = "*.png"
+"""Outputs of test (logits) and of crf with a label folder (labels): what --overwrite deletes and redoes."""
 
 
-def _checkpoint_stamp(path: Path) -> dict:
-    stat = path.stat()
-    return {"checkpoint": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path, overwrite: bool) -> None:
+    """Record what makes the logits (checkpoint, images, split, mean): logits of this very
+    producer are kept (resume); another producer's stop the run unless ``overwrite``
+    (:func:`nsrom.provenance.prepare_output_dir`)."""
+    settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg)}
+    producer = Producer("segmentation.test", settings, checkpoint=model_path,
+                        inputs={"images": data_layout(cfg).image_dir})
+    prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
 
 
-def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, overwrite: bool) -> None:
-    """Keep logits made by this very checkpoint (resume); delete any others before writing."""
-    stamp = _checkpoint_stamp(model_path)
-    previous = _read_stamp(source_file)
-    if overwrite or previous != stamp:
-        stale = list(logit_dir.glob("*.npy")) if logit_dir.is_dir() else []
-        if stale:
-            LOG.info("removing %d logits of %s (%s)", len(stale), logit_dir,
-                     "--overwrite" if overwrite else "made by another checkpoint")
-        for path in stale:
-            path.unlink()
-    logit_dir.mkdir(parents=True, exist_ok=True)
-    write_json(source_file, stamp)
-
-
-def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
+def _report(result: dict | None, path: Path, title: str, missing_gt: int, mask_dirs: list[Path]) -> None:
     if missing_gt:
-        LOG.warning("%d images have no ground truth (SegmentationClassAug/<id>.png); not scored", missing_gt)
+        LOG.warning("%d images have no ground truth (<id>.png in %s); not scored", missing_gt,
+                    " or ".join(str(d) for d in mask_dirs))
     if result is None:
         LOG.warning("no image of the split has ground truth; %s not written", path.name)
         return
@@ -97,25 +86,31 @@ def test(
     split: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    name: str | None = None,
+    save_labels: bool = False,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
-    ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
-    made by the same checkpoint are reused unless ``overwrite``.
+    ``model_path`` defaults to the run's checkpoint_final.pth; another checkpoint's
+    outputs go under ``name`` (default: its file stem; see RunPaths.for_evaluation).
+    Logits already made by the same checkpoint are reused unless ``overwrite``.
+    ``save_labels`` also writes each prediction as a palette PNG in ``label/``.
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session(device) as info:
-        return _test(cfg, model_path, split, distributed.local_device(device), overwrite, info)
+        return _test(cfg, paths, model_path, split, distributed.local_device(device), overwrite, save_labels, info)
 
 
 def _test(
     cfg: Dict,
+    paths: RunPaths,
     model_path: str | Path | None,
     split: str | None,
     device: torch.device,
     overwrite: bool,
+    save_labels: bool,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     model_path = Path(model_path) if model_path else paths.final_checkpoint
     layout, names = data_layout(cfg), class_names(cfg)
@@ -128,8 +123,9 @@ def _test(
     n_images = len(dataset)
     dataset.ids = distributed.shard(dataset.ids)
     logit_dir = paths.logit_dir(split)
-    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite))
+    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, cfg, split, model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
+    label_dir = paths.label_dir(split, crf=False)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
         for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True, disable=not info.is_main):
@@ -140,12 +136,15 @@ def _test(
                 logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
                 with atomic_path(out) as tmp:
                     np.save(tmp, logits.numpy())
+            if gt is not None or save_labels:
+                pred = upsample_logits(logits, image.shape[1:]).argmax(dim=0).numpy()
+            if save_labels:
+                write_label(label_dir / f"{image_id}.png", pred)
             if gt is None:
                 missing_gt += 1
                 continue
             if gt.shape != image.shape[1:]:
                 raise DataError(f"ground truth of {image_id} is {gt.shape}, its image {image.shape[1:]}")
-            pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
             acc.update(gt, pred)
             scored += 1
     if info.enabled:  # every rank scored its shard: sum the matrices and counts
@@ -153,9 +152,11 @@ def _test(
         scored, missing_gt = (int(v) for v in totals)
         acc.matrix = distributed.all_reduce_sum(torch.from_numpy(acc.matrix)).numpy()
     LOG.info("logits of %d images in %s", n_images, logit_dir)
+    if save_labels:
+        LOG.info("predicted labels of %d images in %s", n_images, label_dir)
     result = scores(acc.matrix, names) if scored else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result
 
@@ -174,39 +175,38 @@ class CrfJob:
     overwrite: bool
 
 
+def crf_label(
+    rgb: np.ndarray,
+    logits: np.ndarray | torch.Tensor,
+    postprocessor: DenseCRF,
+    wrapped_mean_bgr: tuple[float, float, float] | None,
+) -> np.ndarray:
+    """CRF labels ``(H, W)`` uint8 of one image from its stride-8 logits ``(C, h, w)``.
+
+    The logits are upsampled to image size, turned into probabilities and refined
+    by the CRF, which sees ``rgb`` or, with ``wrapped_mean_bgr``, deeplab-pytorch's
+    wrapped mean-subtracted image (``CRF.WRAPPED_IMAGE``).
+    """
+    prob = F.softmax(upsample_logits(logits, rgb.shape[:2]), dim=0).numpy()
+    image = rgb if wrapped_mean_bgr is None else wrapped_image(rgb, wrapped_mean_bgr)
+    return postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+
+
 def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     """CRF of one image; writes the label PNG when asked; returns its confusion matrix (None without GT).
 
-    An existing label PNG is reused unless ``job.overwrite`` (see :func:`_prepare_label_dir`).
+    An existing label PNG is reused unless ``job.overwrite`` (see :mod:`nsrom.provenance`).
     """
     label = None
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
         label = read_label(job.label_path, "CRF label")
     if label is None:
-        rgb = read_rgb(job.image_path)
-        prob = F.softmax(upsample_logits(np.load(job.logit_path), rgb.shape[:2]), dim=0).numpy()
-        image = rgb if job.wrapped_mean_bgr is None else wrapped_image(rgb, job.wrapped_mean_bgr)
-        label = postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+        label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
         if job.label_path is not None:
             write_label(job.label_path, label)
     if job.gt_path is None:
         return None
     return confusion_matrix(read_label(job.gt_path, "ground-truth mask"), label, job.n_classes)
-
-
-def _prepare_label_dir(label_dir: Path, stamp: dict, overwrite: bool) -> bool:
-    """Record what the CRF labels are made from; returns True when existing labels must be redone.
-
-    Labels are kept (resume) only when the logits' checkpoint and the CRF
-    settings are those of the previous run.
-    """
-    source_file = label_dir.with_name(label_dir.name + "_source.json")
-    previous = _read_stamp(source_file)
-    redo = overwrite or previous != stamp
-    if redo and previous is not None:
-        LOG.info("redoing CRF labels in %s (%s)", label_dir, "--overwrite" if overwrite else "new logits or CRF settings")
-    write_json(source_file, stamp)
-    return redo
 
 
 def crf(
@@ -216,27 +216,32 @@ def crf(
     n_jobs: int = 1,
     label_dir: str | Path | None = None,
     overwrite: bool = False,
+    model_path: str | Path | None = None,
+    name: str | None = None,
 ) -> dict | None:
-    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns scores_crf.json.
+    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns its scores.
 
-    With ``label_dir`` each CRF label is also saved there as ``<id>.png`` (stage 5).
+    The logits are those ``test`` wrote for the same ``model_path``/``name`` (only
+    used to find them). With ``label_dir`` each CRF label is also saved there as
+    ``<id>.png`` (stage 5, ``--save-png``); the score file is named by the CRF input.
     The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
     ``CRF.WRAPPED_IMAGE: true``. Under torchrun the images are split over the
     processes (each with ``n_jobs`` CRF workers; gloo sums the scores).
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session("cpu") as info:
-        return _crf(cfg, split, n_jobs, label_dir, overwrite, info)
+        return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, info)
 
 
 def _crf(
     cfg: Dict,
+    paths: RunPaths,
     split: str | None,
     n_jobs: int,
     label_dir: str | Path | None,
     overwrite: bool,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     layout, names = data_layout(cfg), class_names(cfg)
     logit_dir = paths.logit_dir(split)
@@ -245,11 +250,15 @@ def _crf(
     if missing:
         raise DataError(
             f"{len(missing)} of {len(ids)} logits missing in {logit_dir} (e.g. {missing[0]}.npy); "
-            "run the test command first"
+            "run the test command first (crf finds the logits of a --model-path/--name given to test "
+            "only with the same option)"
         )
     if label_dir is not None:
-        stamp = {"logits": _read_stamp(paths.logit_source(split)), "crf": cfg.CRF.to_dict()}
-        overwrite = distributed.run_on_main(lambda: _prepare_label_dir(Path(label_dir), stamp, overwrite))
+        # Labels of this producer are kept (resume); another's stop the run unless overwrite.
+        producer = Producer("segmentation.crf", {"crf": cfg.CRF.to_dict()},
+                            inputs={"logits": logit_dir, "images": layout.image_dir})
+        overwrite = distributed.run_on_main(
+            lambda: prepare_output_dir(Path(label_dir), producer, overwrite, LABEL_PATTERN))
     wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
     if wrapped:
         LOG.info("CRF.WRAPPED_IMAGE: giving the CRF deeplab-pytorch's wrapped mean-subtracted image")
@@ -279,6 +288,6 @@ def _crf(
         LOG.info("CRF labels of %d images in %s", len(ids), label_dir)
     result = scores(acc.matrix, names) if missing_gt < len(ids) else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result

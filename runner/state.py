@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..files import read_json, write_json
+from nsrom.files import read_json, write_json
 
 
 class StageState:

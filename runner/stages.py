@@ -1,0 +1,227 @@
+"""The stages of docs/method.md 1-7 as calls of the stage scripts' own entry points.
+
+Each stage function takes the :class:`RunContext` and returns the entries it
+adds to ``results.json`` (or nothing). The stage scripts skip outputs that
+exist and resume interrupted training, so re-running a stage after a crash
+continues where it stopped.
+
+Under ``torchrun`` a stage is either *parallel* (every process runs it: the
+training, export, test and CRF scripts split their work over the ranks
+themselves; scoring inside them runs on rank 0 via ``run_on_main``) or runs on
+rank 0 alone (label generation, the report) while the others wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from nsrom import distributed
+from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
+from nsrom.errors import NsromError
+from nsrom.evaluation import evaluate_cams, evaluate_labels
+from nsrom.files import read_json
+from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .results import NOTES_KEY
+from .seg_rounds import round_label_dir, seg_paths, seg_scores
+
+LOG = logging.getLogger(__name__)
+
+StageFn = Callable[[RunContext], "dict | None"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: StageFn
+    parallel: bool = False
+    """Under torchrun: True, every process runs the stage; False, rank 0 alone (CPU work)."""
+
+
+# --- classification: stages 1, 1b, 2 ------------------------------------------------
+
+
+def _overwrite(ctx: RunContext) -> list[str]:
+    return ["--overwrite"] if ctx.overwrite else []
+
+
+def _classification_args(ctx: RunContext, exp: str) -> list[str]:
+    return ["--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+            "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
+
+
+def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> dict:
+    """results.json entries of an output of the training split: ``{key: score()}``.
+
+    Scores need ground-truth masks, which a dataset may lack for its training
+    images (its labels then come from train_cls.txt): without any, nothing is
+    scored and a note says so; with some, those images are scored and the
+    note says how many.
+    """
+    split = ctx.train_split
+    total = len(ctx.layout.ids(split))
+    with_mask = len(ctx.layout.ids_with_masks(split))
+    if with_mask == 0:
+        note = f"not scored: no {split} image has a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        return {NOTES_KEY: {key: note}}
+    entries = {key: score()}
+    if with_mask < total:
+        note = f"scored on the {with_mask} of {total} {split} images that have a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        entries[NOTES_KEY] = {key: note}
+    return entries
+
+
+def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
+    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
+            *ctx.classifier_extra, "--overwrite" if ctx.overwrite else "--resume"]
+    module.run(module.build_parser().parse_args(args))
+
+
+def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
+    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
+    module.run(module.build_parser().parse_args(args))
+    return distributed.run_on_main(lambda: score_train_output(ctx, result_key, lambda: evaluate_cams(
+        ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
+
+
+def cam_train(ctx: RunContext) -> None:
+    from classification import train
+
+    _train_classifier(train, ctx, CLASSIFIER_EXP, [], [])
+
+
+def cam_export(ctx: RunContext) -> dict:
+    from classification import test
+
+    return _export(test, ctx, CLASSIFIER_EXP, "cam")
+
+
+def iam_train(ctx: RunContext) -> None:
+    from classification import train_iam
+
+    _train_classifier(train_iam, ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP], ctx.preset.iam_args)
+
+
+def oacam_export(ctx: RunContext) -> dict:
+    from classification import test_iam
+
+    return _export(test_iam, ctx, IAM_EXP, "oacam")
+
+
+# --- pseudo labels: stages 3 and 6 --------------------------------------------------
+
+
+def _check_status(status: int, what: str) -> None:
+    if status != 0:
+        raise NsromError(f"{what} did not finish for every image (see the summary above)")
+
+
+def pseudo_label(ctx: RunContext) -> dict:
+    from classification import gen_label
+    from classification.labeling.settings import rules_to_argv
+
+    status = gen_label.main([
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
+        "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
+        "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra,
+    ])
+    _check_status(status, "gen_label.py")
+    return score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers))
+
+
+def masked_label(ctx: RunContext) -> dict:
+    from classification import gen_masked_label
+    from classification.labeling.settings import rules_to_argv
+
+    status = gen_masked_label.main([
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
+        "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
+        "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
+        "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
+    ])
+    _check_status(status, "gen_masked_label.py")
+    return score_train_output(ctx, "masked_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers))
+
+
+# --- segmentation: stages 4, 5, 7 ---------------------------------------------------
+
+
+def _seg_train(ctx: RunContext, round_id: str) -> None:
+    from segmentation import main as seg_main
+    from segmentation.libs.cli import run_group
+
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
+    if ctx.seed is not None:
+        args += ["--seed", str(ctx.seed)]
+    paths = seg_paths(ctx, round_id)
+    # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
+    interrupted = not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth"))
+    if not ctx.overwrite and distributed.broadcast_from_main(interrupted):  # every rank decides alike
+        args.append("--resume")
+    run_group(seg_main.cli, args, "main.py")
+
+
+def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
+    from segmentation import main as seg_main
+    from segmentation.libs.cli import run_group
+
+    round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
+    if crf:
+        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
+    else:
+        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "main.py")
+    path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
+    if not path.is_file():
+        raise NsromError(f"{path} was not written: does the val split have ground truth?")
+    return {f"seg_{round_id}{'_crf' if crf else ''}": seg_scores(read_json(path))}
+
+
+def _trainaug_pred(ctx: RunContext) -> None:
+    from segmentation import trainaug_pred as tp
+    from segmentation.libs.cli import run_group
+
+    round_args = ctx.seg_args("round1", ctx.pseudo_dir)
+    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), *_overwrite(ctx)], "trainaug_pred.py")
+
+
+def report(ctx: RunContext) -> None:
+    from .figures import draw_figures
+    from .plots import draw_threshold_curves
+    from .results import load_results
+
+    draw_figures(ctx)
+    draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
+
+
+STAGES: list[Stage] = [
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True),
+    Stage("iam_train", "stage 2: integral attention model", iam_train, parallel=True),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, parallel=True),
+    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), parallel=True),
+    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False),
+          parallel=True),
+    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True),
+          parallel=True),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, parallel=True),
+    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), parallel=True),
+    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False),
+          parallel=True),
+    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
+          parallel=True),
+    Stage("report", "results.md, the figure grid and the CAM threshold curves", report),
+]
+STAGE_NAMES = [s.name for s in STAGES]
