@@ -195,9 +195,9 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
 
 def generate(
     out_dir: str | Path,
-    num_train: int = 48,
-    num_val: int = 16,
-    size: int = 128,
+    num_train: int = 200,
+    num_val: int = 40,
+    size: int = 160,
     num_classes: int = 5,
     seed: int = 0,
 ) -> DataLayout:

@@ -23,6 +23,27 @@ COCO_INIT = SEGMENTATION_DIR / "data" / "models" / "deeplabv1_resnet101-coco.pth
 
 
 @dataclass(frozen=True)
+class Standin:
+    """Stand-in pretrained weights that a run makes itself (the CPU demo), on a source task that is not its data.
+
+    Stage ``pretrain`` trains the stage-1 VGG16 convolutions
+    (classification/standin.py) and the DeepLab-v2 base (segmentation/libs/standin.py)
+    of the preset's sizes on nsrom/source_task.py, and the stages load them
+    through the flags of the real weights: ``--pretrained-path`` (ImageNet
+    VGG16) and ``MODEL.INIT_MODEL`` (COCO DeepLab).
+    """
+
+    images: int = 600
+    """Source images drawn (once, at the VGG input size and at the DeepLab crop size)."""
+    vgg_steps: int = 400
+    deeplab_steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    """Adam rate of both (poly decay)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Preset:
     """Flags of every stage for one setting."""
 
@@ -40,6 +61,10 @@ class Preset:
     """Stage-3 thresholds and the POM switch (``gen_label.py`` flags); default: the paper's."""
     nsrm_rules: NsrmRules = NsrmRules()
     """Stage-6 dilation and foreground share (``gen_masked_label.py`` flags); default: the paper's."""
+    seg_seed: int | None = None
+    """Seed of each DeepLab-v2 training when pipeline.py gets no ``--seed`` (None: not seeded)."""
+    standin: Standin | None = None
+    """Make and use stand-in pretrained weights (the demo); None: the real files (ImageNet VGG16, COCO DeepLab)."""
     crf_jobs: int = 2
     label_workers: int = 2
     figure_images: int = 3

@@ -16,9 +16,9 @@ from nsrom.synthetic import generate
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="dataset root to write (the ROOT of the layout)")
-    p.add_argument("--num-train", type=int, default=48, help="train_aug images (default 48)")
-    p.add_argument("--num-val", type=int, default=16, help="val images (default 16)")
-    p.add_argument("--size", type=int, default=128, help="long image side in pixels (default 128)")
+    p.add_argument("--num-train", type=int, default=200, help="train_aug images (default 200, the demo's)")
+    p.add_argument("--num-val", type=int, default=40, help="val images (default 40)")
+    p.add_argument("--size", type=int, default=160, help="long image side in pixels (default 160)")
     p.add_argument("--classes", type=int, default=5, help="foreground classes K (default 5, at most 28)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
     return p
