@@ -6,8 +6,8 @@ so every stage is also run on this data, through the same code paths.
 Each image has a textured background and 1 to 3 objects of ``num_classes``
 classes; a class is a (shape, colour, texture) combination, so a classifier
 can tell classes apart. The saliency map is a blurred, noisy copy of the
-object masks in which "non-salient" objects (small ones, and low-contrast
-ones) are faint or missing: these are the objects NSROM's potential object
+object masks in which "non-salient" objects (most small ones, half the
+low-contrast ones and a few others) are faint or missing: these are the objects NSROM's potential object
 mining and non-salient region masking are meant to recover. Ground-truth masks
 carry a 1-pixel ignore (255) border between regions, as VOC's do.
 
@@ -36,6 +36,12 @@ SMALL_RADIUS = 0.14
 """Objects whose radius is below this fraction of the short side count as small."""
 LOW_CONTRAST_PROB = 0.2
 """Chance that an object is drawn blended into the background (low contrast)."""
+NON_SALIENT_PROB = {"small": 0.8, "low_contrast": 0.5, "other": 0.15}
+"""Chance that the saliency map misses an object (faint or missing), by kind. A detector misses
+small and low-contrast objects more often, and any object now and then; every kind is also
+salient in other images, so what the saliency map misses can be learnt from what it finds."""
+SALIENCY_FLOOR = 4.0
+"""Below this (0..255) the saliency map is 0: a detector's map is empty away from what it found."""
 MISSING_PROB = 0.5
 """Chance that a non-salient object is absent from the saliency map (else faint)."""
 
@@ -169,8 +175,8 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
         image = np.where(obj[..., None] > 0, fill, image)
         label[obj > 0] = k + 1
         instances[obj > 0] = len(objects) + 1
-        small = r < SMALL_RADIUS * min(h, w)
-        if small or low_contrast:
+        kind = "small" if r < SMALL_RADIUS * min(h, w) else "low_contrast" if low_contrast else "other"
+        if rng.random() < NON_SALIENT_PROB[kind]:
             status = "missing" if rng.random() < MISSING_PROB else "faint"
         else:
             status = "salient"
@@ -178,7 +184,9 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
         saliency = np.where(obj > 0, strength, saliency)
         objects.append({"instance": len(objects) + 1, "class": k, "radius": round(r, 1), "saliency": status})
     sigma = max(1.0, min(h, w) / 40)
-    saliency = cv2.GaussianBlur(saliency, (0, 0), sigma) + rng.normal(0, 8, (h, w))
+    saliency = cv2.GaussianBlur(saliency, (0, 0), sigma)
+    # Detector noise where the map responds; elsewhere 0, as a detector's 8-bit output is.
+    saliency = np.where(saliency > SALIENCY_FLOOR, saliency + rng.normal(0, 8, (h, w)), 0.0)
     border = np.zeros((h, w), dtype=bool)
     border[:, 1:] |= label[:, 1:] != label[:, :-1]
     border[1:, :] |= label[1:, :] != label[:-1, :]
