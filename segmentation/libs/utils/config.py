@@ -30,6 +30,8 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "CRF.WRAPPED_IMAGE": True,  # a config without it is deeplab-pytorch's, whose CRF input wraps
     "SOLVER.AMP": AMP_OFF,
     "MODEL.CHANNELS_LAST": False,
+    "SOLVER.ITER_SAVE_RECENT": 0,
+    "SOLVER.MINUTES_SAVE_RECENT": 10.0,
 }
 """Keys this project added to deeplab-pytorch's schema, with their value when absent."""
 
@@ -197,6 +199,9 @@ def _check_semantics(cfg: Dict, where: str) -> None:
     for key in ("ITER_MAX", "ITER_SIZE", "ITER_SAVE", "ITER_TB", "LR_DECAY", "AVERAGE_LOSS"):
         if cfg.SOLVER[key] < 1:
             raise ConfigError(f"{where}: SOLVER.{key} must be >= 1, got {cfg.SOLVER[key]}")
+    for key in ("ITER_SAVE_RECENT", "MINUTES_SAVE_RECENT"):
+        if cfg.SOLVER[key] < 0:
+            raise ConfigError(f"{where}: SOLVER.{key} must be >= 0 (0: off), got {cfg.SOLVER[key]}")
     if cfg.SOLVER.OPTIMIZER.lower() != "sgd":
         raise ConfigError(f"{where}: SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r} not supported (only sgd)")
     if cfg.SOLVER.AMP not in AMP_MODES:

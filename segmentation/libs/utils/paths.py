@@ -2,7 +2,8 @@
 
 Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
-    OUTPUT_DIR/models/<run>/<train split>/checkpoint_<step>.pth, checkpoint_final.pth, config.yaml
+    OUTPUT_DIR/models/<run>/<train split>/checkpoint_<step>.pth, checkpoint_recent.pth, checkpoint_final.pth,
+                                           config.yaml
     OUTPUT_DIR/logs/<run>/<train split>/          TensorBoard events, train.log
     OUTPUT_DIR/features/<run>/<split>/logit/<id>.npy     stride-8 logits of test
     OUTPUT_DIR/features/<run>/<split>/label_crf/<id>.png CRF labels (trainaug_pred.py crf)
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from addict import Dict
+
+from nsrom.training_state import RECENT_CHECKPOINT
 
 FINAL_CHECKPOINT = "checkpoint_final.pth"
 
@@ -56,6 +59,11 @@ class RunPaths:
 
     def checkpoint(self, step: int) -> Path:
         return self.model_dir / f"checkpoint_{step}.pth"
+
+    @property
+    def recent_checkpoint(self) -> Path:
+        """The recent-state checkpoint (SOLVER.ITER_SAVE_RECENT / MINUTES_SAVE_RECENT), replaced each time."""
+        return self.model_dir / RECENT_CHECKPOINT
 
     def feature_dir(self, split: str) -> Path:
         return self._run("features") / split
