@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from nsrom import distributed
 from nsrom.classes import VOC_CLASSES
 from nsrom.data import TRAIN_SPLIT, DataLayout, derive_image_labels, label_vector, read_cls_list, read_ids
+from nsrom.data_check import check_class_list, check_images
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_rgb
 
@@ -38,17 +40,37 @@ def _has_class_tokens(path: Path) -> bool:
     return any(len(line.split()) > 1 for line in path.read_text().splitlines())
 
 
+def image_file(img_dir: str | Path, image_id: str) -> Path:
+    """Path of an image of the image folder."""
+    return Path(img_dir) / f"{image_id}.jpg"
+
+
+def check_inputs(list_path: Path, img_dir: Path, num_classes: int, workers: int) -> None:
+    """Before training or export: every image of the list decodes and its class indices are in range.
+
+    Raises one :class:`DataError` listing every problem (see :mod:`nsrom.data_check`).
+    """
+    problems = check_class_list(list_path, num_classes) if _has_class_tokens(list_path) else []
+    images = [(i, image_file(img_dir, i)) for i in read_ids(list_path)]
+    report = check_images(img_dir.parent, images, workers=workers)
+    report.problems[:0] = problems
+    report.raise_for(None, f"training / export on {list_path.name}")
+
+
 def load_samples(
     data_root: str | Path | None,
     list_path: str | Path | None = None,
     img_dir: str | Path | None = None,
     num_classes: int | None = None,
+    check_workers: int | None = None,
 ) -> tuple[list[Sample], int]:
     """Samples of the image list and the number of classes C.
 
     ``list_path`` defaults to ROOT's train_aug list. A list with class indices
     after the id (``train_cls.txt`` format) gives the labels itself; a plain id
     list takes them from ROOT's ``train_cls.txt`` or, failing that, the masks.
+    With ``check_workers``, :func:`check_inputs` runs first (on rank 0 only,
+    with that many processes).
     """
     layout = DataLayout(data_root) if data_root is not None else None
     if num_classes is None:
@@ -64,6 +86,8 @@ def load_samples(
         if layout is None:
             raise ConfigError("--img-dir DIR is needed without --data-root")
         img_dir = layout.image_dir
+    if check_workers is not None:
+        distributed.run_on_main(lambda: check_inputs(list_path, Path(img_dir), num_classes, check_workers))
     if _has_class_tokens(list_path):
         labels = read_cls_list(list_path, num_classes)
         ids = list(labels)
@@ -73,7 +97,7 @@ def load_samples(
             raise ConfigError(f"{list_path} has no class indices; give --data-root so labels can be found")
         cls_labels = read_cls_list(layout.cls_list_path, num_classes) if layout.cls_list_path.is_file() else {}
         labels = cls_labels if all(i in cls_labels for i in ids) else derive_image_labels(layout, ids)
-    samples = [Sample(i, Path(img_dir) / f"{i}.jpg", tuple(labels[i])) for i in ids]
+    samples = [Sample(i, image_file(img_dir, i), tuple(labels[i])) for i in ids]
     missing = [str(s.image_path) for s in samples if not s.image_path.is_file()]
     if missing:
         raise DataError(f"{len(missing)} of {len(samples)} images listed in {list_path} are missing, e.g. {missing[:3]}")

@@ -37,7 +37,7 @@ from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .training import add_data_args, resolve_device
+from .training import add_data_args, check_workers, resolve_device
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def _run(args: argparse.Namespace) -> Path:
     dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
     distributed.setup_rank_logging(dirs.logs / "export.log")
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes,
+                                        check_workers(args))
     if distributed.current().is_main:
         ensure_writable_dir(dirs.attention)
     todo = distributed.broadcast_from_main(pending_batches(samples, dirs.attention, args.batch_size, args.overwrite))

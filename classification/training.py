@@ -87,6 +87,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=None, help="folder of the runs (default classification/runs)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader worker processes")
+    p.add_argument("--check-data", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode every listed image and check the class indices before starting "
+                        "(tools/check_data.py; the pipeline checks once at its start)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -118,6 +121,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every-minutes", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="M",
                    help="... and every M minutes (0: off; default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="start over even if outputs of an earlier run exist")
+
+
+def check_workers(args: argparse.Namespace) -> int | None:
+    """Processes of the input check (``--num-workers``, at least 1), or None with ``--no-check-data``."""
+    return max(1, args.num_workers) if getattr(args, "check_data", True) else None
 
 
 def seed_everything(seed: int | None) -> None:

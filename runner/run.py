@@ -5,13 +5,19 @@ from __future__ import annotations
 import logging
 import time
 
+from nsrom.data_check import DataReport, check_dataset
 from nsrom.errors import ConfigError
+from nsrom.files import write_json
 from .context import RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
-from .stages import STAGE_NAMES, STAGES
+from .stages import STAGE_NAMES, STAGES, Stage
 from .state import StageState
 
 LOG = logging.getLogger(__name__)
+
+DATA_CHECK_FILE = "data_check.json"
+"""The data check's report in the work dir (every problem, saliency coverage per image)."""
+MAX_LOGGED_WARNINGS = 20
 
 
 def select_stages(from_stage: str | None, to_stage: str | None) -> list[str]:
@@ -38,6 +44,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     if from_stage is not None:
         state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
     descriptions = {s.name: s.description for s in STAGES}
+    check_data(ctx, [s for s in STAGES if s.name in selected and not state.is_done(s.name)])
     for stage in STAGES:
         if stage.name not in selected:
             continue
@@ -54,6 +61,33 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         LOG.info("[%s] finished in %.1f s", stage.name, seconds)
         _write_summary(ctx, state, descriptions)
     return load_results(ctx.results_path)
+
+
+def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
+    """Check the dataset once before the first stage (nsrom.data_check); stop on what the stages to run need.
+
+    Writes ``W/data_check.json`` (every problem, the saliency coverage per
+    image) and logs the warnings and saliency statistics. Nothing to run,
+    nothing checked.
+    """
+    if not stages:
+        return None
+    report = check_dataset(ctx.layout, [ctx.train_split, ctx.val_split], saliency_splits=[ctx.train_split],
+                           workers=ctx.preset.label_workers)
+    write_json(ctx.work_dir / DATA_CHECK_FILE, report.to_dict())
+    for problem in report.warnings[:MAX_LOGGED_WARNINGS]:
+        LOG.warning("data check: %s", problem.line())
+    if len(report.warnings) > MAX_LOGGED_WARNINGS:
+        LOG.warning("data check: %d more warnings in %s", len(report.warnings) - MAX_LOGGED_WARNINGS,
+                    ctx.work_dir / DATA_CHECK_FILE)
+    for line in report.saliency_summary():
+        LOG.info("data check: %s", line)
+    LOG.info("data check: %d images, %d errors, %d warnings in %.1f s", report.images, len(report.errors),
+             len(report.warnings), report.seconds)
+    roles = {"train": ctx.train_split, "val": ctx.val_split, None: None}
+    needs = {(part, roles[role]) for stage in stages for part, role in stage.needs}
+    report.raise_for(needs, f"the pipeline (stages {', '.join(s.name for s in stages)})")
+    return report
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:

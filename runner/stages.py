@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
@@ -21,6 +22,16 @@ from .seg_rounds import round_label_dir, seg_paths, seg_scores
 LOG = logging.getLogger(__name__)
 
 StageFn = Callable[[RunContext], "dict | None"]
+Need = tuple[str, "str | None"]
+"""``(part of the data check, "train" | "val" | None)``: data a stage reads (see nsrom.data_check)."""
+
+NO_CHECK = "--no-check-data"
+"""The runner checks the data once before the first stage; the stage scripts need not again."""
+
+CLASSIFIER_NEEDS: tuple[Need, ...] = ((LISTS, "train"), (IMAGES, "train"))
+SCORED_ON_TRAIN: tuple[Need, ...] = (*CLASSIFIER_NEEDS, (MASKS, "train"))
+LABEL_NEEDS: tuple[Need, ...] = (*SCORED_ON_TRAIN, (SALIENCY, "train"))
+VAL_NEEDS: tuple[Need, ...] = ((LISTS, "val"), (IMAGES, "val"), (MASKS, "val"))
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,8 @@ class Stage:
     name: str
     description: str
     run: StageFn
+    needs: tuple[Need, ...] = ()
+    """What the stage reads of the dataset: the pipeline stops before it when the data check finds an error there."""
 
 
 # --- classification: stages 1, 1b, 2 ------------------------------------------------
@@ -43,12 +56,12 @@ def _classification_args(ctx: RunContext, exp: str) -> list[str]:
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
     args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
-            *ctx.classifier_extra, "--overwrite" if ctx.overwrite else "--resume"]
+            *ctx.classifier_extra, NO_CHECK, "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
 
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
-    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
+    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, NO_CHECK, *_overwrite(ctx)]
     module.run(module.build_parser().parse_args(args))
     result = evaluate_cams(ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)
     return {result_key: result}
@@ -92,7 +105,7 @@ def pseudo_label(ctx: RunContext) -> dict:
     status = gen_label.main([
         "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
-        "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
     ])
     _check_status(status, "gen_label.py")
     return {"pseudo_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers)}
@@ -105,7 +118,7 @@ def masked_label(ctx: RunContext) -> dict:
         "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
-        "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
     ])
     _check_status(status, "gen_masked_label.py")
     return {"masked_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers)}
@@ -118,9 +131,11 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, NO_CHECK,
+            *_overwrite(ctx)]
     paths = seg_paths(ctx, round_id)
-    # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
+    # A finished run is skipped by train itself; an interrupted one continues exactly from its most
+    # advanced checkpoint (checkpoint_recent.pth or checkpoint_<step>.pth).
     if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
         args.append("--resume")
     run_group(seg_main.cli, args, "main.py")
@@ -132,9 +147,9 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
 
     round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
     if crf:
-        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
+        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), NO_CHECK], "main.py")
     else:
-        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "main.py")
+        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "main.py")
     path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
     if not path.is_file():
         raise NsromError(f"{path} was not written: does the val split have ground truth?")
@@ -146,8 +161,9 @@ def _trainaug_pred(ctx: RunContext) -> None:
     from segmentation.libs.cli import run_group
 
     round_args = ctx.seg_args("round1", ctx.pseudo_dir)
-    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "trainaug_pred.py")
-    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
+              "trainaug_pred.py")
 
 
 def report(ctx: RunContext) -> None:
@@ -157,19 +173,23 @@ def report(ctx: RunContext) -> None:
 
 
 STAGES: list[Stage] = [
-    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train),
-    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export),
-    Stage("iam_train", "stage 2: integral attention model", iam_train),
-    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export),
-    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label),
-    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1")),
-    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False)),
-    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True)),
-    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred),
-    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label),
-    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2")),
-    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False)),
-    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True)),
-    Stage("report", "results.md and the figure grid", report),
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, CLASSIFIER_NEEDS),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, SCORED_ON_TRAIN),
+    Stage("iam_train", "stage 2: integral attention model", iam_train, CLASSIFIER_NEEDS),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, SCORED_ON_TRAIN),
+    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label, LABEL_NEEDS),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), CLASSIFIER_NEEDS),
+    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False),
+          VAL_NEEDS),
+    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True),
+          VAL_NEEDS),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, SCORED_ON_TRAIN),
+    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label, LABEL_NEEDS),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), CLASSIFIER_NEEDS),
+    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False),
+          VAL_NEEDS),
+    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
+          VAL_NEEDS),
+    Stage("report", "results.md and the figure grid", report, (*SCORED_ON_TRAIN, *VAL_NEEDS)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

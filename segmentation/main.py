@@ -21,7 +21,8 @@ from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
+    check_data_option, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
+    resolve_device, run_group,
 )
 from segmentation.libs.train import RESUME_LATEST, train as train_model
 from segmentation.libs.utils.paths import RunPaths
@@ -39,11 +40,13 @@ def cli() -> None:
 @click.option("--init/--no-init", default=True, help="load MODEL.INIT_MODEL into the backbone (--no-init: from scratch)")
 @click.option(
     "--resume", is_flag=False, flag_value=RESUME_LATEST, default=None, metavar="[CHECKPOINT]",
-    help="continue from a training checkpoint (model, optimiser, step); alone: the latest of the run",
+    help="continue exactly from a training checkpoint (its whole state); alone: the most advanced of the run "
+         "(checkpoint_recent.pth or checkpoint_<step>.pth)",
 )
 @click.option("--seed", type=int, default=None, help="seed torch (init, shuffling, augmentation) for a repeatable run")
 @overwrite_option
-def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite) -> Path:
+@check_data_option
+def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite, check_data) -> Path:
     """Train on DATASET.LABEL_DIR; checkpoints in OUTPUT_DIR/models/...
 
     Multi-GPU: torchrun --nproc_per_node N main.py train ... (docs/speed.md).
@@ -54,7 +57,7 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
     setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
         cfg, fully_supervised=fully_supervised, init=init, resume=resume,
-        device=resolve_device(cuda, benchmark=True), overwrite=overwrite,
+        device=resolve_device(cuda, benchmark=True), overwrite=overwrite, check_data=check_data,
     )
 
 
@@ -63,21 +66,24 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
 @device_option
 @click.option("-m", "--model-path", default=None, help="checkpoint to evaluate (default: the run's checkpoint_final.pth)")
 @overwrite_option
-def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
+@check_data_option
+def test(config_path, overrides, split, cuda, model_path, overwrite, check_data) -> dict | None:
     """Predict the val split at native size, save logits, write scores.json."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
+    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite,
+                         check_data=check_data)
 
 
 @cli.command()
 @config_options
 @jobs_option
-def crf(config_path, overrides, split, n_jobs) -> dict | None:
+@check_data_option
+def crf(config_path, overrides, split, n_jobs, check_data) -> dict | None:
     """Dense CRF on the saved logits, write scores_crf.json."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs)
+    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, check_data=check_data)
 
 
 @exit_on_error

@@ -19,7 +19,8 @@ from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
+    check_data_option, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
+    resolve_device, run_group,
 )
 from segmentation.libs.utils.paths import RunPaths
 
@@ -34,25 +35,29 @@ def cli() -> None:
 @device_option
 @click.option("-m", "--model-path", default=None, help="default: the run's checkpoint_final.pth")
 @overwrite_option
-def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
+@check_data_option
+def test(config_path, overrides, split, cuda, model_path, overwrite, check_data) -> dict | None:
     """Logits of every training image (resumable: logits of the same checkpoint are kept)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     split = split or cfg.DATASET.SPLIT.TRAIN
-    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
+    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite,
+                         check_data=check_data)
 
 
 @cli.command()
 @config_options
 @jobs_option
 @overwrite_option
-def crf(config_path, overrides, split, n_jobs, overwrite) -> dict | None:
+@check_data_option
+def crf(config_path, overrides, split, n_jobs, overwrite, check_data) -> dict | None:
     """CRF labels of every training image as palette PNGs in .../<split>/label_crf/."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     split = split or cfg.DATASET.SPLIT.TRAIN
     label_dir = RunPaths.from_config(cfg).label_crf_dir(split)
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite)
+    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
+                        check_data=check_data)
 
 
 @exit_on_error

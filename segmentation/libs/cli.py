@@ -37,6 +37,13 @@ def overwrite_option(fn: Callable) -> Callable:
     return click.option("--overwrite", is_flag=True, help="redo outputs that already exist")(fn)
 
 
+def check_data_option(fn: Callable) -> Callable:
+    return click.option(
+        "--check-data/--no-check-data", default=True, show_default=True,
+        help="decode the split's images and masks (or training labels) and check them before starting",
+    )(fn)
+
+
 def jobs_option(fn: Callable) -> Callable:
     return click.option(
         "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes"

@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from nsrom import distributed
 from nsrom.errors import DataError
-from nsrom.files import atomic_path, write_json
+from nsrom.files import atomic_path, ensure_writable_dir, write_json
 from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
 
-from .datasets import EvalDataset, class_names, data_layout, mean_bgr
+from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr
 from .models import build_model
 from .models.init_weights import load_checkpoint
 from .utils.crf import DenseCRF, wrapped_image
@@ -75,7 +75,7 @@ def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, ove
                      "--overwrite" if overwrite else "made by another checkpoint")
         for path in stale:
             path.unlink()
-    logit_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(logit_dir)
     write_json(source_file, stamp)
 
 
@@ -97,14 +97,23 @@ def test(
     split: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    check_data: bool = True,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
     ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
-    made by the same checkpoint are reused unless ``overwrite``.
+    made by the same checkpoint are reused unless ``overwrite``. ``check_data``:
+    check the split's images and masks first.
     """
     with distributed.session(device) as info:
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "test")
         return _test(cfg, model_path, split, distributed.local_device(device), overwrite, info)
+
+
+def _check_split(cfg: Dict, split: str, what: str) -> None:
+    layout = data_layout(cfg)
+    check_split(layout, split, layout.ids(split), len(class_names(cfg)), f"{what} on {split}")
 
 
 def _test(
@@ -216,6 +225,7 @@ def crf(
     n_jobs: int = 1,
     label_dir: str | Path | None = None,
     overwrite: bool = False,
+    check_data: bool = True,
 ) -> dict | None:
     """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns scores_crf.json.
 
@@ -225,6 +235,8 @@ def crf(
     processes (each with ``n_jobs`` CRF workers; gloo sums the scores).
     """
     with distributed.session("cpu") as info:
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "crf")
         return _crf(cfg, split, n_jobs, label_dir, overwrite, info)
 
 

@@ -45,7 +45,7 @@ from nsrom.training_state import (
     save_state,
 )
 
-from .datasets import TrainDataset, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
+from .datasets import TrainDataset, check_split, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
 from .models import build_model, freeze_bn
 from .models.init_weights import load_init
 from .train_step import CountReducer, train_step
@@ -175,6 +175,7 @@ def train(
     resume: str | Path | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    check_data: bool = True,
 ) -> Path:
     """Train the model of ``cfg`` on ``DATASET.LABEL_DIR``; returns the final checkpoint path.
 
@@ -183,10 +184,12 @@ def train(
     BN, poly lr every LR_DECAY steps. ``resume`` is a checkpoint path or
     ``"latest"`` (the most advanced checkpoint of the run). An existing
     checkpoint_final.pth is kept unless ``overwrite``. Under torchrun the
-    processes join one DDP job (see the module docstring).
+    processes join one DDP job (see the module docstring). ``check_data``: check every
+    training image and label first (:func:`..datasets.check_split`).
     """
     with distributed.session(device) as info:
-        return _train(cfg, info, fully_supervised, init, resume, distributed.local_device(device), overwrite)
+        return _train(cfg, info, fully_supervised, init, resume, distributed.local_device(device), overwrite,
+                      check_data)
 
 
 def _train(
@@ -197,6 +200,7 @@ def _train(
     resume: str | Path | None,
     device: torch.device,
     overwrite: bool,
+    check_data: bool = True,
 ) -> Path:
     paths = RunPaths.from_config(cfg)
     solver = cfg.SOLVER
@@ -224,6 +228,8 @@ def _train(
     )
     LOG.info("%d training images of %s, %d classes, %d process(es) x batch %d",
              len(dataset), cfg.DATASET.SPLIT.TRAIN, n_classes, info.world_size, batch_size)
+    if check_data:
+        check_split(layout, cfg.DATASET.SPLIT.TRAIN, dataset.ids, n_classes, "training", label_dir)
     seed = distributed.broadcast_from_main(int(torch.randint(SEED_RANGE, ())))
 
     model.train()
