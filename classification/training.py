@@ -32,7 +32,7 @@ from nsrom.files import ensure_writable_dir, remove_leftover_temporaries, write_
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 from nsrom.training_state import (
     CheckpointCadence, ResumableSampler, gather_rng, load_state, most_advanced, reseed_loader, restore_rank_rng,
-    save_state,
+    save_state, seed_all,
 )
 
 from .attention_accumulation import AttentionAccumulator, records_from_state, records_to_state
@@ -129,9 +129,9 @@ def check_workers(args: argparse.Namespace) -> int | None:
 
 
 def seed_everything(seed: int | None) -> None:
-    """``--seed``: seed torch (model init, shuffling, colour jitter) when given."""
+    """``--seed``: seed torch (model init, shuffling, colour jitter), numpy and ``random`` when given."""
     if seed is not None:
-        torch.manual_seed(seed)
+        seed_all(seed)
 
 
 def train_step(

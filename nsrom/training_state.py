@@ -8,7 +8,7 @@ killed at any moment and started again ends with bit-identical weights (same
 machine, same number of processes; on CUDA only with deterministic kernels).
 The pieces both trainers share:
 
-* :func:`capture_rng` / :func:`restore_rng`, and per rank :func:`gather_rng` /
+* :func:`seed_all`; :func:`capture_rng` / :func:`restore_rng`, and per rank :func:`gather_rng` /
   :func:`restore_rank_rng`: torch (CPU and the training GPU), numpy and Python
   ``random``;
 * :class:`ResumableSampler`: the distributed sampler whose epoch can start part-way;
@@ -44,6 +44,18 @@ RECENT_CHECKPOINT = "checkpoint_recent.pth"
 
 
 # --- random generators -------------------------------------------------------------
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch (CPU and every GPU), numpy and Python ``random`` with ``seed`` (``--seed`` of the trainers).
+
+    Training draws only from torch (model init, the data seed); seeding the
+    others too makes the random states stored in checkpoints repeatable.
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
 
 
 def capture_rng(device: torch.device | str | None = None) -> dict[str, Any]:

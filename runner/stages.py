@@ -54,8 +54,12 @@ def _classification_args(ctx: RunContext, exp: str) -> list[str]:
     return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
 
 
+def _seed(ctx: RunContext) -> list[str]:
+    return ["--seed", str(ctx.preset.seed)] if ctx.preset.seed is not None else []
+
+
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
-    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
+    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra, *_seed(ctx),
             *ctx.classifier_extra, NO_CHECK, "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
@@ -131,7 +135,7 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, NO_CHECK,
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_seed(ctx), NO_CHECK,
             *_overwrite(ctx)]
     paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues exactly from its most

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 import click
-import torch
 
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
+from nsrom.training_state import seed_all
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
     check_data_option, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
@@ -43,7 +43,8 @@ def cli() -> None:
     help="continue exactly from a training checkpoint (its whole state); alone: the most advanced of the run "
          "(checkpoint_recent.pth or checkpoint_<step>.pth)",
 )
-@click.option("--seed", type=int, default=None, help="seed torch (init, shuffling, augmentation) for a repeatable run")
+@click.option("--seed", type=int, default=None,
+              help="seed torch (init, shuffling, augmentation), numpy and random for a repeatable run")
 @overwrite_option
 @check_data_option
 def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite, check_data) -> Path:
@@ -53,7 +54,7 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
     """
     cfg = load_cli_config(config_path, overrides, split, "TRAIN")
     if seed is not None:
-        torch.manual_seed(seed)
+        seed_all(seed)
     setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
         cfg, fully_supervised=fully_supervised, init=init, resume=resume,
