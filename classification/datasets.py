@@ -45,12 +45,13 @@ def image_file(img_dir: str | Path, image_id: str) -> Path:
     return Path(img_dir) / f"{image_id}.jpg"
 
 
-def check_inputs(list_path: Path, img_dir: Path, num_classes: int, workers: int) -> None:
-    """Before training or export: every image of the list decodes and its class indices are in range.
+def check_inputs(list_path: Path, cls_path: Path | None, img_dir: Path, num_classes: int, workers: int) -> None:
+    """Before training or export: every image of the list decodes and the class indices of ``cls_path``
+    (the ``train_cls.txt``-format file the labels come from, if any) are in range.
 
     Raises one :class:`DataError` listing every problem (see :mod:`nsrom.data_check`).
     """
-    problems = check_class_list(list_path, num_classes) if _has_class_tokens(list_path) else []
+    problems = check_class_list(cls_path, num_classes) if cls_path is not None else []
     images = [(i, image_file(img_dir, i)) for i in read_ids(list_path)]
     report = check_images(img_dir.parent, images, workers=workers)
     report.problems[:0] = problems
@@ -87,7 +88,9 @@ def load_samples(
             raise ConfigError("--img-dir DIR is needed without --data-root")
         img_dir = layout.image_dir
     if check_workers is not None:
-        distributed.run_on_main(lambda: check_inputs(list_path, Path(img_dir), num_classes, check_workers))
+        cls_path = list_path if _has_class_tokens(list_path) else layout.cls_list_path if layout is not None else None
+        cls_path = cls_path if cls_path is not None and cls_path.is_file() else None
+        distributed.run_on_main(lambda: check_inputs(list_path, cls_path, Path(img_dir), num_classes, check_workers))
     if _has_class_tokens(list_path):
         labels = read_cls_list(list_path, num_classes)
         ids = list(labels)
