@@ -1,4 +1,4 @@
-"""Run the whole NSROM method (NSROM.md stages 1-7) with one command.
+"""Run the whole NSROM method (docs/method.md, stages 1-7) with one command.
 
     python pipeline.py --data-root ROOT --work-dir W [--preset demo|voc12] [--from STAGE] [--to STAGE]
 
@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra segmentation config override for both rounds (repeatable)")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for both classification trainers, e.g. --cls-arg=--pretrained-path=vgg16.pth")
+    p.add_argument("--pseudo-label-arg", action="append", default=[], metavar="FLAG",
+                   help="extra flag for gen_label.py (stage 3), after the preset's rules, "
+                        "e.g. --pseudo-label-arg=--no-pom (repeatable)")
+    p.add_argument("--masked-label-arg", action="append", default=[], metavar="FLAG",
+                   help="extra flag for gen_masked_label.py (stage 6), after the preset's rules, "
+                        "e.g. --masked-label-arg=--dilation=20 (repeatable)")
     return p
 
 
@@ -40,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
-                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg)
+                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg,
+                     pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(ctx.work_dir / "pipeline.log")
     results = run_pipeline(ctx, args.from_stage, args.to_stage)

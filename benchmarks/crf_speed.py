@@ -1,4 +1,4 @@
-"""Dense CRF throughput (NSROM.md stage 4 "crf", stage 5): images/s per core at -j 1 and -j N.
+"""Dense CRF throughput (docs/method.md, stage 4 "crf", stage 5): images/s per core at -j 1 and -j N.
 
 Random 21-class softmax maps and smooth random images of 500x375 (a typical
 VOC size) through :class:`segmentation.libs.utils.crf.DenseCRF` with the

@@ -1,4 +1,4 @@
-"""Online attention accumulation (OAA), NSROM.md stage 1.
+"""Online attention accumulation (OAA), docs/method.md, stage 1.
 
 The training loop hands every batch's CAMs to :class:`AttentionAccumulator`
 (the model's ``forward`` knows nothing about it). For each (image, present

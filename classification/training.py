@@ -1,6 +1,6 @@
 """The training loop shared by stage 1 (OAA classifier) and stage 2 (IAM).
 
-Both stages use the same optimiser, schedule and input pipeline (NSROM.md
+Both stages use the same optimiser, schedule and input pipeline (docs/method.md,
 stages 1 and 2); they differ in the network, the loss and whether an
 :class:`~classification.attention_accumulation.AttentionAccumulator` watches
 the batches. :func:`fit` runs the epochs with a progress bar, TensorBoard

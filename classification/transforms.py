@@ -1,4 +1,4 @@
-"""Input pipeline of stages 1, 1b and 2 (NSROM.md stage 1, "Input"), without torchvision.
+"""Input pipeline of stages 1, 1b and 2 (docs/method.md, stage 1, "Input"), without torchvision.
 
 Training: resize to ``size x size`` (both sides), colour jitter (brightness,
 contrast, saturation 0.3, hue 0.1, in random order), ImageNet mean/std. Export:

@@ -1,4 +1,4 @@
-"""CAM normalisations used across stages (NSROM.md stages 1, 1b, 2, 3)."""
+"""CAM normalisations used across stages (docs/method.md, stages 1, 1b, 2, 3)."""
 
 from __future__ import annotations
 

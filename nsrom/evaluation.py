@@ -1,6 +1,6 @@
 """Quality of intermediate outputs against the pixel ground truth: CAMs and pseudo labels.
 
-What WSSS papers report for their intermediate steps (NSROM.md stages 1b, 2, 3
+What WSSS papers report for their intermediate steps (docs/method.md, stages 1b, 2, 3
 and 6), scored with the same confusion matrix as segmentation (nsrom.metrics).
 The ground truth is used here only to score, never to choose classes: CAMs are
 read for the image-level labels of the split (``DataLayout.image_labels``).

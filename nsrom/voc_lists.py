@@ -1,7 +1,7 @@
 """Image lists for real PASCAL VOC 2012 + SBD, and a report of missing files.
 
 train_aug = (VOC train + SBD train + SBD val) minus VOC val: 10,582 ids;
-val = VOC val: 1,449 ids (NSROM.md, "Data in the VOC 2012 setting").
+val = VOC val: 1,449 ids (docs/method.md, "Data contract").
 Without SBD's own lists, the SBD ids are taken from the masks present in
 ``SegmentationClassAug`` (which holds train_aug and val masks).
 """

@@ -29,6 +29,10 @@ class RunContext:
     device: str = "auto"
     seg_overrides: list[str] = field(default_factory=list)
     classifier_extra: list[str] = field(default_factory=list)
+    pseudo_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_label.py`` after the preset's rules (``pipeline.py --pseudo-label-arg``)."""
+    masked_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_masked_label.py`` after the preset's rules (``pipeline.py --masked-label-arg``)."""
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()

@@ -1,4 +1,4 @@
-"""The stages of NSROM.md 1-7 as calls of the stage scripts' own entry points.
+"""The stages of docs/method.md 1-7 as calls of the stage scripts' own entry points.
 
 Each stage function takes the :class:`RunContext` and returns the entries it
 adds to ``results.json`` (or nothing). The stage scripts skip outputs that
@@ -105,11 +105,13 @@ def _check_status(status: int, what: str) -> None:
 
 def pseudo_label(ctx: RunContext) -> dict:
     from classification import gen_label
+    from classification.labeling.settings import rules_to_argv
 
     status = gen_label.main([
         "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra,
     ])
     _check_status(status, "gen_label.py")
     return {"pseudo_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers)}
@@ -117,12 +119,14 @@ def pseudo_label(ctx: RunContext) -> dict:
 
 def masked_label(ctx: RunContext) -> dict:
     from classification import gen_masked_label
+    from classification.labeling.settings import rules_to_argv
 
     status = gen_masked_label.main([
         "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
     ])
     _check_status(status, "gen_masked_label.py")
     return {"masked_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers)}

@@ -1,4 +1,4 @@
-"""DeepLab-v2 MSC: ``train``, ``test`` and ``crf`` (NSROM.md stages 4 and 7).
+"""DeepLab-v2 MSC: ``train``, ``test`` and ``crf`` (docs/method.md, stages 4 and 7).
 
 Run from segmentation/, as in the original README::
 

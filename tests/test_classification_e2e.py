@@ -76,15 +76,16 @@ def test_stage1_checkpoint_args_and_curves(synthetic_root, runs):
 @pytest.mark.parametrize("exp", ["exp1", "exp2"])
 def test_export_writes_one_map_per_image_and_class_at_image_size(synthetic_root, runs, exp):
     out = runs / exp / "attention"
-    assert {p.name for p in out.iterdir()} == expected_maps(synthetic_root)
-    for path in out.iterdir():
+    assert {p.name for p in out.glob("*.png")} == expected_maps(synthetic_root)
+    assert {p.name for p in out.glob(".*")} == {".producer.json"}  # no temporary file left behind
+    for path in out.glob("*.png"):
         image_id = path.stem.rpartition("_")[0]
         assert read_grey(path).shape == image_size(synthetic_root, image_id)
 
 
 def test_export_skips_existing_maps_unless_overwrite(synthetic_root, runs):
     out = runs / "exp1" / "attention"
-    files = sorted(out.iterdir())
+    files = sorted(out.glob("*.png"))
     before = {p: p.stat().st_mtime_ns for p in files}
     files[0].unlink()
     missing_image = files[0].stem.rpartition("_")[0]

@@ -17,8 +17,8 @@
    output file with the reference, and prints every difference. Files that
    record times by nature are left out: logs, TensorBoard events, stage
    markers, ``results.md`` (it shows the times), the data-check report, the
-   provenance stamps (they record file times) and ``checkpoint_recent.pth``
-   (written every N minutes).
+   provenance records ``.producer.json`` (they hold the time they were written)
+   and ``checkpoint_recent.pth`` (written every N minutes).
 
 Exit status 0 when everything compared is identical, 1 otherwise. The presets
 seed every stage, so the comparison is exact on one machine.
@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pipeline.py"
 
-VOLATILE = ("*.log", "events.out.tfevents.*", ".stages/*", "results.md", "data_check.json", "*_source.json",
+VOLATILE = ("*.log", "events.out.tfevents.*", ".stages/*", "results.md", "data_check.json", ".producer.json",
             "checkpoint_recent.pth")
 """Outputs that record times (or are written at timed moments): not compared."""
 VOLATILE_RESULT_KEYS = ("stage_seconds",)

@@ -36,6 +36,9 @@ a required input file is missing (image skipped); an input is unreadable or
 inconsistent (image skipped, reported as an error)."""
 STATUSES = (WRITTEN, EXISTS, MISSING, FAILED)
 
+LABEL_PATTERN = "*.png"
+"""The outputs of both stages in their folder: ``<id>.png`` (what ``--overwrite`` deletes and redoes)."""
+
 
 @dataclass(frozen=True)
 class ImageResult:
@@ -216,7 +219,9 @@ def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_
     p.add_argument("--out-dir", type=Path, default=default_out_dir, help="output label PNGs <id>.png")
     p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
-    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the labels in --out-dir and redo them all (needed when they were made from "
+                        "other inputs or rules)")
     p.add_argument("--log-file", type=Path, help="also write the log to this file")
     p.add_argument("--check-data", action=argparse.BooleanOptionalAction, default=True,
                    help="with --data-root: check every saliency map first and list the problems "

@@ -1,4 +1,4 @@
-"""The VGG16 attention network shared by the OAA classifier and the IAM (NSROM.md stages 1, 2).
+"""The VGG16 attention network shared by the OAA classifier and the IAM (docs/method.md, stages 1, 2).
 
 One implementation; the differences of stage 2 are data
 (:data:`OAA_HEAD`, :data:`IAM_HEAD`). ``forward`` returns the class activation

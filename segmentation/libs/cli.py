@@ -34,7 +34,7 @@ def device_option(fn: Callable) -> Callable:
 
 
 def overwrite_option(fn: Callable) -> Callable:
-    return click.option("--overwrite", is_flag=True, help="redo outputs that already exist")(fn)
+    return click.option("--overwrite", is_flag=True, help="delete the outputs of an earlier run and redo them all")(fn)
 
 
 def check_data_option(fn: Callable) -> Callable:

@@ -1,4 +1,4 @@
-"""``test`` and ``crf`` of main.py and trainaug_pred.py (NSROM.md stages 4, 5 and 7).
+"""``test`` and ``crf`` of main.py and trainaug_pred.py (docs/method.md, stages 4, 5 and 7).
 
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
@@ -13,7 +13,6 @@ scores; ``crf`` does the same with its images (gloo), each rank with ``-j`` work
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,10 @@ from tqdm import tqdm
 
 from nsrom import distributed
 from nsrom.errors import DataError
-from nsrom.files import atomic_path, ensure_writable_dir, write_json
+from nsrom.files import atomic_path, write_json
 from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
+from nsrom.provenance import Producer, prepare_output_dir
 
 from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr
 from .models import build_model
@@ -51,32 +51,19 @@ def _first(batch: list):
     return batch[0]
 
 
-def _read_stamp(path: Path) -> dict | None:
-    """A source-stamp JSON, or None when absent or unreadable (then outputs are redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+LOGIT_PATTERN = "*.npy"
+LABEL_PATTERN = "*.png"
+"""Outputs of test (logits) and of crf with a label folder (labels): what --overwrite deletes and redoes."""
 
 
-def _checkpoint_stamp(path: Path) -> dict:
-    stat = path.stat()
-    return {"checkpoint": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, overwrite: bool) -> None:
-    """Keep logits made by this very checkpoint (resume); delete any others before writing."""
-    stamp = _checkpoint_stamp(model_path)
-    previous = _read_stamp(source_file)
-    if overwrite or previous != stamp:
-        stale = list(logit_dir.glob("*.npy")) if logit_dir.is_dir() else []
-        if stale:
-            LOG.info("removing %d logits of %s (%s)", len(stale), logit_dir,
-                     "--overwrite" if overwrite else "made by another checkpoint")
-        for path in stale:
-            path.unlink()
-    ensure_writable_dir(logit_dir)
-    write_json(source_file, stamp)
+def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path, overwrite: bool) -> None:
+    """Record what makes the logits (checkpoint, images, split, mean): logits of this very
+    producer are kept (resume); another producer's stop the run unless ``overwrite``
+    (:func:`nsrom.provenance.prepare_output_dir`)."""
+    settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg)}
+    producer = Producer("segmentation.test", settings, checkpoint=model_path,
+                        inputs={"images": data_layout(cfg).image_dir})
+    prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
 
 
 def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
@@ -137,7 +124,7 @@ def _test(
     n_images = len(dataset)
     dataset.ids = distributed.shard(dataset.ids)
     logit_dir = paths.logit_dir(split)
-    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite))
+    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, cfg, split, model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
@@ -186,7 +173,7 @@ class CrfJob:
 def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     """CRF of one image; writes the label PNG when asked; returns its confusion matrix (None without GT).
 
-    An existing label PNG is reused unless ``job.overwrite`` (see :func:`_prepare_label_dir`).
+    An existing label PNG is reused unless ``job.overwrite`` (see :mod:`nsrom.provenance`).
     """
     label = None
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
@@ -201,21 +188,6 @@ def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     if job.gt_path is None:
         return None
     return confusion_matrix(read_label(job.gt_path, "ground-truth mask"), label, job.n_classes)
-
-
-def _prepare_label_dir(label_dir: Path, stamp: dict, overwrite: bool) -> bool:
-    """Record what the CRF labels are made from; returns True when existing labels must be redone.
-
-    Labels are kept (resume) only when the logits' checkpoint and the CRF
-    settings are those of the previous run.
-    """
-    source_file = label_dir.with_name(label_dir.name + "_source.json")
-    previous = _read_stamp(source_file)
-    redo = overwrite or previous != stamp
-    if redo and previous is not None:
-        LOG.info("redoing CRF labels in %s (%s)", label_dir, "--overwrite" if overwrite else "new logits or CRF settings")
-    write_json(source_file, stamp)
-    return redo
 
 
 def crf(
@@ -260,8 +232,11 @@ def _crf(
             "run the test command first"
         )
     if label_dir is not None:
-        stamp = {"logits": _read_stamp(paths.logit_source(split)), "crf": cfg.CRF.to_dict()}
-        overwrite = distributed.run_on_main(lambda: _prepare_label_dir(Path(label_dir), stamp, overwrite))
+        # Labels of this producer are kept (resume); another's stop the run unless overwrite.
+        producer = Producer("segmentation.crf", {"crf": cfg.CRF.to_dict()},
+                            inputs={"logits": logit_dir, "images": layout.image_dir})
+        overwrite = distributed.run_on_main(
+            lambda: prepare_output_dir(Path(label_dir), producer, overwrite, LABEL_PATTERN))
     wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
     if wrapped:
         LOG.info("CRF.WRAPPED_IMAGE: giving the CRF deeplab-pytorch's wrapped mean-subtracted image")

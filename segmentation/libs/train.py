@@ -1,4 +1,4 @@
-"""``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (NSROM.md stages 4 and 7).
+"""``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (docs/method.md, stages 4 and 7).
 
 Batches come from an endless stream over passes of the data (each pass
 reshuffled, the last partial batch of a pass kept, as the original's

@@ -1,4 +1,4 @@
-"""VOC-layout segmentation datasets for training and evaluation (NSROM.md stages 4, 5, 7).
+"""VOC-layout segmentation datasets for training and evaluation (docs/method.md, stages 4, 5, 7).
 
 Training labels come from ``DATASET.LABEL_DIR/<id>.png`` (stage 3 pseudo labels
 or stage 6 masked labels); the pixel ground truth ``ROOT/SegmentationClassAug``

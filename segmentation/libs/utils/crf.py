@@ -1,4 +1,4 @@
-"""Dense CRF post-processing (NSROM.md stage 4 "crf", used again by stage 5)."""
+"""Dense CRF post-processing (docs/method.md, stage 4 "crf", used again by stage 5)."""
 
 from __future__ import annotations
 
