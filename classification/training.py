@@ -175,6 +175,8 @@ def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionA
     ensure_writable_dir(dirs.model)
     ensure_writable_dir(dirs.logs)
     remove_leftover_temporaries(dirs.model)
+    if accumulator is not None:
+        remove_leftover_temporaries(accumulator.out_dir)
     checkpoints = (dirs.checkpoint_last, dirs.checkpoint_recent)
     resuming = args.resume and any(p.is_file() for p in checkpoints)
     if not resuming:

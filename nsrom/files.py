@@ -128,19 +128,23 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
-def leftover_temporaries(folder: str | Path) -> list[Path]:
-    """Temporary files that a killed run left in ``folder`` (never under a final name)."""
+def leftover_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Temporary files that a killed run left in ``folder`` (and below, with ``recursive``)."""
     folder = Path(folder)
-    return sorted(folder.glob(f".*{TEMP_MARKER}*")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    pattern = f".*{TEMP_MARKER}*"
+    return sorted(p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file())
 
 
-def remove_leftover_temporaries(folder: str | Path) -> int:
-    """Delete the temporary files a killed run left in ``folder``; returns how many.
+def remove_leftover_temporaries(folder: str | Path, recursive: bool = False) -> int:
+    """Delete the temporary files a killed run left in ``folder`` (and below); returns how many.
 
-    Only for folders that a single process writes at a time (a trainer's
-    checkpoint folder on rank 0): a temporary of a running writer would go too.
+    Only for folders that nothing else writes at the time (a trainer's folders
+    on rank 0, the pipeline's work dir before its first stage): a temporary of a
+    running writer would go too.
     """
-    found = leftover_temporaries(folder)
+    found = leftover_temporaries(folder, recursive)
     for path in found:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

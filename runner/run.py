@@ -7,7 +7,7 @@ import time
 
 from nsrom.data_check import DataReport, check_dataset
 from nsrom.errors import ConfigError
-from nsrom.files import write_json
+from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
@@ -45,6 +45,9 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     if from_stage is not None:
         state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
     descriptions = {s.name: s.description for s in STAGES}
+    removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
+    if removed:
+        LOG.info("removed %d temporary files left by an interrupted run", removed)
     check_data(ctx, [s for s in STAGES if s.name in selected and not state.is_done(s.name)])
     for stage in STAGES:
         if stage.name not in selected:

@@ -90,5 +90,8 @@ def test_leftover_temporaries_of_a_killed_writer(tmp_path):
     (tmp_path / f".checkpoint_10{TEMP_MARKER}x1y2.pth").write_bytes(b"half")
     (tmp_path / "checkpoint_10.pth").write_bytes(b"whole")
     assert [p.name for p in leftover_temporaries(tmp_path)] == [f".checkpoint_10{TEMP_MARKER}x1y2.pth"]
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / f".a_0{TEMP_MARKER}k3.png").write_bytes(b"half")
     assert remove_leftover_temporaries(tmp_path) == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_10.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_10.pth", "maps"]
+    assert remove_leftover_temporaries(tmp_path, recursive=True) == 1 and not list((tmp_path / "maps").iterdir())
