@@ -46,7 +46,7 @@ class Preset:
     figure_images: int = 3
     """Train and val images shown in the qualitative grid (each)."""
     seed: int | None = None
-    """``--seed`` of every training stage (both classifiers, both DeepLab rounds); None: unseeded.
+    """``--seed`` of every training stage: this for both classifiers, this + r for DeepLab round r; None: unseeded.
 
     Each stage is seeded itself, so what it draws never depends on which stages
     ran before it in the same process: a run resumed in a new process after a

@@ -16,7 +16,7 @@ from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
-from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .context import CLASSIFIER_EXP, IAM_EXP, ROUNDS, RunContext
 from .seg_rounds import round_label_dir, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def _classification_args(ctx: RunContext, exp: str) -> list[str]:
     return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
 
 
-def _seed(ctx: RunContext) -> list[str]:
-    return ["--seed", str(ctx.preset.seed)] if ctx.preset.seed is not None else []
+def _seed(ctx: RunContext, offset: int = 0) -> list[str]:
+    """``--seed`` of a training stage: the preset's seed (classifiers) plus ``offset`` (DeepLab round r: r)."""
+    return ["--seed", str(ctx.preset.seed + offset)] if ctx.preset.seed is not None else []
 
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
@@ -139,8 +140,8 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_seed(ctx), NO_CHECK,
-            *_overwrite(ctx)]
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag,
+            *_seed(ctx, ROUNDS.index(round_id) + 1), NO_CHECK, *_overwrite(ctx)]
     paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues exactly from its most
     # advanced checkpoint (checkpoint_recent.pth or checkpoint_<step>.pth).
