@@ -101,10 +101,6 @@ class FileResult:
 # --- one image's files --------------------------------------------------------------
 
 
-def _open(path: Path) -> Image.Image:
-    return Image.open(path)
-
-
 def _check_image(job: FileJob, result: FileResult) -> tuple[int, int] | None:
     """The image decodes to its end; returns its size ``(W, H)`` or None."""
     if not job.image.is_file():
@@ -112,7 +108,7 @@ def _check_image(job: FileJob, result: FileResult) -> tuple[int, int] | None:
         return None
     result.checked[IMAGES] += 1
     try:
-        with _open(job.image) as img:
+        with Image.open(job.image) as img:
             size = img.size
             if img.format == "JPEG":
                 img.draft(img.mode, (max(1, size[0] // JPEG_DRAFT_SCALE), max(1, size[1] // JPEG_DRAFT_SCALE)))
@@ -123,7 +119,7 @@ def _check_image(job: FileJob, result: FileResult) -> tuple[int, int] | None:
     return size
 
 
-def _size_problem(path: Path, what: str, got: tuple[int, int], image: Path, size: tuple[int, int]) -> str | None:
+def _size_problem(what: str, got: tuple[int, int], image: Path, size: tuple[int, int]) -> str | None:
     if got == size:
         return None
     return f"{what} is {got[0]}x{got[1]} (WxH) but its image {image.name} is {size[0]}x{size[1]}"
@@ -134,7 +130,7 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
     """A class-index PNG (mask or training label): mode, size, values 0..C-1 or 255."""
     result.checked[part] += 1
     try:
-        with _open(path) as img:
+        with Image.open(path) as img:
             mode, got = img.mode, img.size
             if mode not in ("P", "L"):
                 result.problems.append(Problem(ERROR, part, job.split, str(path),
@@ -145,7 +141,7 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
     except _DECODE_ERRORS as exc:
         result.problems.append(Problem(ERROR, part, job.split, str(path), f"cannot decode the {what}: {exc}"))
         return
-    if size is not None and (msg := _size_problem(path, what, got, job.image, size)):
+    if size is not None and (msg := _size_problem(what, got, job.image, size)):
         result.problems.append(Problem(ERROR, part, job.split, str(path), msg))
     counts = np.bincount(values.ravel(), minlength=256)
     bad = [v for v in np.flatnonzero(counts).tolist() if v >= job.num_classes and v != IGNORE_INDEX]
@@ -165,7 +161,7 @@ def _check_saliency(job: FileJob, size: tuple[int, int] | None, result: FileResu
         return
     result.checked[SALIENCY] += 1
     try:
-        with _open(path) as img:
+        with Image.open(path) as img:
             mode, got = img.mode, img.size
             if mode in HIGH_BIT_MODES:
                 result.problems.append(Problem(ERROR, SALIENCY, job.split, str(path),
@@ -180,7 +176,7 @@ def _check_saliency(job: FileJob, size: tuple[int, int] | None, result: FileResu
         result.problems.append(Problem(WARNING, SALIENCY, job.split, str(path),
                                        f"saliency map has mode {mode}; it is read as its luminance "
                                        "(save 8-bit grey maps to be sure of the values)"))
-    if size is not None and (msg := _size_problem(path, "saliency map", got, job.image, size)):
+    if size is not None and (msg := _size_problem("saliency map", got, job.image, size)):
         result.problems.append(Problem(ERROR, SALIENCY, job.split, str(path), msg))
     result.coverage = float(np.count_nonzero(grey >= SALIENT_LEVEL)) / max(grey.size, 1)
 
