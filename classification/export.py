@@ -35,12 +35,12 @@ from nsrom import distributed
 from nsrom.provenance import Producer, prepare_output_dir
 
 from .attention_accumulation import map_name
-from .datasets import ImageLabelDataset, Sample, load_samples
+from .datasets import ImageLabelDataset, Sample
 from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .training import add_data_args, check_workers, resolve_device
+from .training import add_data_args, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,7 @@ def _run(args: argparse.Namespace) -> Path:
     dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
     distributed.setup_rank_logging(dirs.logs / "export.log")
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes,
-                                        check_workers(args))
+    samples, num_classes = samples_from_args(args)
     ckpt = read_checkpoint(checkpoint)
     producer = export_producer(args, checkpoint, samples, num_classes)
     distributed.run_on_main(lambda: prepare_output_dir(dirs.attention, producer, args.overwrite, MAP_PATTERN))

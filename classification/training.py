@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nsrom import distributed
+from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, NsromError
 from nsrom.files import ensure_writable_dir, remove_leftover_temporaries, write_json
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
@@ -36,7 +37,7 @@ from nsrom.training_state import (
 )
 
 from .attention_accumulation import AttentionAccumulator, records_from_state, records_to_state
-from .datasets import ImageLabelDataset
+from .datasets import ImageLabelDataset, Sample, load_samples
 from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state
 from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
@@ -79,7 +80,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="dataset ROOT in the VOC layout of nsrom.data")
     p.add_argument("--list", "--train-list", dest="list", default=None,
                    help="image list: plain ids or train_cls.txt format "
-                        "(default ROOT/ImageSets/Segmentation/train_aug.txt)")
+                        "(default ROOT/ImageSets/Segmentation/<train split>.txt)")
     p.add_argument("--img-dir", default=None, help="image folder (default ROOT/JPEGImages)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="foreground classes C (default from ROOT/labels.txt, else 20)")
@@ -90,6 +91,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-data", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every listed image and check the class indices before starting "
                         "(tools/check_data.py; the pipeline checks once at its start)")
+    add_layout_args(p)
+
+
+def samples_from_args(args: argparse.Namespace) -> tuple[list[Sample], int]:
+    """The samples and class count that the flags of :func:`add_data_args` select."""
+    return load_samples(args.data_root, args.list, args.img_dir, args.num_classes, layout_overrides(args),
+                        check_workers(args))
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from nsrom.data import DataLayout, TRAIN_SPLIT, VAL_SPLIT
+from nsrom.data import DataLayout
 from .presets import Preset
 
 CLASSIFIER_EXP = "exp1"
 IAM_EXP = "exp2"
 ROUNDS = ("round1", "round2")
+FIGURES = {
+    "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
+    "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",
+}
+"""The report's figures (``W/figures/<name>.png``) and their captions in results.md."""
 
 
 @dataclass
@@ -20,7 +27,12 @@ class RunContext:
     ``W/classification/runs/{exp1,exp2}``: classifier and IAM runs (CAMs, OA-CAMs);
     ``W/pseudo_labels``, ``W/masked_labels``: stage 3 and 6 labels;
     ``W/segmentation``: DeepLab-v2 OUTPUT_DIR, EXP.ID ``round1`` / ``round2``;
-    ``W/results.json``, ``W/results.md``, ``W/figures/``.
+    ``W/results.json``, ``W/results.md``, ``W/figures/`` (:data:`FIGURES`).
+
+    ``layout_overrides`` are the dataset settings given to pipeline.py as flags
+    (``image_ext``, ``mask_dir``, ``train_split``, ``val_split``); they override
+    ``ROOT/dataset.yaml`` and are handed to every stage. ``seg_config``
+    replaces the preset's segmentation YAML.
     """
 
     data_root: Path
@@ -33,22 +45,28 @@ class RunContext:
     """Flags for ``gen_label.py`` after the preset's rules (``pipeline.py --pseudo-label-arg``)."""
     masked_label_extra: list[str] = field(default_factory=list)
     """Flags for ``gen_masked_label.py`` after the preset's rules (``pipeline.py --masked-label-arg``)."""
+    layout_overrides: dict[str, Any] = field(default_factory=dict)
+    seg_config: Path | None = None
+    seed: int | None = None
+    """Seed of each DeepLab-v2 training (``main.py train --seed``): init, shuffling, augmentation.
+    None: torch's generator as the earlier stages of this process left it."""
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()
         self.work_dir = Path(self.work_dir).resolve()
 
-    @property
+    @cached_property
     def layout(self) -> DataLayout:
-        return DataLayout(self.data_root)
+        """The dataset: ``ROOT/dataset.yaml`` with this run's overrides."""
+        return DataLayout(self.data_root, **self.layout_overrides)
 
     @property
     def train_split(self) -> str:
-        return TRAIN_SPLIT
+        return self.layout.train_split
 
     @property
     def val_split(self) -> str:
-        return VAL_SPLIT
+        return self.layout.val_split
 
     @property
     def runs_dir(self) -> Path:
@@ -77,13 +95,23 @@ class RunContext:
     def figures_dir(self) -> Path:
         return self.work_dir / "figures"
 
+    def figure_path(self, name: str) -> Path:
+        """``W/figures/<name>.png`` for a name of :data:`FIGURES`."""
+        return self.figures_dir / f"{name}.png"
+
     overwrite: bool = False
     """Set by the runner for stages re-run with ``--from``: redo existing outputs."""
 
     def seg_sets(self, round_id: str, label_dir: Path) -> list[str]:
-        """``KEY=VALUE`` overrides of a DeepLab-v2 round: data root, labels, output dir, EXP.ID."""
+        """``KEY=VALUE`` overrides of a DeepLab-v2 round: data root, splits, labels, output dir, EXP.ID."""
+        dataset = [f"DATASET.{key}={self.layout_overrides[name]}"
+                   for key, name in (("IMAGE_EXT", "image_ext"), ("MASK_DIR", "mask_dir"))
+                   if self.layout_overrides.get(name) is not None]
         return [
             f"DATASET.ROOT={self.data_root}",
+            f"DATASET.SPLIT.TRAIN={self.train_split}",
+            f"DATASET.SPLIT.VAL={self.val_split}",
+            *dataset,
             f"DATASET.LABEL_DIR={label_dir}",
             f"EXP.OUTPUT_DIR={self.seg_output_dir}",
             f"EXP.ID={round_id}",
@@ -91,9 +119,14 @@ class RunContext:
             *self.seg_overrides,
         ]
 
+    @property
+    def seg_config_path(self) -> Path:
+        """The segmentation YAML of both rounds: ``--seg-config``, else the preset's."""
+        return Path(self.seg_config) if self.seg_config is not None else self.preset.seg_config
+
     def seg_args(self, round_id: str, label_dir: Path) -> list[str]:
         """``-c CONFIG --set KEY=VALUE ...`` for main.py / trainaug_pred.py."""
-        args = ["-c", str(self.preset.seg_config)]
+        args = ["-c", str(self.seg_config_path)]
         for item in self.seg_sets(round_id, label_dir):
             args += ["--set", item]
         return args

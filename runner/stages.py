@@ -4,6 +4,11 @@ Each stage function takes the :class:`RunContext` and returns the entries it
 adds to ``results.json`` (or nothing). The stage scripts skip outputs that
 exist and resume interrupted training, so re-running a stage after a crash
 continues where it stopped.
+
+Under ``torchrun`` a stage is either *parallel* (every process runs it: the
+training, export, test and CRF scripts split their work over the ranks
+themselves; scoring inside them runs on rank 0 via ``run_on_main``) or runs on
+rank 0 alone (label generation, the report) while the others wait.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from nsrom import distributed
 from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
+from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
-from .context import CLASSIFIER_EXP, IAM_EXP, ROUNDS, RunContext
+from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .results import NOTES_KEY
 from .seg_rounds import round_label_dir, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ class Stage:
     name: str
     description: str
     run: StageFn
+    parallel: bool = False
+    """Under torchrun: True, every process runs the stage; False, rank 0 alone (CPU work)."""
     needs: tuple[Need, ...] = ()
     """What the stage reads of the dataset: the pipeline stops before it when the data check finds an error there."""
 
@@ -51,16 +61,35 @@ def _overwrite(ctx: RunContext) -> list[str]:
 
 
 def _classification_args(ctx: RunContext, exp: str) -> list[str]:
-    return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
+    return ["--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+            "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
 
 
-def _seed(ctx: RunContext, offset: int = 0) -> list[str]:
-    """``--seed`` of a training stage: the preset's seed (classifiers) plus ``offset`` (DeepLab round r: r)."""
-    return ["--seed", str(ctx.preset.seed + offset)] if ctx.preset.seed is not None else []
+def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> dict:
+    """results.json entries of an output of the training split: ``{key: score()}``.
+
+    Scores need ground-truth masks, which a dataset may lack for its training
+    images (its labels then come from train_cls.txt): without any, nothing is
+    scored and a note says so; with some, those images are scored and the
+    note says how many.
+    """
+    split = ctx.train_split
+    total = len(ctx.layout.ids(split))
+    with_mask = len(ctx.layout.ids_with_masks(split))
+    if with_mask == 0:
+        note = f"not scored: no {split} image has a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        return {NOTES_KEY: {key: note}}
+    entries = {key: score()}
+    if with_mask < total:
+        note = f"scored on the {with_mask} of {total} {split} images that have a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        entries[NOTES_KEY] = {key: note}
+    return entries
 
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
-    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra, *_seed(ctx),
+    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
             *ctx.classifier_extra, NO_CHECK, "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
@@ -68,8 +97,8 @@ def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], prese
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
     args = [*_classification_args(ctx, exp), *ctx.preset.export_args, NO_CHECK, *_overwrite(ctx)]
     module.run(module.build_parser().parse_args(args))
-    result = evaluate_cams(ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)
-    return {result_key: result}
+    return distributed.run_on_main(lambda: score_train_output(ctx, result_key, lambda: evaluate_cams(
+        ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
 
 
 def cam_train(ctx: RunContext) -> None:
@@ -109,13 +138,15 @@ def pseudo_label(ctx: RunContext) -> dict:
     from classification.labeling.settings import rules_to_argv
 
     status = gen_label.main([
-        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra,
     ])
     _check_status(status, "gen_label.py")
-    return {"pseudo_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers)}
+    return score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers))
 
 
 def masked_label(ctx: RunContext) -> dict:
@@ -123,14 +154,16 @@ def masked_label(ctx: RunContext) -> dict:
     from classification.labeling.settings import rules_to_argv
 
     status = gen_masked_label.main([
-        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
     ])
     _check_status(status, "gen_masked_label.py")
-    return {"masked_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers)}
+    return score_train_output(ctx, "masked_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers))
 
 
 # --- segmentation: stages 4, 5, 7 ---------------------------------------------------
@@ -140,12 +173,16 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag,
-            *_seed(ctx, ROUNDS.index(round_id) + 1), NO_CHECK, *_overwrite(ctx)]
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, NO_CHECK,
+            *_overwrite(ctx)]
+    seed = ctx.seed if ctx.seed is not None else ctx.preset.seed
+    if seed is not None:
+        args += ["--seed", str(seed)]
     paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues exactly from its most
     # advanced checkpoint (checkpoint_recent.pth or checkpoint_<step>.pth).
-    if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
+    interrupted = not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth"))
+    if not ctx.overwrite and distributed.broadcast_from_main(interrupted):  # every rank decides alike
         args.append("--resume")
     run_group(seg_main.cli, args, "main.py")
 
@@ -177,28 +214,38 @@ def _trainaug_pred(ctx: RunContext) -> None:
 
 def report(ctx: RunContext) -> None:
     from .figures import draw_figures
+    from .plots import draw_threshold_curves
+    from .results import load_results
 
     draw_figures(ctx)
+    draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
 
 
 STAGES: list[Stage] = [
-    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, CLASSIFIER_NEEDS),
-    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, SCORED_ON_TRAIN),
-    Stage("iam_train", "stage 2: integral attention model", iam_train, CLASSIFIER_NEEDS),
-    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, SCORED_ON_TRAIN),
-    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label, LABEL_NEEDS),
-    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), CLASSIFIER_NEEDS),
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True,
+          needs=CLASSIFIER_NEEDS),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True, needs=SCORED_ON_TRAIN),
+    Stage("iam_train", "stage 2: integral attention model", iam_train, parallel=True, needs=CLASSIFIER_NEEDS),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, parallel=True,
+          needs=SCORED_ON_TRAIN),
+    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label, needs=LABEL_NEEDS),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), parallel=True,
+          needs=CLASSIFIER_NEEDS),
     Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False),
-          VAL_NEEDS),
+          parallel=True, needs=VAL_NEEDS),
     Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True),
-          VAL_NEEDS),
-    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, SCORED_ON_TRAIN),
-    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label, LABEL_NEEDS),
-    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), CLASSIFIER_NEEDS),
+          parallel=True, needs=VAL_NEEDS),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, parallel=True,
+          needs=SCORED_ON_TRAIN),
+    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label,
+          needs=LABEL_NEEDS),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), parallel=True,
+          needs=CLASSIFIER_NEEDS),
     Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False),
-          VAL_NEEDS),
+          parallel=True, needs=VAL_NEEDS),
     Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
-          VAL_NEEDS),
-    Stage("report", "results.md and the figure grid", report, (*SCORED_ON_TRAIN, *VAL_NEEDS)),
+          parallel=True, needs=VAL_NEEDS),
+    Stage("report", "results.md, the figure grid and the CAM threshold curves", report,
+          needs=(*SCORED_ON_TRAIN, *VAL_NEEDS)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

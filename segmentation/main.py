@@ -4,7 +4,8 @@ Run from segmentation/, as in the original README::
 
     python main.py train --config-path configs/voc12.yaml --set DATASET.LABEL_DIR=PATH
     python main.py test --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth
-    python main.py crf --config-path configs/voc12.yaml -j 8
+    python main.py crf --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth -j 8
+    python main.py config --config-path my.yaml --set SOLVER.ITER_MAX=100   # effective config
 
 In-process: ``segmentation.main.main(["train", "--config-path", ...])``.
 """
@@ -19,11 +20,13 @@ import click
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
 from nsrom.training_state import seed_all
-from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    check_data_option, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
-    resolve_device, run_group,
+    check_data_option, checkpoint_options, config_file_options, config_options, device_option, jobs_option,
+    load_cli_config, overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
 )
+from segmentation.libs.datasets import class_names
+from segmentation.libs.predictions import PredictionFiles
+from segmentation.libs.utils.config import dataset_overrides, render_config, resolve_config
 from segmentation.libs.train import RESUME_LATEST, train as train_model
 from segmentation.libs.utils.paths import RunPaths
 
@@ -65,26 +68,68 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
 @cli.command()
 @config_options
 @device_option
-@click.option("-m", "--model-path", default=None, help="checkpoint to evaluate (default: the run's checkpoint_final.pth)")
+@checkpoint_options
+@prediction_options
 @overwrite_option
 @check_data_option
-def test(config_path, overrides, split, cuda, model_path, overwrite, check_data) -> dict | None:
-    """Predict the val split at native size, save logits, write scores.json."""
+def test(config_path, overrides, split, cuda, model_path, name, save_png, save_overlay, voc_server,
+         overwrite, check_data) -> dict | None:
+    """Predict the val split at native size, save logits, write scores.json (a split without masks: no scores)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite,
-                         check_data=check_data)
+    return run_test(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL,
+                    device=resolve_device(cuda), overwrite=overwrite,
+                    files=PredictionFiles(save_png, save_overlay, voc_server), check_data=check_data)
 
 
 @cli.command()
 @config_options
 @jobs_option
+@checkpoint_options
+@prediction_options
+@overwrite_option
 @check_data_option
-def crf(config_path, overrides, split, n_jobs, check_data) -> dict | None:
-    """Dense CRF on the saved logits, write scores_crf.json."""
+def crf(config_path, overrides, split, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+        overwrite, check_data) -> dict | None:
+    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, check_data=check_data)
+    return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL, n_jobs=n_jobs,
+                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server),
+                   check_data=check_data)
+
+
+@cli.command("config")
+@config_file_options
+def show_config(config_path, overrides) -> str:
+    """Print the effective config: every key, its value and where it came from.
+
+    The output is a complete config file (e.g. ``... config -c my.yaml > full.yaml``).
+    """
+    resolved = resolve_config(config_path, overrides)
+    text = render_config(resolved, _dataset_notes(resolved.cfg))
+    click.echo(text, nl=False)
+    return text
+
+
+def _dataset_notes(cfg) -> dict[str, str]:
+    """What null dataset keys resolve to, read from DATASET.ROOT (labels.txt, dataset.yaml)."""
+    from nsrom.data import DataLayout
+    from nsrom.errors import NsromError
+
+    notes = {}
+    try:
+        settings = DataLayout(cfg.DATASET.ROOT, **dataset_overrides(cfg.to_dict())).settings
+        for key, name in (("DATASET.IMAGE_EXT", "image_ext"), ("DATASET.MASK_DIR", "mask_dir")):
+            value = getattr(settings, name)
+            shown = ", ".join(value) if isinstance(value, tuple) else value
+            notes[key] = f"dataset: {shown} ({settings.source(name)})"
+        if cfg.DATASET.N_CLASSES is None:
+            labels = cfg.DATASET.LABELS or f"{cfg.DATASET.ROOT}/labels.txt, else the VOC classes"
+            notes["DATASET.N_CLASSES"] = f"{len(class_names(cfg))} from the class list ({labels})"
+    except NsromError as exc:
+        notes["DATASET.ROOT"] = f"cannot read the dataset settings: {exc}"
+    return notes
 
 
 @exit_on_error

@@ -164,7 +164,7 @@ def test_script_defaults_are_the_papers(tmp_path, script, module, exp):
     args = module.build_parser().parse_args(argv[2:-1])
     assert args.exp == exp and args.input_size == 256 and args.device == "auto"
     assert args.data_root == "../data/VOCdevkit/VOC2012"
-    assert args.list == "../data/VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt"
+    assert args.list is None  # the dataset's training split: train_aug for VOC (ROOT/dataset.yaml may name another)
     if script.startswith("train"):
         assert (args.epochs, args.batch_size, args.lr, args.decay_points) == (15, 5, 0.001, [5, 10])
         assert args.width_div == 1 and args.pretrained is True and args.model_dir == f"./runs/{exp}/model"

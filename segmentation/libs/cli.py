@@ -1,4 +1,5 @@
-"""Command-line pieces shared by main.py and trainaug_pred.py: options, config, device, runner."""
+"""Command-line pieces shared by main.py and trainaug_pred.py: options, config, device, runner,
+and ``test``/``crf`` with their prediction files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import click
 import torch
 from addict import Dict
 
+from nsrom import distributed
+
+from . import evaluate
+from .datasets import data_layout
+from .predictions import PredictionFiles, write_prediction_files
 from .utils.config import DEFAULT_CONFIG, load_config
+from .utils.paths import RunPaths
 
 LOG = logging.getLogger(__name__)
 
@@ -18,12 +25,18 @@ LOG = logging.getLogger(__name__)
 def config_options(fn: Callable) -> Callable:
     """``-c/--config-path``, repeated ``--set KEY=VALUE`` and ``--split``."""
     fn = click.option("--split", default=None, help="image list to use (e.g. train_aug, val); overrides the config's")(fn)
+    return config_file_options(fn)
+
+
+def config_file_options(fn: Callable) -> Callable:
+    """``-c/--config-path`` and repeated ``--set KEY=VALUE``."""
     fn = click.option(
         "--set", "overrides", multiple=True, metavar="KEY=VALUE",
         help="override a config key, e.g. --set SOLVER.ITER_MAX=100 (repeatable)",
     )(fn)
     fn = click.option(
-        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True, help="YAML config (schema: voc12.yaml)"
+        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True,
+        help="YAML config (schema: voc12.yaml); one with 'BASE: voc12.yaml' holds only the keys it changes",
     )(fn)
     return fn
 
@@ -48,6 +61,60 @@ def jobs_option(fn: Callable) -> Callable:
     return click.option(
         "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes"
     )(fn)
+
+
+def checkpoint_options(fn: Callable) -> Callable:
+    """``-m/--model-path`` and ``--name``: whose outputs test writes and crf reads."""
+    fn = click.option(
+        "--name", default=None,
+        help="name of this checkpoint's outputs: features/ and scores/ go under <EXP.ID>@<name> "
+             "(default: the file stem of --model-path; none for the run's own checkpoint_final.pth)",
+    )(fn)
+    fn = click.option(
+        "-m", "--model-path", default=None,
+        help="checkpoint (default: the run's checkpoint_final.pth); crf only derives the output name from it",
+    )(fn)
+    return fn
+
+
+def prediction_options(fn: Callable) -> Callable:
+    """``--save-png``, ``--save-overlay``, ``--voc-server`` (see segmentation/libs/predictions.py)."""
+    fn = click.option(
+        "--voc-server", is_flag=True,
+        help="also write the labels in the VOC evaluation server's layout (comp6) and pack them as .tar.gz",
+    )(fn)
+    fn = click.option("--save-overlay", is_flag=True, help="also write each image blended with its label colours (JPEG)")(fn)
+    fn = click.option("--save-png", is_flag=True, help="write the predicted labels as VOC-palette PNGs")(fn)
+    return fn
+
+
+def run_test(
+    cfg: Dict, *, model_path: str | None, name: str | None, split: str, device: torch.device, overwrite: bool,
+    files: PredictionFiles, check_data: bool = True,
+) -> dict | None:
+    """``test`` of ``split`` and then the prediction files asked for (one process group for both)."""
+    with distributed.session(device):
+        result = evaluate.test(cfg, model_path, split=split, device=device, overwrite=overwrite, name=name,
+                               save_labels=files.labels, check_data=check_data)
+        if files.derived:
+            paths = RunPaths.for_evaluation(cfg, model_path, name)
+            write_prediction_files(paths, data_layout(cfg), split, crf=False, files=files)
+    return result
+
+
+def run_crf(
+    cfg: Dict, *, model_path: str | None, name: str | None, split: str, n_jobs: int, overwrite: bool,
+    files: PredictionFiles, keep_labels: bool = False, check_data: bool = True,
+) -> dict | None:
+    """``crf`` of ``split`` and then the prediction files asked for; ``keep_labels``: always write label PNGs."""
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
+    label_dir = paths.label_crf_dir(split) if files.labels or keep_labels else None
+    with distributed.session("cpu"):
+        result = evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
+                              model_path=model_path, name=name, check_data=check_data)
+        if files.derived:
+            write_prediction_files(paths, data_layout(cfg), split, crf=True, files=files)
+    return result
 
 
 def load_cli_config(
@@ -75,8 +142,8 @@ def resolve_device(cuda: bool, benchmark: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
-def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> Any:
-    """Run a click group in-process: returns the command's value, raises NsromError, no sys.exit on success."""
+def run_group(group: click.Command, argv: Sequence[str] | None, prog_name: str) -> Any:
+    """Run a click group (or command) in-process: returns the command's value, raises NsromError, no sys.exit on success."""
     try:
         return group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:

@@ -3,7 +3,8 @@
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
 and writes scores.json. ``crf`` upsamples the saved logits to image size,
-applies softmax and the dense CRF, scores the argmax (scores_crf.json) and,
+applies softmax and the dense CRF, scores the argmax (scores_crf.json, or
+scores_crf_rgb.json for the 8-bit RGB CRF input) and,
 when asked, writes the labels as palette PNGs (stage 5).
 
 Under ``torchrun`` ``test`` splits the image list over the processes (each
@@ -66,9 +67,10 @@ def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path,
     prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
 
 
-def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
+def _report(result: dict | None, path: Path, title: str, missing_gt: int, mask_dirs: list[Path]) -> None:
     if missing_gt:
-        LOG.warning("%d images have no ground truth (SegmentationClassAug/<id>.png); not scored", missing_gt)
+        LOG.warning("%d images have no ground truth (<id>.png in %s); not scored", missing_gt,
+                    " or ".join(str(d) for d in mask_dirs))
     if result is None:
         LOG.warning("no image of the split has ground truth; %s not written", path.name)
         return
@@ -84,18 +86,23 @@ def test(
     split: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    name: str | None = None,
+    save_labels: bool = False,
     check_data: bool = True,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
-    ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
-    made by the same checkpoint are reused unless ``overwrite``. ``check_data``:
-    check the split's images and masks first.
+    ``model_path`` defaults to the run's checkpoint_final.pth; another checkpoint's
+    outputs go under ``name`` (default: its file stem; see RunPaths.for_evaluation).
+    Logits already made by the same checkpoint are reused unless ``overwrite``.
+    ``save_labels`` also writes each prediction as a palette PNG in ``label/``.
+    ``check_data``: check the split's images and masks first.
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session(device) as info:
         if check_data:
             _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "test")
-        return _test(cfg, model_path, split, distributed.local_device(device), overwrite, info)
+        return _test(cfg, paths, model_path, split, distributed.local_device(device), overwrite, save_labels, info)
 
 
 def _check_split(cfg: Dict, split: str, what: str) -> None:
@@ -105,13 +112,14 @@ def _check_split(cfg: Dict, split: str, what: str) -> None:
 
 def _test(
     cfg: Dict,
+    paths: RunPaths,
     model_path: str | Path | None,
     split: str | None,
     device: torch.device,
     overwrite: bool,
+    save_labels: bool,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     model_path = Path(model_path) if model_path else paths.final_checkpoint
     layout, names = data_layout(cfg), class_names(cfg)
@@ -126,6 +134,7 @@ def _test(
     logit_dir = paths.logit_dir(split)
     distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, cfg, split, model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
+    label_dir = paths.label_dir(split, crf=False)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
         for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True, disable=not info.is_main):
@@ -136,12 +145,15 @@ def _test(
                 logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
                 with atomic_path(out) as tmp:
                     np.save(tmp, logits.numpy())
+            if gt is not None or save_labels:
+                pred = upsample_logits(logits, image.shape[1:]).argmax(dim=0).numpy()
+            if save_labels:
+                write_label(label_dir / f"{image_id}.png", pred)
             if gt is None:
                 missing_gt += 1
                 continue
             if gt.shape != image.shape[1:]:
                 raise DataError(f"ground truth of {image_id} is {gt.shape}, its image {image.shape[1:]}")
-            pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
             acc.update(gt, pred)
             scored += 1
     if info.enabled:  # every rank scored its shard: sum the matrices and counts
@@ -149,9 +161,11 @@ def _test(
         scored, missing_gt = (int(v) for v in totals)
         acc.matrix = distributed.all_reduce_sum(torch.from_numpy(acc.matrix)).numpy()
     LOG.info("logits of %d images in %s", n_images, logit_dir)
+    if save_labels:
+        LOG.info("predicted labels of %d images in %s", n_images, label_dir)
     result = scores(acc.matrix, names) if scored else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result
 
@@ -170,6 +184,23 @@ class CrfJob:
     overwrite: bool
 
 
+def crf_label(
+    rgb: np.ndarray,
+    logits: np.ndarray | torch.Tensor,
+    postprocessor: DenseCRF,
+    wrapped_mean_bgr: tuple[float, float, float] | None,
+) -> np.ndarray:
+    """CRF labels ``(H, W)`` uint8 of one image from its stride-8 logits ``(C, h, w)``.
+
+    The logits are upsampled to image size, turned into probabilities and refined
+    by the CRF, which sees ``rgb`` or, with ``wrapped_mean_bgr``, deeplab-pytorch's
+    wrapped mean-subtracted image (``CRF.WRAPPED_IMAGE``).
+    """
+    prob = F.softmax(upsample_logits(logits, rgb.shape[:2]), dim=0).numpy()
+    image = rgb if wrapped_mean_bgr is None else wrapped_image(rgb, wrapped_mean_bgr)
+    return postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+
+
 def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     """CRF of one image; writes the label PNG when asked; returns its confusion matrix (None without GT).
 
@@ -179,10 +210,7 @@ def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
         label = read_label(job.label_path, "CRF label")
     if label is None:
-        rgb = read_rgb(job.image_path)
-        prob = F.softmax(upsample_logits(np.load(job.logit_path), rgb.shape[:2]), dim=0).numpy()
-        image = rgb if job.wrapped_mean_bgr is None else wrapped_image(rgb, job.wrapped_mean_bgr)
-        label = postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+        label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
         if job.label_path is not None:
             write_label(job.label_path, label)
     if job.gt_path is None:
@@ -197,30 +225,35 @@ def crf(
     n_jobs: int = 1,
     label_dir: str | Path | None = None,
     overwrite: bool = False,
+    model_path: str | Path | None = None,
+    name: str | None = None,
     check_data: bool = True,
 ) -> dict | None:
-    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns scores_crf.json.
+    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns its scores.
 
-    With ``label_dir`` each CRF label is also saved there as ``<id>.png`` (stage 5).
+    The logits are those ``test`` wrote for the same ``model_path``/``name`` (only
+    used to find them). With ``label_dir`` each CRF label is also saved there as
+    ``<id>.png`` (stage 5, ``--save-png``); the score file is named by the CRF input.
     The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
     ``CRF.WRAPPED_IMAGE: true``. Under torchrun the images are split over the
     processes (each with ``n_jobs`` CRF workers; gloo sums the scores).
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session("cpu") as info:
         if check_data:
             _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "crf")
-        return _crf(cfg, split, n_jobs, label_dir, overwrite, info)
+        return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, info)
 
 
 def _crf(
     cfg: Dict,
+    paths: RunPaths,
     split: str | None,
     n_jobs: int,
     label_dir: str | Path | None,
     overwrite: bool,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     layout, names = data_layout(cfg), class_names(cfg)
     logit_dir = paths.logit_dir(split)
@@ -229,7 +262,8 @@ def _crf(
     if missing:
         raise DataError(
             f"{len(missing)} of {len(ids)} logits missing in {logit_dir} (e.g. {missing[0]}.npy); "
-            "run the test command first"
+            "run the test command first (crf finds the logits of a --model-path/--name given to test "
+            "only with the same option)"
         )
     if label_dir is not None:
         # Labels of this producer are kept (resume); another's stop the run unless overwrite.
@@ -266,6 +300,6 @@ def _crf(
         LOG.info("CRF labels of %d images in %s", len(ids), label_dir)
     result = scores(acc.matrix, names) if missing_gt < len(ids) else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result

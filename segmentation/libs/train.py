@@ -52,6 +52,7 @@ from .train_step import CountReducer, train_step
 from .utils.config import to_yaml
 from .utils.paths import RunPaths
 from .utils.solver import build_optimizer, set_poly_lr
+from .val_monitor import ValMonitor
 
 LOG = logging.getLogger(__name__)
 RESUME_LATEST = "latest"
@@ -264,6 +265,7 @@ def _train(
         atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
         # purge_step drops what the interrupted run logged after its checkpoint
         writer = SummaryWriter(str(paths.log_dir), purge_step=start + 1 if state is not None else None)
+    val_monitor = ValMonitor.from_config(cfg, layout, class_names(cfg), device)  # SOLVER.ITER_VAL, off by default
     reduce_counts = global_count_reducer(info)
     recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
     saved_losses = (state or {}).get("recent_losses", [])
@@ -285,6 +287,8 @@ def _train(
             recent.append(step_loss)  # stays on the device: read back only at logging steps
             if done % solver.ITER_TB == 0 or done == solver.ITER_MAX:
                 _log_step(writer, bar, optimizer, recent, done, solver.ITER_TB)
+            if val_monitor is not None:
+                val_monitor.after_step(model, done, writer)
             if done % solver.ITER_SAVE == 0:
                 checkpointer.save(paths.checkpoint(done), done)
                 cadence.saved()
