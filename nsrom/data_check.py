@@ -8,12 +8,14 @@ naming its file:
 
 * lists: the split lists exist and are not empty; ``labels.txt`` parses;
   ``train_cls.txt`` (when present) has integer class indices in ``0..C-1``,
-  line by line, and covers the train split (else labels come from the masks);
+  line by line; the training images it does not list need masks (their
+  labels come from them);
 * images: present, and decodable to the end (a JPEG is decoded at 1/8 scale,
   which still reads every byte of its compressed data, so a truncated file
   is found; the header gives the size);
-* masks (and training labels): present where needed, palette or grey 8-bit,
-  of the image's size, values ``0..C`` or 255 (decoded in full);
+* masks (and training labels): present where needed (training images not in
+  ``train_cls.txt``; val images for scores), palette or grey 8-bit, of the
+  image's size, values ``0..C`` or 255 (decoded in full);
 * saliency maps: present for every training image, 8-bit grey, of the image's
   size; per image the fraction of salient pixels (>= :data:`SALIENT_LEVEL`),
   summarised with the maps that are (almost) empty or full.
@@ -37,7 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .classes import IGNORE_INDEX
-from .data import TRAIN_SPLIT, VAL_SPLIT, DataLayout
+from .data import TRAIN_SPLIT, DataLayout, id_from_token
 from .errors import DataError
 from .parallel import parallel_map
 
@@ -235,7 +237,7 @@ def check_class_list(path: Path, num_classes: int, ids: Sequence[str] | None = N
         if absent:
             problems.append(Problem(WARNING, LISTS, split, str(path),
                                     f"{len(absent)} ids of {split} are not listed (e.g. {', '.join(absent[:3])}): "
-                                    "their image-level labels come from the masks"))
+                                    "their image-level labels come from their masks"))
     return problems
 
 
@@ -335,20 +337,31 @@ def run_checks(root: str | Path, jobs: Sequence[FileJob], problems: Sequence[Pro
     return report
 
 
-def dataset_jobs(layout: DataLayout, splits: Sequence[str], *, saliency_splits: Sequence[str] = (TRAIN_SPLIT,),
-                 label_dir: Path | None = None) -> tuple[list[FileJob], list[Problem]]:
-    """The files to check for ``splits`` of ``layout``, and the problems of its lists and class names.
+def _listed_ids(path: Path) -> set[str]:
+    """The ids a ``train_cls.txt``-format file lists (its lines' first tokens)."""
+    return {id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()}
 
-    Masks of a split are required where its image-level labels come from them
-    (no complete ``train_cls.txt``), otherwise optional (used for scores).
-    Saliency maps are checked for ``saliency_splits``; ``label_dir``: also
-    check the training labels ``<label_dir>/<id>.png``.
+
+def dataset_jobs(layout: DataLayout, splits: Sequence[str] | None = None, *,
+                 saliency_splits: Sequence[str] | None = None,
+                 label_dir: Path | None = None) -> tuple[list[FileJob], list[Problem]]:
+    """The files to check for ``splits`` of ``layout`` (default: its training and val splits), and the
+    problems of its lists and class names.
+
+    A training image's mask is required when ``train_cls.txt`` does not list
+    the image (its image-level labels then come from the mask); otherwise it is
+    checked when present (it is used for scores) and its absence is no problem.
+    A val image without a mask is a warning (not scored). Saliency maps are
+    checked for ``saliency_splits`` (default: the training split); ``label_dir``:
+    also check the training labels ``<label_dir>/<id>.png``.
     """
+    splits = list(splits) if splits is not None else [layout.train_split, layout.val_split]
+    saliency_splits = list(saliency_splits) if saliency_splits is not None else [layout.train_split]
     problems: list[Problem] = []
     try:
         num_classes = len(layout.class_names())
     except DataError as exc:
-        problems.append(Problem(ERROR, LISTS, None, str(layout.root / "labels.txt"), str(exc)))
+        problems.append(Problem(ERROR, LISTS, None, str(layout.labels_path), str(exc)))
         return [], problems
     jobs: list[FileJob] = []
     for split in splits:
@@ -357,26 +370,24 @@ def dataset_jobs(layout: DataLayout, splits: Sequence[str], *, saliency_splits: 
         except DataError as exc:
             problems.append(Problem(ERROR, LISTS, split, str(layout.list_path(split)), str(exc)))
             continue
-        masks_required = True
-        if split == TRAIN_SPLIT and layout.cls_list_path.is_file():
-            cls_problems = check_class_list(layout.cls_list_path, num_classes - 1, ids, split)
-            problems += cls_problems
-            masks_required = any(p.severity == WARNING for p in cls_problems)
-        elif split != TRAIN_SPLIT:
-            masks_required = False
-        jobs += [
-            FileJob(image_id=i, split=split, image=layout.image_path(i), mask=layout.mask_path(i),
-                    mask_required=masks_required,
-                    saliency=layout.saliency_path(i) if split in saliency_splits else None,
-                    label=Path(label_dir) / f"{i}.png" if label_dir is not None else None,
-                    num_classes=num_classes)
-            for i in ids
-        ]
+        training = split == layout.train_split
+        listed: set[str] = set()
+        if training and layout.cls_list_path.is_file():
+            problems += check_class_list(layout.cls_list_path, num_classes - 1, ids, split)
+            listed = _listed_ids(layout.cls_list_path)
+        for i in ids:
+            required = training and i not in listed
+            mask = layout.mask_path(i) if required or not training or layout.has_mask(i) else None
+            jobs.append(FileJob(
+                image_id=i, split=split, image=layout.image_path(i), mask=mask, mask_required=required,
+                saliency=layout.saliency_path(i) if split in saliency_splits else None,
+                label=Path(label_dir) / f"{i}.png" if label_dir is not None else None, num_classes=num_classes,
+            ))
     return jobs, problems
 
 
-def check_dataset(layout: DataLayout, splits: Sequence[str] = (TRAIN_SPLIT, VAL_SPLIT), *,
-                  saliency_splits: Sequence[str] = (TRAIN_SPLIT,), label_dir: Path | None = None,
+def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
+                  saliency_splits: Sequence[str] | None = None, label_dir: Path | None = None,
                   workers: int = DEFAULT_WORKERS) -> DataReport:
     """Check every file of ``splits`` of ``layout`` (see the module docstring); never raises for bad data."""
     if not layout.root.is_dir():

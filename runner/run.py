@@ -104,8 +104,7 @@ def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
     """
     if not stages:
         return None
-    report = check_dataset(ctx.layout, [ctx.train_split, ctx.val_split], saliency_splits=[ctx.train_split],
-                           workers=ctx.preset.label_workers)
+    report = check_dataset(ctx.layout, [ctx.train_split, ctx.val_split], workers=ctx.preset.label_workers)
     write_json(ctx.work_dir / DATA_CHECK_FILE, report.to_dict())
     for problem in report.warnings[:MAX_LOGGED_WARNINGS]:
         LOG.warning("data check: %s", problem.line())

@@ -132,3 +132,18 @@ def test_pipeline_checks_before_stage_1_and_only_what_the_remaining_stages_read(
     with pytest.raises(DataError) as exc:
         run_pipeline(ctx, from_stage="seg2_test")
     assert "val_" in str(exc.value) and "saliency" not in str(exc.value) and called == []
+
+
+def test_training_masks_are_needed_only_where_train_cls_does_not_list_the_image(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    train = layout.ids("train_aug")
+    for image_id in train:
+        layout.mask_path(image_id).unlink()  # no training masks at all: fine while train_cls.txt lists every image
+    assert check_dataset(layout, workers=1).problems == []
+    lines = layout.cls_list_path.read_text().splitlines()
+    layout.cls_list_path.write_text("\n".join(lines[1:]) + "\n")  # the first image loses its labels
+    report = check_dataset(layout, workers=1)
+    assert [(p.severity, p.path) for p in report.problems] == [
+        (WARNING, str(layout.cls_list_path)), ("error", str(layout.mask_path(train[0])))]
+    assert "labels come from the masks" in report.errors[0].message
