@@ -71,12 +71,13 @@ def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | N
 
 @cli.command()
 @config_options
+@device_option
 @jobs_option
-def crf(config_path, overrides, split, n_jobs) -> dict | None:
-    """Dense CRF on the saved logits, write scores_crf.json."""
+def crf(config_path, overrides, split, cuda, n_jobs) -> dict | None:
+    """Dense CRF on the saved logits, write scores_crf.json (CRF.BACKEND auto: torch on the GPU, else pydensecrf)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs)
+    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, device=resolve_device(cuda))
 
 
 @exit_on_error

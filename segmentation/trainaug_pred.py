@@ -44,15 +44,18 @@ def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | N
 
 @cli.command()
 @config_options
+@device_option
 @jobs_option
 @overwrite_option
-def crf(config_path, overrides, split, n_jobs, overwrite) -> dict | None:
+def crf(config_path, overrides, split, cuda, n_jobs, overwrite) -> dict | None:
     """CRF labels of every training image as palette PNGs in .../<split>/label_crf/."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     split = split or cfg.DATASET.SPLIT.TRAIN
     label_dir = RunPaths.from_config(cfg).label_crf_dir(split)
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite)
+    return evaluate.crf(
+        cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite, device=resolve_device(cuda)
+    )
 
 
 @exit_on_error

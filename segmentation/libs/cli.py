@@ -39,7 +39,7 @@ def overwrite_option(fn: Callable) -> Callable:
 
 def jobs_option(fn: Callable) -> Callable:
     return click.option(
-        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes"
+        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes (pydensecrf) or file threads (torch backend)"
     )(fn)
 
 
