@@ -79,6 +79,9 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     crf_result = seg_main.main(["crf", *args, "-j", "1"])
     assert "Mean IoU" in capsys.readouterr().out
     assert json.loads(paths.score_path("val", crf=True).read_text())["Mean IoU"] == pytest.approx(crf_result["Mean IoU"])
+    torch_backend = ["--cpu", "--set", "CRF.BACKEND=torch", "--set", "CRF.BATCH_SIZE=3"]
+    torch_result = seg_main.main(["crf", *args, "-j", "2", *torch_backend])
+    assert torch_result["Mean IoU"] == pytest.approx(crf_result["Mean IoU"], abs=1e-3)
 
     trainaug_pred.main(["test", *args, "--cpu"])
     trainaug_pred.main(["crf", *args, "-j", "1"])
@@ -89,6 +92,14 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert label.mode == "P" and label.size == Image.open(synthetic_root.image_path(train_ids[0])).size
     assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3}
     assert paths.score_path("train_aug", crf=True).is_file()
+
+    # the torch backend redoes the labels (another producer) and agrees with pydensecrf's
+    reference = {i: np.asarray(Image.open(label_dir / f"{i}.png")) for i in train_ids}
+    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
+    stamp = json.loads(label_dir.with_name("label_crf_source.json").read_text())
+    assert stamp["crf"]["BACKEND"] == "torch" and "BATCH_SIZE" not in stamp["crf"]
+    for i in train_ids:
+        assert (np.asarray(Image.open(label_dir / f"{i}.png")) == reference[i]).mean() >= 0.995
 
 
 def test_missing_weights_give_clear_messages(run_args, tmp_path, capsys):

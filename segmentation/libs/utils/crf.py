@@ -113,7 +113,7 @@ class DenseCRF:
                 raise ValueError(f"CRF needs a uint8 image of size {(height, width, 3)}, got {image.dtype} {image.shape}")
 
     def _torch(self, images: Sequence[np.ndarray], probs: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
-        images_t = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in images]
+        images_t = [torch.from_numpy(np.array(im, dtype=np.uint8, order="C")).to(self.device) for im in images]
         probs_t = [torch.as_tensor(p).to(self.device, torch.float32) for p in probs]
         with torch.no_grad():
             return dense_crf(images_t, probs_t, self.params)
