@@ -8,7 +8,8 @@ model-like maps, and noisy ones), both backends with the paper's settings:
   of the set, and the difference in points;
 - speed: images/s of pydensecrf at -j 1 and -j <cores> (``crf_speed.py``), of
   the torch backend on one CPU thread and on all cores, and on the GPU
-  (named) when there is one, with the peak GPU memory per image; for the
+  (named) when there is one, with the peak GPU memory per image (on the CPU:
+  the peak of the tensors' allocation trace, an estimate of it); for the
   one-core rows also the CPU seconds per image (and their ratio), which other
   work on a shared machine disturbs less than wall time.
 
@@ -55,16 +56,18 @@ def agreement(args, device: torch.device) -> dict[str, float]:
     rows: dict[str, float] = {}
     acc = {"pydensecrf": ConfusionAccumulator(args.classes), "torch": ConfusionAccumulator(args.classes)}
     for kind, noisy in (("model-like", False), ("noisy", True)):
-        same = []
+        same, differing = [], []
         for seed in range(args.images):
             image, prob, mask = synthetic_inputs(1000 * noisy + seed, args.height, args.width, args.classes, noisy)
             ref = reference.labels([image], [prob])[0]
             out = ours.labels([image], [prob])[0]
             same.append(100 * (ref == out).mean())
+            differing.append(int((ref != out).sum()))
             acc["pydensecrf"].update(mask, ref)
             acc["torch"].update(mask, out)
         rows[f"{kind}: agreement % min"] = min(same)
         rows[f"{kind}: agreement % mean"] = float(np.mean(same))
+        rows[f"{kind}: pixels differing, max per image"] = max(differing)
     miou = {name: 100 * scores(a.matrix)["Mean IoU"] for name, a in acc.items()}
     rows["mIoU pydensecrf"], rows["mIoU torch"] = miou["pydensecrf"], miou["torch"]
     rows["mIoU |difference| (points)"] = abs(miou["torch"] - miou["pydensecrf"])
@@ -87,6 +90,22 @@ def torch_rate(crf: DenseCRF, inputs: list[tuple[np.ndarray, np.ndarray]], batch
     return len(inputs) / (time.perf_counter() - start)
 
 
+def traced_peak_bytes(fn) -> int:
+    """Peak bytes held by tensors allocated during ``fn()`` on the CPU, from the profiler's allocation trace.
+
+    Without a GPU this estimates the CUDA memory the same tensors need (the
+    caching allocator adds a little).
+    """
+    with torch.profiler.profile(profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
 def speed(args, device: torch.device) -> dict[str, float]:
     cores = os.cpu_count() or 1
     cpu_images = args.speed_images or args.batch
@@ -105,6 +124,10 @@ def speed(args, device: torch.device) -> dict[str, float]:
             if n == 1:
                 warm_up = min(args.batch, cpu_images)
                 rows["torch CPU 1 thread: CPU s per image"] = (time.process_time() - start) / (cpu_images + warm_up)
+        crf = DenseCRF(backend="torch")
+        batch = inputs[:args.batch]
+        rows["torch CPU: peak MiB per image (allocation trace)"] = (
+            traced_peak_bytes(lambda: crf.labels(*zip(*batch))) / 2 ** 20 / len(batch))
         torch.set_num_threads(threads)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

@@ -62,6 +62,17 @@ def test_barycentric_weights_split_each_point():
     assert torch.allclose(lattice.filter(torch.full((500, 3), 2.0)), 2 * ones.expand(500, 3), rtol=1e-6)
 
 
+def test_splat_by_segments_equals_index_add():
+    # the GPU's splat (segment sums over pairs sorted at build time) gives the CPU's sums bit for bit
+    features = torch.rand(400, 5, generator=torch.Generator().manual_seed(2)) * torch.tensor([2.0, 2, 1, 1, 1])
+    lattice = PermutohedralLattice.build(features)
+    values = torch.rand(400, 7, generator=torch.Generator().manual_seed(3))
+    table = lattice.splat(values, by_segments=False)
+    assert table.shape == (lattice.n_vertices + 1, 7) and not table[0].any()
+    assert torch.equal(lattice.splat(values, by_segments=True), table)
+    assert table.sum().item() == pytest.approx(values.sum().item(), rel=1e-5)  # weights sum to one per point
+
+
 def test_filter_approximates_a_unit_gaussian():
     points = grid_points(24, 0.25)  # std 1 covers 4 grid steps
     values = (points[:, 0] < 3).float()[:, None]

@@ -104,6 +104,11 @@ class PermutohedralLattice:
     """(N, d+1) int64: row (1..M) of each point's simplex vertex in the value table; row 0 stays zero."""
     weights: torch.Tensor
     """(N, d+1) float32: barycentric weight of each vertex."""
+    splat_points: torch.Tensor
+    splat_weights: torch.Tensor
+    splat_lengths: torch.Tensor
+    """The splat as segment sums: (point, weight) of every (point, vertex) pair sorted by vertex (points in
+    order within a vertex), and the number of pairs of each row; row 0 gets one pair of weight 0."""
     blur_steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     """Per lattice direction: rows (1..M) that have a neighbour along it, and the rows of their two neighbours (0: none)."""
     n_vertices: int
@@ -137,19 +142,30 @@ class PermutohedralLattice:
             first, second = _lookup(keys, keys + delta), _lookup(keys, keys - delta)
             rows = torch.nonzero((first > 0) | (second > 0)).squeeze(1)
             blur_steps.append((rows + 1, first[rows], second[rows]))
-        return cls(offsets=offsets, weights=bary, blur_steps=blur_steps, n_vertices=keys.numel())
+        points, weights, lengths = _splat_pairs(offsets, bary, keys.numel())
+        return cls(
+            offsets=offsets, weights=bary, splat_points=points, splat_weights=weights, splat_lengths=lengths,
+            blur_steps=blur_steps, n_vertices=keys.numel(),
+        )
+
+    def splat(self, values: torch.Tensor, by_segments: bool) -> torch.Tensor:
+        """(M+1, C) table: each vertex row sums weight * value over its points, in point order; row 0 is zero.
+
+        Two equal ways (same sums in the same order, deterministic): a serial
+        ``index_add_`` (fastest on the CPU) or segment sums over the pairs sorted
+        at build time (on the GPU: no atomics, no sort per call).
+        """
+        if by_segments:
+            contributions = torch.index_select(values, 0, self.splat_points) * self.splat_weights[:, None]
+            return torch.segment_reduce(contributions, "sum", lengths=self.splat_lengths, axis=0)
+        contributions = (values[:, None, :] * self.weights[:, :, None]).reshape(-1, values.shape[1])
+        return values.new_zeros(self.n_vertices + 1, values.shape[1]).index_add_(0, self.offsets.reshape(-1), contributions)
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """Splat ``values`` (N, C), blur, slice: the approximate Gaussian filter of pydensecrf (float32)."""
         n, c = values.shape
         d = self.dim
-        table = values.new_zeros(self.n_vertices + 1, c)
-        contributions = (values[:, None, :] * self.weights[:, :, None]).reshape(-1, c)
-        vertices = self.offsets.reshape(-1)
-        if values.device.type == "cpu":
-            table.index_add_(0, vertices, contributions)  # serial, in point order
-        else:
-            table.index_put_((vertices,), contributions, accumulate=True)  # sort-based: deterministic, in point order
+        table = self.splat(values, by_segments=values.device.type != "cpu")
         for rows, first, second in self.blur_steps:
             # table[i] += (table[n1] + table[n2]) / 2 for all i at once: the neighbour sums are read before the update;
             # a vertex without neighbours along this direction keeps its value
@@ -163,6 +179,20 @@ class PermutohedralLattice:
             term = torch.index_select(table, 0, self.offsets[:, j]) * slice_weights[:, j, None]
             out = term if out is None else out + term
         return out * alpha if small else out
+
+
+def _splat_pairs(offsets: torch.Tensor, bary: torch.Tensor, n_vertices: int) -> tuple[torch.Tensor, ...]:
+    """(point, weight) pairs sorted by vertex row, points in order within a row, and the pairs per row.
+
+    Row 0 (the zero row) gets one pair of weight 0 so that every row is a segment.
+    """
+    n, d1 = offsets.shape
+    order = torch.argsort(offsets.reshape(-1), stable=True)
+    points = torch.cat([offsets.new_zeros(1), order // d1])
+    weights = torch.cat([bary.new_zeros(1), bary.reshape(-1)[order]])
+    lengths = torch.bincount(offsets.reshape(-1), minlength=n_vertices + 1)
+    lengths[0] = 1
+    return points, weights, lengths
 
 
 def _pack(coords: torch.Tensor, segments: torch.Tensor | None) -> tuple[torch.Tensor, list[int]]:
