@@ -100,6 +100,12 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert stamp["crf"]["BACKEND"] == "torch" and "BATCH_SIZE" not in stamp["crf"]
     for i in train_ids:
         assert (np.asarray(Image.open(label_dir / f"{i}.png")) == reference[i]).mean() >= 0.995
+    # resume: a missing label is redone, the others are kept
+    kept = {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]}
+    (label_dir / f"{train_ids[0]}.png").unlink()
+    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
+    assert (label_dir / f"{train_ids[0]}.png").is_file()
+    assert {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]} == kept
 
 
 def test_missing_weights_give_clear_messages(run_args, tmp_path, capsys):
