@@ -1,6 +1,10 @@
-"""Run the whole NSROM method (NSROM.md stages 1-7) with one command.
+"""Run the whole NSROM method (docs/method.md, stages 1-7) with one command.
 
     python pipeline.py --data-root ROOT --work-dir W [--preset demo|voc12] [--from STAGE] [--to STAGE]
+
+The dataset's folder names, image extension and split names come from
+ROOT/dataset.yaml (VOC's without it; see README, "Data layout"); the layout
+flags below override it for every stage of the run.
 
 Stages: cam_train, cam_export, iam_train, oacam_export, pseudo_label,
 seg1_train, seg1_test, seg1_crf, trainaug_pred, masked_label, seg2_train,
@@ -12,7 +16,10 @@ Scores go to W/results.json and W/results.md, the figure to W/figures/.
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
+from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
 from nsrom.logs import setup_logging
 from runner.context import RunContext
@@ -33,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra segmentation config override for both rounds (repeatable)")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for both classification trainers, e.g. --cls-arg=--pretrained-path=vgg16.pth")
+    p.add_argument("--pseudo-label-arg", action="append", default=[], metavar="FLAG",
+                   help="extra flag for gen_label.py (stage 3), after the preset's rules, "
+                        "e.g. --pseudo-label-arg=--no-pom (repeatable)")
+    p.add_argument("--masked-label-arg", action="append", default=[], metavar="FLAG",
+                   help="extra flag for gen_masked_label.py (stage 6), after the preset's rules, "
+                        "e.g. --masked-label-arg=--dilation=20 (repeatable)")
+    p.add_argument("--seg-config", type=Path, default=None, metavar="YAML",
+                   help="segmentation config of both rounds instead of the preset's "
+                        "(e.g. a file with 'BASE: voc12.yaml' and the keys it changes)")
+    add_layout_args(p, ("image_ext", "mask_dir", "train_split", "val_split"))
     return p
 
 
@@ -40,9 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
-                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg)
+                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg,
+                     pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
+                     layout_overrides=layout_overrides(args), seg_config=args.seg_config)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(ctx.work_dir / "pipeline.log")
+    logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
     results = run_pipeline(ctx, args.from_stage, args.to_stage)
     print((ctx.work_dir / "results.md").read_text())
     return results

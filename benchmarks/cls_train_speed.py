@@ -1,4 +1,4 @@
-"""Classification training speed with online attention accumulation on (NSROM.md stage 1).
+"""Classification training speed with online attention accumulation on (docs/method.md, stage 1).
 
 Reference mode mimics the original OAA code path: float32, and after every
 batch, for every (image, present class), the CAM channel copied to the host on

@@ -1,4 +1,4 @@
-"""Online attention accumulation (OAA), NSROM.md stage 1.
+"""Online attention accumulation (OAA), docs/method.md, stage 1.
 
 The training loop hands every batch's CAMs to :class:`AttentionAccumulator`
 (the model's ``forward`` knows nothing about it). For each (image, present
@@ -104,7 +104,9 @@ class AttentionAccumulator:
         """The records of every present class of the batch's samples (those with ``keep`` true).
 
         Each map is the CAM channel with negatives at 0, scaled to 0..255 by its
-        max (+1e-8); the probability is sigmoid(logit). Nothing before START_EPOCH.
+        max (+1e-8) and rounded half to even to 8 bits (as the original's
+        cv2.imwrite of the float map); the probability is sigmoid(logit).
+        Nothing before START_EPOCH.
         """
         if epoch < self.start_epoch:
             return []
@@ -117,7 +119,7 @@ class AttentionAccumulator:
         pairs = list(zip(rows.tolist(), cols.tolist()))
         selected = cams.detach()[rows, cols].float().cpu().numpy()
         probs = torch.sigmoid(logits.detach()[rows, cols].float()).cpu().numpy()
-        new_maps = to_uint8(max_normalize(selected))
+        new_maps = to_uint8(max_normalize(selected), round_nearest=True)
         return [((image_ids[b], c), att, float(prob)) for (b, c), att, prob in zip(pairs, new_maps, probs)]
 
     def apply(self, epoch: int, updates: Sequence[Update]) -> int:

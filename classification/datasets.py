@@ -1,7 +1,7 @@
 """Training / export samples of stages 1, 1b and 2: images, image-level labels, IAM targets.
 
 Samples come from a dataset root in the layout of :mod:`nsrom.data`
-(``--data-root``, list ``ImageSets/Segmentation/train_aug.txt`` by default,
+(``--data-root``, the list of the dataset's training split by default,
 labels from ``train_cls.txt`` or the masks) or, as in the original code, from
 an image folder plus a ``train_cls.txt``-style list (``--img-dir``, ``--list``).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nsrom.classes import VOC_CLASSES
-from nsrom.data import TRAIN_SPLIT, DataLayout, derive_image_labels, label_vector, read_cls_list, read_ids
+from nsrom.data import DataLayout, find_file, label_vector, read_cls_list, read_ids
+from nsrom.dataset_settings import IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_rgb
 
@@ -43,27 +44,28 @@ def load_samples(
     list_path: str | Path | None = None,
     img_dir: str | Path | None = None,
     num_classes: int | None = None,
+    layout_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[list[Sample], int]:
     """Samples of the image list and the number of classes C.
 
-    ``list_path`` defaults to ROOT's train_aug list. A list with class indices
-    after the id (``train_cls.txt`` format) gives the labels itself; a plain id
-    list takes them from ROOT's ``train_cls.txt`` or, failing that, the masks.
+    ``list_path`` defaults to the list of ROOT's training split. A list with
+    class indices after the id (``train_cls.txt`` format) gives the labels
+    itself; a plain id list takes them from ROOT's ``train_cls.txt`` or, for
+    ids it does not list, the masks. ``layout_overrides`` are the dataset
+    settings given as flags (``--image-ext`` ...; see nsrom.dataset_settings).
     """
-    layout = DataLayout(data_root) if data_root is not None else None
+    layout = DataLayout(data_root, **(layout_overrides or {})) if data_root is not None else None
     if num_classes is None:
         num_classes = layout.num_classes if layout is not None else len(VOC_CLASSES) - 1
     if list_path is None:
         if layout is None:
             raise ConfigError("give --data-root ROOT (VOC layout) or --list FILE with --img-dir DIR")
-        list_path = layout.list_path(TRAIN_SPLIT)
+        list_path = layout.list_path(layout.train_split)
     list_path = Path(list_path)
     if not list_path.is_file():
         raise DataError(f"image list not found: {list_path}")
-    if img_dir is None:
-        if layout is None:
-            raise ConfigError("--img-dir DIR is needed without --data-root")
-        img_dir = layout.image_dir
+    if img_dir is None and layout is None:
+        raise ConfigError("--img-dir DIR is needed without --data-root")
     if _has_class_tokens(list_path):
         labels = read_cls_list(list_path, num_classes)
         ids = list(labels)
@@ -71,9 +73,13 @@ def load_samples(
         ids = read_ids(list_path)
         if layout is None:
             raise ConfigError(f"{list_path} has no class indices; give --data-root so labels can be found")
-        cls_labels = read_cls_list(layout.cls_list_path, num_classes) if layout.cls_list_path.is_file() else {}
-        labels = cls_labels if all(i in cls_labels for i in ids) else derive_image_labels(layout, ids)
-    samples = [Sample(i, Path(img_dir) / f"{i}.jpg", tuple(labels[i])) for i in ids]
+        labels = layout.labels_for(ids)
+    if img_dir is None:
+        paths = [layout.image_path(i) for i in ids]
+    else:
+        exts = layout.settings.image_exts if layout is not None else IMAGE_EXTS
+        paths = [find_file([Path(img_dir)], i, exts) for i in ids]
+    samples = [Sample(i, path, tuple(labels[i])) for i, path in zip(ids, paths)]
     missing = [str(s.image_path) for s in samples if not s.image_path.is_file()]
     if missing:
         raise DataError(f"{len(missing)} of {len(samples)} images listed in {list_path} are missing, e.g. {missing[:3]}")

@@ -1,11 +1,14 @@
-"""Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), NSROM.md stage 1b.
+"""Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), docs/method.md, stage 1b.
 
 For every image: 256x256 input without augmentation, the map channel of every
 present class, negatives to 0, divided by max (+1e-8), times 255 to uint8,
 bicubic resize to the original image size, one grey PNG ``<id>_<c>.png``
-(0-based class). The model is loaded once and run on batches; images whose
-PNGs all exist are skipped unless ``--overwrite``. Under ``torchrun`` the
-images still to do are split over the processes (each writes its own PNGs).
+(0-based class). The model is loaded once and run on batches. The output
+folder records what produced it (checkpoint, images, settings:
+:mod:`nsrom.provenance`); images whose PNGs all exist are skipped when that
+record is this run's (resume), another producer's maps stop the run unless
+``--overwrite`` (which redoes the folder). Under ``torchrun`` the images still
+to do are split over the processes (each writes its own PNGs).
 """
 
 from __future__ import annotations
@@ -23,19 +26,22 @@ from tqdm import tqdm
 from nsrom.cam import max_normalize, to_uint8
 from nsrom.images import write_grey
 from nsrom import distributed
+from nsrom.provenance import Producer, prepare_output_dir
 
 from .attention_accumulation import map_name
-from .datasets import ImageLabelDataset, Sample, load_samples
+from .datasets import ImageLabelDataset, Sample
 from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .training import add_data_args, resolve_device
+from .training import add_data_args, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPORT_BATCH = 8
+MAP_PATTERN = "*_*.png"
+"""The export's outputs in its folder, ``<id>_<c>.png`` (what ``--overwrite`` deletes and redoes)."""
 
 
 def make_parser(arch: str, exp: str, what: str) -> argparse.ArgumentParser:
@@ -50,7 +56,9 @@ def make_parser(arch: str, exp: str, what: str) -> argparse.ArgumentParser:
                    help="output folder (default runs/<exp>/attention)")
     p.add_argument("--width-div", type=int, default=None, help="channel divisor (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_EXPORT_BATCH)
-    p.add_argument("--overwrite", action="store_true", help="rewrite maps that already exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the maps in the output folder and redo them all (needed when they were made "
+                        "by another checkpoint or settings)")
     return p
 
 
@@ -103,17 +111,27 @@ def run(args: argparse.Namespace) -> Path:
         return _run(args)
 
 
+def export_producer(args: argparse.Namespace, checkpoint: Path, samples: list[Sample], num_classes: int) -> Producer:
+    """What makes the maps: the checkpoint, the image folder and the settings that change a map."""
+    inputs = {"images": samples[0].image_path.parent} if samples else {}
+    settings = {"arch": args.arch, "input_size": args.input_size, "num_classes": num_classes,
+                "width_div": args.width_div}
+    return Producer("classification.export", settings, checkpoint=checkpoint, inputs=inputs)
+
+
 def _run(args: argparse.Namespace) -> Path:
     dirs = run_dirs(args.exp, args.runs_dir, attention_dir=args.attention_dir)
     distributed.setup_rank_logging(dirs.logs / "export.log")
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    samples, num_classes = samples_from_args(args)
+    ckpt = read_checkpoint(checkpoint)
+    producer = export_producer(args, checkpoint, samples, num_classes)
+    distributed.run_on_main(lambda: prepare_output_dir(dirs.attention, producer, args.overwrite, MAP_PATTERN))
     todo = distributed.broadcast_from_main(pending(samples, dirs.attention, args.overwrite))
     log.info("%d of %d images to export into %s", len(todo), len(samples), dirs.attention)
     if not todo:
         return dirs.attention
     device = distributed.local_device(resolve_device(args.device))
-    ckpt = read_checkpoint(checkpoint)
     width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
     load_model_state(model, ckpt, str(checkpoint))

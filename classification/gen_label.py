@@ -1,4 +1,4 @@
-"""NSROM.md stage 3: pseudo labels with potential object mining (POM).
+"""docs/method.md, stage 3: pseudo labels with potential object mining (POM).
 
 For every image of the class list: saliency map + OA-CAMs (stage 2) + CAMs
 (stage 1b) -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The rules are
@@ -21,6 +21,7 @@ Python API for the pipeline: :func:`run` (raises ``NsromError``) or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,14 @@ from typing import Mapping, Sequence
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
+from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
     add_common_args, resolve_common_args, run_over_images,
 )
-from classification.labeling.pom import make_pseudo_label
+from classification.labeling.pom import PomRules, make_pseudo_label
+from classification.labeling.settings import add_rule_args, rules_from_args
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
@@ -54,6 +57,8 @@ class GenLabelConfig:
     out_dir: Path
     num_classes: int
     overwrite: bool = False
+    rules: PomRules = PomRules()
+    """Thresholds of the rules and the POM switch (the paper's by default)."""
 
 
 def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
@@ -62,6 +67,7 @@ def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageRes
     A missing saliency map skips the image; a missing OA-CAM / CAM leaves its
     class out of the step that needs it (noted in the result); a corrupt file
     or a size mismatch fails the image. Nothing is written unless all succeeds.
+    Without POM (``rules.pom`` false) the CAMs are not read.
     """
     image_id, classes = item
     out_path = config.out_dir / f"{image_id}.png"
@@ -74,23 +80,38 @@ def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageRes
         saliency = read_grey(sal_path, "saliency map")
         size = (saliency.shape, sal_path, "saliency map")
         oacams, no_oacam = read_class_maps(config.oacam_dir, image_id, classes, "OA-CAM", *size)
-        cams, no_cam = read_class_maps(config.cam_dir, image_id, classes, "CAM", *size)
-        label = make_pseudo_label(saliency, classes, oacams, cams, config.num_classes)
+        cams, no_cam = {}, ()
+        if config.rules.pom:
+            cams, no_cam = read_class_maps(config.cam_dir, image_id, classes, "CAM", *size)
+        label = make_pseudo_label(saliency, classes, oacams, cams, config.num_classes, config.rules)
         write_label(out_path, label)
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
     return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam)
 
 
+def producer(config: GenLabelConfig) -> Producer:
+    """What makes the labels of ``config.out_dir``: the input folders, the class count and the rules."""
+    inputs = {"saliency": config.sal_dir, "oacam": config.oacam_dir}
+    if config.rules.pom:
+        inputs["cam"] = config.cam_dir
+    settings = {"num_classes": config.num_classes, **dataclasses.asdict(config.rules)}
+    return Producer("gen_label", settings, inputs=inputs)
+
+
 def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, workers: int = 1) -> LabelSummary:
     """Stage 3 over ``image_labels`` (id -> 0-based classes); returns the summary.
 
-    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist.
+    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist
+    (the CAM folder is not needed with ``--no-pom``), and
+    :class:`~nsrom.provenance.StaleOutputError` when the output folder holds
+    labels of other inputs or rules (``overwrite`` redoes them).
     """
     require_dir(config.sal_dir, "saliency", "--sal-dir")
     require_dir(config.oacam_dir, "OA-CAM", "--oacam-dir")
-    require_dir(config.cam_dir, "CAM", "--cam-dir")
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    if config.rules.pom:
+        require_dir(config.cam_dir, "CAM", "--cam-dir")
+    prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(label_image, config)
     return run_over_images(job, image_labels, config.out_dir, workers, "gen_label (POM)")
 
@@ -100,14 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="NSROM stage 3: pseudo labels with potential object mining.")
     add_common_args(p, DEFAULT_LIST, DEFAULT_SAL_DIR, DEFAULT_OUT_DIR)
     p.add_argument("--oacam-dir", type=Path, default=DEFAULT_OACAM_DIR, help="OA-CAMs <id>_<c>.png (stage 2)")
-    p.add_argument("--cam-dir", type=Path, default=DEFAULT_CAM_DIR, help="CAMs <id>_<c>.png (stage 1b)")
+    p.add_argument("--cam-dir", type=Path, default=DEFAULT_CAM_DIR,
+                   help="CAMs <id>_<c>.png (stage 1b; used by POM only)")
+    add_rule_args(p, PomRules, "stage-3 rules (docs/method.md, stage 3; the defaults are the paper's)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], GenLabelConfig]:
     """Resolve the image list and the folders from parsed arguments."""
     num_classes, image_labels, sal_dir = resolve_common_args(args, DEFAULT_LIST, DEFAULT_SAL_DIR)
-    config = GenLabelConfig(sal_dir, args.oacam_dir, args.cam_dir, args.out_dir, num_classes, args.overwrite)
+    config = GenLabelConfig(sal_dir, args.oacam_dir, args.cam_dir, args.out_dir, num_classes, args.overwrite,
+                            rules_from_args(args, PomRules))
     return image_labels, config
 
 

@@ -1,4 +1,4 @@
-"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+"""docs/method.md, stage 6: masked pseudo labels with non-salient region masking (NSRM).
 
 For every image of the class list: stage-5 prediction P + stage-3 pseudo label
 L + saliency map S -> one VOC-palette label PNG ``<out-dir>/<id>.png``. The
@@ -21,6 +21,7 @@ Python API for the pipeline: :func:`run` (raises ``NsromError``) or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,14 @@ from typing import Mapping, Sequence
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
+from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
     require_dir, add_common_args, resolve_common_args, run_over_images,
 )
-from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, make_masked_label
+from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, NsrmRules, make_masked_label
+from classification.labeling.settings import add_rule_args, rules_from_args
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
@@ -56,6 +59,8 @@ class GenMaskedLabelConfig:
     out_dir: Path
     num_classes: int
     overwrite: bool = False
+    rules: NsrmRules = NsrmRules()
+    """Dilation and foreground share (the paper's by default)."""
 
 
 def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
@@ -87,10 +92,17 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
             saliency = read_grey(sal_path, "saliency map")
             check_size(pseudo, pseudo_path, "pseudo label", pred.shape, pred_path, "prediction")
             check_size(saliency, sal_path, "saliency map", pred.shape, pred_path, "prediction")
-        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes)))
+        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes), config.rules))
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
     return ImageResult(image_id, WRITTEN)
+
+
+def producer(config: GenMaskedLabelConfig) -> Producer:
+    """What makes the labels of ``config.out_dir``: the input folders, the class count and the rules."""
+    inputs = {"prediction": config.pred_dir, "pseudo_label": config.pseudo_dir, "saliency": config.sal_dir}
+    settings = {"num_classes": config.num_classes, **dataclasses.asdict(config.rules)}
+    return Producer("gen_masked_label", settings, inputs=inputs)
 
 
 def run(
@@ -98,12 +110,14 @@ def run(
 ) -> LabelSummary:
     """Stage 6 over ``image_labels`` (id -> 0-based classes); returns the summary.
 
-    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist.
+    Raises :class:`~nsrom.errors.DataError` when an input folder does not exist,
+    and :class:`~nsrom.provenance.StaleOutputError` when the output folder holds
+    labels of other inputs or rules (``overwrite`` redoes them).
     """
     require_dir(config.pred_dir, "prediction", "--pred-dir")
     require_dir(config.pseudo_dir, "pseudo-label", "--pseudo-dir")
     require_dir(config.sal_dir, "saliency", "--sal-dir")
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(mask_image, config)
     return run_over_images(job, image_labels, config.out_dir, workers, "gen_masked_label (NSRM)")
 
@@ -115,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-dir", type=Path, default=DEFAULT_PRED_DIR,
                    help="stage-5 predictions <id>.png (segmentation trainaug_pred.py crf)")
     p.add_argument("--pseudo-dir", type=Path, default=DEFAULT_PSEUDO_DIR, help="stage-3 pseudo labels <id>.png")
+    add_rule_args(p, NsrmRules, "stage-6 rules (docs/method.md, stage 6; the defaults are the paper's)")
     return p
 
 
@@ -122,7 +137,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], Ge
     """Resolve the image list and the folders from parsed arguments."""
     num_classes, image_labels, sal_dir = resolve_common_args(args, DEFAULT_LIST, DEFAULT_SAL_DIR)
     config = GenMaskedLabelConfig(
-        args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite
+        args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite,
+        rules_from_args(args, NsrmRules),
     )
     return image_labels, config
 

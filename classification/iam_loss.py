@@ -1,4 +1,4 @@
-"""Loss of the integral attention model (NSROM.md stage 2)."""
+"""Loss of the integral attention model (docs/method.md, stage 2)."""
 
 from __future__ import annotations
 

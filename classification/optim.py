@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of stages 1 and 2 (NSROM.md stage 1, "Optimiser").
+"""Optimiser and learning-rate schedule of stages 1 and 2 (docs/method.md, stage 1, "Optimiser").
 
 SGD (momentum 0.9, Nesterov, weight decay 5e-4) over four parameter groups;
 the learning rate is multiplied by 0.1 at the start of each decay epoch. The

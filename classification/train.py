@@ -19,11 +19,11 @@ from nsrom.errors import exit_on_error
 from nsrom import distributed
 
 from .attention_accumulation import AttentionAccumulator
-from .datasets import ImageLabelDataset, load_samples
+from .datasets import ImageLabelDataset
 from .models import vgg
 from .models.attention_net import class_logits
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, resolve_device, seed_everything
+from .training import add_train_args, fit, prepare_run, resolve_device, samples_from_args, seed_everything
 from .transforms import train_transform
 
 
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> Path | None:
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, accumulator)):
         return None
     seed_everything(args.seed)
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    samples, num_classes = samples_from_args(args)
     dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size))
     model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     return fit(args, model, dataset, dirs, classification_loss, accumulator)

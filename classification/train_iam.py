@@ -14,12 +14,12 @@ from pathlib import Path
 from nsrom.errors import exit_on_error
 from nsrom import distributed
 
-from .datasets import IAMDataset, load_samples
+from .datasets import IAMDataset
 from .iam_loss import iam_loss
 from .models import vgg1
 from .models.attention_net import cam_size
 from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, resolve_device, seed_everything
+from .training import add_train_args, fit, prepare_run, resolve_device, samples_from_args, seed_everything
 from .transforms import train_transform
 
 
@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> Path | None:
         return None
     seed_everything(args.seed)
     args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
-    samples, num_classes = load_samples(args.data_root, args.list, args.img_dir, args.num_classes)
+    samples, num_classes = samples_from_args(args)
     dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), args.accu_dir, cam_size(args.input_size))
     model = vgg1.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]))

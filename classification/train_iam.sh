@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 EXP=${EXP:-exp2}
 ACCU_EXP=${ACCU_EXP:-exp1}
 DATA_ROOT=${DATA_ROOT:-../data/VOCdevkit/VOC2012}
-LIST=${LIST:-$DATA_ROOT/ImageSets/Segmentation/train_aug.txt}
+LIST=${LIST:-}   # empty: the dataset's training split (ROOT/dataset.yaml; train_aug for VOC)
 INPUT_SIZE=${INPUT_SIZE:-256}
 BATCH_SIZE=${BATCH_SIZE:-5}
 EPOCHS=${EPOCHS:-15}
@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-python}
 exec "$PYTHON" -m classification.train_iam \
     --exp "$EXP" \
     --data-root "$DATA_ROOT" \
-    --list "$LIST" \
+    ${LIST:+--list "$LIST"} \
     --input-size "$INPUT_SIZE" \
     --batch-size "$BATCH_SIZE" \
     --epochs "$EPOCHS" \

@@ -1,6 +1,6 @@
 """The training loop shared by stage 1 (OAA classifier) and stage 2 (IAM).
 
-Both stages use the same optimiser, schedule and input pipeline (NSROM.md
+Both stages use the same optimiser, schedule and input pipeline (docs/method.md,
 stages 1 and 2); they differ in the network, the loss and whether an
 :class:`~classification.attention_accumulation.AttentionAccumulator` watches
 the batches. :func:`fit` runs the epochs with a progress bar, TensorBoard
@@ -22,12 +22,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from nsrom import distributed
+from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, NsromError
 from nsrom.files import atomic_path, write_json
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 
 from .attention_accumulation import AttentionAccumulator
-from .datasets import ImageLabelDataset
+from .datasets import ImageLabelDataset, Sample, load_samples
 from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_checkpoint
 from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
@@ -68,7 +69,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="dataset ROOT in the VOC layout of nsrom.data")
     p.add_argument("--list", "--train-list", dest="list", default=None,
                    help="image list: plain ids or train_cls.txt format "
-                        "(default ROOT/ImageSets/Segmentation/train_aug.txt)")
+                        "(default ROOT/ImageSets/Segmentation/<train split>.txt)")
     p.add_argument("--img-dir", default=None, help="image folder (default ROOT/JPEGImages)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="foreground classes C (default from ROOT/labels.txt, else 20)")
@@ -76,6 +77,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=None, help="folder of the runs (default classification/runs)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader worker processes")
+    add_layout_args(p)
+
+
+def samples_from_args(args: argparse.Namespace) -> tuple[list[Sample], int]:
+    """The samples and class count that the flags of :func:`add_data_args` select."""
+    return load_samples(args.data_root, args.list, args.img_dir, args.num_classes, layout_overrides(args))
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:

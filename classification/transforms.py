@@ -1,4 +1,4 @@
-"""Input pipeline of stages 1, 1b and 2 (NSROM.md stage 1, "Input"), without torchvision.
+"""Input pipeline of stages 1, 1b and 2 (docs/method.md, stage 1, "Input"), without torchvision.
 
 Training: resize to ``size x size`` (both sides), colour jitter (brightness,
 contrast, saturation 0.3, hue 0.1, in random order), ImageNet mean/std. Export:
@@ -24,11 +24,21 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
+def hue_offset(shift: float) -> int:
+    """Hue-channel offset of a ``shift`` (fraction of the circle): ``shift * 255`` truncated toward zero.
+
+    docs/method.md, stage 1 input: the original's copy of torchvision's
+    ``adjust_hue`` adds ``np.uint8(hue_factor * 255)``, whose float-to-integer
+    cast truncates (0.09 * 255 = 22.95 -> 22; -0.09 * 255 -> -22, i.e. 234 mod 256).
+    """
+    return int(shift * 255)
+
+
 def adjust_hue(img: Image.Image, shift: float) -> Image.Image:
     """Rotate the hue of an RGB image by ``shift`` (fraction of the circle, in [-0.5, 0.5])."""
     h, s, v = img.convert("HSV").split()
     hue = np.asarray(h, dtype=np.uint8)
-    hue = (hue.astype(np.int16) + int(round(shift * 255))) % 256  # wraps around the circle
+    hue = (hue.astype(np.int16) + hue_offset(shift)) % 256  # wraps around the circle
     h = Image.fromarray(hue.astype(np.uint8), mode="L")
     return Image.merge("HSV", (h, s, v)).convert("RGB")
 

@@ -1,4 +1,4 @@
-"""CAM normalisations used across stages (NSROM.md stages 1, 1b, 2, 3)."""
+"""CAM normalisations used across stages (docs/method.md, stages 1, 1b, 2, 3)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,17 @@ def max_normalize(cam: np.ndarray) -> np.ndarray:
     return cam / (peak + EPS)
 
 
-def to_uint8(cam01: np.ndarray) -> np.ndarray:
-    """``[0, 1]`` map times 255, truncated to uint8 (as the original export)."""
-    return np.clip(np.asarray(cam01, dtype=np.float32) * 255.0, 0, 255).astype(np.uint8)
+def to_uint8(cam01: np.ndarray, round_nearest: bool = False) -> np.ndarray:
+    """``[0, 1]`` map times 255 as uint8: truncated, or rounded to nearest with ``round_nearest``.
+
+    CAM / OA-CAM export truncates (docs/method.md, stage 1b); the stored
+    accumulated maps of stage 1 are rounded half to even (0.6 -> 1, 2.5 -> 2,
+    254.6 -> 255), as the original's ``cv2.imwrite`` of a float map does.
+    """
+    scaled = np.clip(np.asarray(cam01, dtype=np.float32) * np.float32(255.0), 0, 255)
+    if round_nearest:
+        scaled = np.rint(scaled)  # numpy rounds halves to even, like OpenCV's saturate_cast
+    return scaled.astype(np.uint8)
 
 
 def minmax_normalize(cam: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Class names, the VOC colour map and the ignore index.
 
-Two index conventions (NSROM.md, "Class indices"):
+Two index conventions (docs/method.md, "Data contract"):
 
 * classification side: 0-based foreground indices ``0..C-1``
   (VOC: 0 = aeroplane ... 19 = tvmonitor);

@@ -1,56 +1,89 @@
 """The VOC-format data layout contract, image lists and image-level labels.
 
-Every stage, the synthetic generator and real PASCAL VOC use this layout::
+Every stage, the synthetic generator and real PASCAL VOC use this layout
+(folder names, image extension and split names are those of
+``ROOT/dataset.yaml``, :mod:`nsrom.dataset_settings`; VOC's by default)::
 
-    ROOT/JPEGImages/<id>.jpg
-    ROOT/SegmentationClassAug/<id>.png      ground truth (0 bg, 1..C, 255 ignore)
+    ROOT/JPEGImages/<id>.jpg                image (.jpg, .jpeg or .png)
+    ROOT/SegmentationClassAug/<id>.png      ground truth (0 bg, 1..C, 255 ignore); else SegmentationClass/
     ROOT/saliency/<id>.png                  8-bit grey saliency at image size
     ROOT/ImageSets/Segmentation/<split>.txt one id per line (train_aug, val, ...)
     ROOT/ImageSets/Segmentation/train_cls.txt  optional: "<id> <c> <c> ..." (0-based)
     ROOT/labels.txt                         optional: "<index> <name>", background first
+    ROOT/dataset.yaml                       optional: the settings above
 
 For the train split the masks serve only to derive image-level labels (when
-``train_cls.txt`` is missing) and to evaluate intermediate outputs; no stage
-trains on them.
+``train_cls.txt`` does not list an image) and to evaluate intermediate
+outputs; no stage trains on them, and they may be absent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .classes import IGNORE_INDEX, load_class_names
+from .dataset_settings import DatasetSettings, load_settings
 from .errors import DataError
 from .files import atomic_write_text
 from .images import read_label
 
-TRAIN_SPLIT = "train_aug"
-VAL_SPLIT = "val"
+TRAIN_SPLIT = DatasetSettings.train_split
+"""Default training split (PASCAL VOC's train_aug); a dataset may name its own."""
+VAL_SPLIT = DatasetSettings.val_split
+"""Default validation split."""
+
+
+def find_file(folders: Sequence[Path], stem: str, suffixes: Sequence[str]) -> Path:
+    """The first existing ``folder/<stem><suffix>`` (folders, then suffixes, in order).
+
+    When none exists, the first candidate, so that an error names the path a
+    user would expect.
+    """
+    for folder in folders:
+        for suffix in suffixes:
+            path = Path(folder) / f"{stem}{suffix}"
+            if path.is_file():
+                return path
+    return Path(folders[0]) / f"{stem}{suffixes[0]}"
 
 
 @dataclass(frozen=True)
 class DataLayout:
-    """Paths of one dataset root that follows the layout contract."""
+    """Paths of one dataset root that follows the layout contract.
+
+    ``DataLayout(root)`` reads ``ROOT/dataset.yaml`` when it exists; keyword
+    overrides (``image_ext``, ``mask_dir``, ``train_split``, ``val_split``,
+    ``image_dir``, ``saliency_dir``; None: not set) take precedence.
+    """
 
     root: Path
+    settings: DatasetSettings
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, **overrides: Any):
         object.__setattr__(self, "root", Path(root))
+        object.__setattr__(self, "settings", load_settings(root, overrides))
 
     @property
     def image_dir(self) -> Path:
-        return self.root / "JPEGImages"
+        return self.root / self.settings.image_dir
+
+    @property
+    def mask_dirs(self) -> list[Path]:
+        """Ground-truth folders, in the order a mask is looked for."""
+        return [self.root / name for name in self.settings.mask_dir]
 
     @property
     def mask_dir(self) -> Path:
-        return self.root / "SegmentationClassAug"
+        """The first ground-truth folder that exists (the first named one if none does)."""
+        return next((d for d in self.mask_dirs if d.is_dir()), self.mask_dirs[0])
 
     @property
     def saliency_dir(self) -> Path:
-        return self.root / "saliency"
+        return self.root / self.settings.saliency_dir
 
     @property
     def list_dir(self) -> Path:
@@ -64,14 +97,27 @@ class DataLayout:
     def labels_path(self) -> Path:
         return self.root / "labels.txt"
 
+    @property
+    def train_split(self) -> str:
+        return self.settings.train_split
+
+    @property
+    def val_split(self) -> str:
+        return self.settings.val_split
+
     def list_path(self, split: str) -> Path:
         return self.list_dir / f"{split}.txt"
 
     def image_path(self, image_id: str) -> Path:
-        return self.image_dir / f"{image_id}.jpg"
+        """``image_dir/<id><ext>`` with the first extension of ``image_ext`` that exists."""
+        return find_file([self.image_dir], image_id, self.settings.image_exts)
 
     def mask_path(self, image_id: str) -> Path:
-        return self.mask_dir / f"{image_id}.png"
+        """``<mask dir>/<id>.png`` in the first mask folder that holds it."""
+        return find_file(self.mask_dirs, image_id, (".png",))
+
+    def has_mask(self, image_id: str) -> bool:
+        return self.mask_path(image_id).is_file()
 
     def saliency_path(self, image_id: str) -> Path:
         return self.saliency_dir / f"{image_id}.png"
@@ -89,22 +135,37 @@ class DataLayout:
         """Image ids of ``split`` (``ImageSets/Segmentation/<split>.txt``)."""
         return read_ids(self.list_path(split))
 
+    def ids_with_masks(self, split: str) -> list[str]:
+        """The ids of ``split`` that have a ground-truth mask (the ones that can be scored)."""
+        return [i for i in self.ids(split) if self.has_mask(i)]
+
     def image_labels(self, split: str) -> dict[str, list[int]]:
-        """Image-level labels (0-based foreground classes) for the ids of ``split``.
+        """Image-level labels (0-based foreground classes) for the ids of ``split``."""
+        return self.labels_for(self.ids(split))
 
-        Read from ``train_cls.txt`` when it exists and lists every id of the
-        split, otherwise derived from the masks.
+    def labels_for(self, ids: Iterable[str]) -> dict[str, list[int]]:
+        """Image-level labels of ``ids``: from ``train_cls.txt`` where it lists an id, else from its mask.
+
+        An id with neither raises :class:`DataError` naming both places.
         """
-        ids = self.ids(split)
-        if self.cls_list_path.is_file():
-            labels = read_cls_list(self.cls_list_path, self.num_classes)
-            if all(i in labels for i in ids):
-                return {i: labels[i] for i in ids}
-        return derive_image_labels(self, ids)
+        ids = list(ids)
+        listed = read_cls_list(self.cls_list_path, self.num_classes) if self.cls_list_path.is_file() else {}
+        rest = [i for i in ids if i not in listed]
+        unlabelled = [i for i in rest if not self.has_mask(i)]
+        if unlabelled:
+            raise DataError(
+                f"{len(unlabelled)} images have no image-level labels (e.g. {', '.join(unlabelled[:3])}): "
+                f"they are not in {self.cls_list_path} and have no mask in "
+                f"{' or '.join(str(d) for d in self.mask_dirs)}; write train_cls.txt "
+                "(tools/make_lists.py does, from a CSV of image labels)"
+            )
+        labels = {**listed, **derive_image_labels(self, rest)}
+        return {i: labels[i] for i in ids}
 
 
-def _id_from_token(token: str) -> str:
-    # Accept deeplab-pytorch style lines ("/JPEGImages/x.jpg /Seg.../x.png") too.
+def id_from_token(token: str) -> str:
+    """The image id of a list token: ``x``, or the stem of a path such as ``/JPEGImages/x.jpg``
+    (deeplab-pytorch style lines)."""
     return Path(token).stem if ("/" in token or "." in token) else token
 
 
@@ -113,7 +174,7 @@ def read_ids(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image list not found: {path}")
-    ids = [_id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
+    ids = [id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DataError(f"image list {path} is empty")
     return ids
@@ -148,7 +209,7 @@ def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str,
                     f"{path}:{line_no}: class index {c} outside 0..{(num_classes or 1) - 1} "
                     "(train_cls.txt uses 0-based foreground classes)"
                 )
-        labels[_id_from_token(parts[0])] = sorted(set(classes))
+        labels[id_from_token(parts[0])] = sorted(set(classes))
     return labels
 
 

@@ -1,9 +1,11 @@
 """Quality of intermediate outputs against the pixel ground truth: CAMs and pseudo labels.
 
-What WSSS papers report for their intermediate steps (NSROM.md stages 1b, 2, 3
+What WSSS papers report for their intermediate steps (docs/method.md, stages 1b, 2, 3
 and 6), scored with the same confusion matrix as segmentation (nsrom.metrics).
 The ground truth is used here only to score, never to choose classes: CAMs are
-read for the image-level labels of the split (``DataLayout.image_labels``).
+read for the image-level labels of the split (``DataLayout.labels_for``).
+Images without a ground-truth mask are not scored (results say how many);
+a split with none is a :class:`DataError`.
 
 * CAM / OA-CAM folders (``<id>_<c>.png``, 0-based class c): the background
   score is a constant threshold ``thr``; a pixel's label is the argmax over
@@ -41,6 +43,18 @@ def _read_gt(layout: DataLayout, image_id: str, num_classes: int) -> np.ndarray:
     if (bad := [int(v) for v in np.unique(gt) if num_classes < v < IGNORE_INDEX]):
         raise DataError(f"ground-truth mask {path} holds values {bad} outside 0..{num_classes} and {IGNORE_INDEX}")
     return gt
+
+
+def scored_ids(layout: DataLayout, split: str) -> tuple[list[str], int]:
+    """The ids of ``split`` that have a mask, and how many do not; DataError when none has one."""
+    ids = layout.ids(split)
+    with_mask = [i for i in ids if layout.has_mask(i)]
+    if not with_mask:
+        raise DataError(
+            f"no image of split {split} has a ground-truth mask (<id>.png in "
+            f"{' or '.join(str(d) for d in layout.mask_dirs)}): nothing to score"
+        )
+    return with_mask, len(ids) - len(with_mask)
 
 
 def _check_shape(array: np.ndarray, path: Path, gt: np.ndarray, gt_path: Path) -> None:
@@ -109,8 +123,9 @@ def evaluate_cams(
 
     Returns ``miou`` (fraction), ``best_threshold``, ``curve`` (``"thr" -> miou``),
     ``class_iou`` (by class name), ``scores`` (nsrom.metrics.scores at the best
-    threshold), ``num_images`` and ``missing_maps`` (present classes whose CAM
-    file is absent; scored as all-zero maps).
+    threshold), ``num_images`` (scored), ``num_without_mask`` (images of the
+    split without ground truth, not scored) and ``missing_maps`` (present
+    classes whose CAM file is absent; scored as all-zero maps).
     """
     thresholds = sorted(float(t) for t in thresholds)
     if not thresholds or not all(0.0 <= t < 1.0 for t in thresholds):
@@ -120,7 +135,8 @@ def evaluate_cams(
         raise DataError(f"CAM folder not found: {cam_dir}")
     names = layout.class_names()
     n = len(names)
-    image_labels = layout.image_labels(split)
+    ids, without_mask = scored_ids(layout, split)
+    image_labels = layout.labels_for(ids)
     job = functools.partial(_cam_image, layout=layout, cam_dir=cam_dir, n=n)
     histogram = np.zeros((n, n, CAM_LEVELS), dtype=np.int64)
     missing = 0
@@ -134,8 +150,9 @@ def evaluate_cams(
     best = int(np.argmax([r["Mean IoU"] for r in results]))  # first best: the lowest threshold
     return {
         "kind": "cams", "dir": str(cam_dir), "split": split, "num_images": len(image_labels),
-        "missing_maps": missing, "miou": results[best]["Mean IoU"], "best_threshold": thresholds[best],
-        "curve": curve, "class_iou": results[best]["Class IoU"], "scores": results[best],
+        "num_without_mask": without_mask, "missing_maps": missing, "miou": results[best]["Mean IoU"],
+        "best_threshold": thresholds[best], "curve": curve, "class_iou": results[best]["Class IoU"],
+        "scores": results[best],
     }
 
 
@@ -160,15 +177,16 @@ def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, worke
 
     Returns ``miou`` (fraction), ``class_iou`` (by class name), ``scores``
     (nsrom.metrics.scores), ``ignored_fraction`` (share of the pixels with a
-    valid ground truth that the labels ignore), ``num_images`` (scored) and
-    ``missing`` (ids of the split without a label file; not scored).
+    valid ground truth that the labels ignore), ``num_images`` (scored),
+    ``num_without_mask`` (images of the split without ground truth, not scored)
+    and ``missing`` (ids with a mask but no label file; not scored).
     """
     label_dir = Path(label_dir)
     if not label_dir.is_dir():
         raise DataError(f"label folder not found: {label_dir}")
     names = layout.class_names()
     n = len(names)
-    ids = layout.ids(split)
+    ids, without_mask = scored_ids(layout, split)
     matrix = np.zeros((n, n), dtype=np.int64)
     valid_pixels = ignored_pixels = 0
     job = functools.partial(_label_image, layout=layout, label_dir=label_dir, n=n)
@@ -184,7 +202,7 @@ def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, worke
     result = scores(matrix, names)
     return {
         "kind": "labels", "dir": str(label_dir), "split": split, "num_images": len(ids) - len(missing),
-        "missing": missing, "miou": result["Mean IoU"],
+        "num_without_mask": without_mask, "missing": missing, "miou": result["Mean IoU"],
         "ignored_fraction": ignored_pixels / valid_pixels if valid_pixels else 0.0,
         "class_iou": result["Class IoU"], "scores": result,
     }
@@ -203,4 +221,6 @@ def report(result: dict) -> str:
         lines.append(f"{'Ignored pixels (%)':<22}  {100 * result['ignored_fraction']:6.2f}")
         if result["missing"]:
             lines.append(f"{len(result['missing'])} label files missing (not scored): {', '.join(result['missing'][:10])}")
+    if result.get("num_without_mask"):
+        lines.append(f"{result['num_without_mask']} images of {result['split']} have no ground-truth mask (not scored)")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Segmentation scores from a confusion matrix: one implementation for all stages.
 
-Used for segmentation test/crf (NSROM.md stage 4), for pseudo-label and CAM
+Used for segmentation test/crf (docs/method.md, stage 4), for pseudo-label and CAM
 evaluation, and by the pipeline's results table. Pixels whose ground truth is
 not a valid class (255) are excluded; so are pixels whose prediction is not a
 valid class (an ignored pseudo-label pixel), whose share is reported apart.

@@ -1,7 +1,7 @@
 """Mixed precision and memory format of the trainers (segmentation SOLVER.AMP / MODEL.CHANNELS_LAST,
 classification ``--amp`` / ``--channels-last``).
 
-Both are off by default: the paper's numbers (NSROM.md stages 1, 2, 4) were made
+Both are off by default: the paper's numbers (docs/method.md, stages 1, 2, 4) were made
 in float32 with the default memory format, and bf16/fp16 change the rounding of
 every activation and gradient, so a run with them on is a different experiment.
 With ``amp="off"`` every helper here is the identity (no autocast, a disabled

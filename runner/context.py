@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from nsrom.data import DataLayout, TRAIN_SPLIT, VAL_SPLIT
+from nsrom.data import DataLayout
 from .presets import Preset
 
 CLASSIFIER_EXP = "exp1"
@@ -21,6 +23,11 @@ class RunContext:
     ``W/pseudo_labels``, ``W/masked_labels``: stage 3 and 6 labels;
     ``W/segmentation``: DeepLab-v2 OUTPUT_DIR, EXP.ID ``round1`` / ``round2``;
     ``W/results.json``, ``W/results.md``, ``W/figures/``.
+
+    ``layout_overrides`` are the dataset settings given to pipeline.py as flags
+    (``image_ext``, ``mask_dir``, ``train_split``, ``val_split``); they override
+    ``ROOT/dataset.yaml`` and are handed to every stage. ``seg_config``
+    replaces the preset's segmentation YAML.
     """
 
     data_root: Path
@@ -29,22 +36,29 @@ class RunContext:
     device: str = "auto"
     seg_overrides: list[str] = field(default_factory=list)
     classifier_extra: list[str] = field(default_factory=list)
+    pseudo_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_label.py`` after the preset's rules (``pipeline.py --pseudo-label-arg``)."""
+    masked_label_extra: list[str] = field(default_factory=list)
+    """Flags for ``gen_masked_label.py`` after the preset's rules (``pipeline.py --masked-label-arg``)."""
+    layout_overrides: dict[str, Any] = field(default_factory=dict)
+    seg_config: Path | None = None
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()
         self.work_dir = Path(self.work_dir).resolve()
 
-    @property
+    @cached_property
     def layout(self) -> DataLayout:
-        return DataLayout(self.data_root)
+        """The dataset: ``ROOT/dataset.yaml`` with this run's overrides."""
+        return DataLayout(self.data_root, **self.layout_overrides)
 
     @property
     def train_split(self) -> str:
-        return TRAIN_SPLIT
+        return self.layout.train_split
 
     @property
     def val_split(self) -> str:
-        return VAL_SPLIT
+        return self.layout.val_split
 
     @property
     def runs_dir(self) -> Path:
@@ -77,9 +91,15 @@ class RunContext:
     """Set by the runner for stages re-run with ``--from``: redo existing outputs."""
 
     def seg_sets(self, round_id: str, label_dir: Path) -> list[str]:
-        """``KEY=VALUE`` overrides of a DeepLab-v2 round: data root, labels, output dir, EXP.ID."""
+        """``KEY=VALUE`` overrides of a DeepLab-v2 round: data root, splits, labels, output dir, EXP.ID."""
+        dataset = [f"DATASET.{key}={self.layout_overrides[name]}"
+                   for key, name in (("IMAGE_EXT", "image_ext"), ("MASK_DIR", "mask_dir"))
+                   if self.layout_overrides.get(name) is not None]
         return [
             f"DATASET.ROOT={self.data_root}",
+            f"DATASET.SPLIT.TRAIN={self.train_split}",
+            f"DATASET.SPLIT.VAL={self.val_split}",
+            *dataset,
             f"DATASET.LABEL_DIR={label_dir}",
             f"EXP.OUTPUT_DIR={self.seg_output_dir}",
             f"EXP.ID={round_id}",
@@ -87,9 +107,14 @@ class RunContext:
             *self.seg_overrides,
         ]
 
+    @property
+    def seg_config_path(self) -> Path:
+        """The segmentation YAML of both rounds: ``--seg-config``, else the preset's."""
+        return Path(self.seg_config) if self.seg_config is not None else self.preset.seg_config
+
     def seg_args(self, round_id: str, label_dir: Path) -> list[str]:
         """``-c CONFIG --set KEY=VALUE ...`` for main.py / trainaug_pred.py."""
-        args = ["-c", str(self.preset.seg_config)]
+        args = ["-c", str(self.seg_config_path)]
         for item in self.seg_sets(round_id, label_dir):
             args += ["--set", item]
         return args

@@ -94,13 +94,12 @@ def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: _Predict
 
 
 def draw_figures(ctx: RunContext) -> Path:
-    """Write the grid for the first few train_aug and val images; returns its path."""
+    """Write the grid for the first few training and val images; returns its path."""
     n = ctx.preset.figure_images
     layout = ctx.layout
-    train = layout.image_labels(ctx.train_split)
-    items = list(train.items())[:n]
+    items = list(layout.labels_for(layout.ids(ctx.train_split)[:n]).items())
     if layout.list_path(ctx.val_split).is_file():
-        items += list(layout.image_labels(ctx.val_split).items())[:n]
+        items += [(image_id, []) for image_id in layout.ids(ctx.val_split)[:n]]  # val images have no CAMs
     try:
         predictor = _Predictor(ctx)
     except NsromError as exc:

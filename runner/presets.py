@@ -2,7 +2,8 @@
 
 A preset is the flags each stage gets beyond the paths the runner derives:
 classification flags (``classification.train`` / ``test`` and their IAM
-twins) and segmentation YAML + ``--set`` overrides. The paper's values are the
+twins), the rules of the pseudo labels (stage 3 and 6 thresholds and the POM
+switch) and segmentation YAML + ``--set`` overrides. The paper's values are the
 defaults of the stage scripts themselves, so ``voc12`` adds little.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from classification.labeling.nsrm import NsrmRules
+from classification.labeling.pom import PomRules
 from nsrom.errors import ConfigError
 from segmentation.libs.utils.config import CONFIG_DIR as SEGMENTATION_CONFIGS
 
@@ -33,6 +36,10 @@ class Preset:
     seg_overrides: list[str] = field(default_factory=list)
     iam_args: list[str] = field(default_factory=list)
     """Stage-2 flags that replace ``classifier_args``' values (later flags win)."""
+    pom_rules: PomRules = PomRules()
+    """Stage-3 thresholds and the POM switch (``gen_label.py`` flags); default: the paper's."""
+    nsrm_rules: NsrmRules = NsrmRules()
+    """Stage-6 dilation and foreground share (``gen_masked_label.py`` flags); default: the paper's."""
     crf_jobs: int = 2
     label_workers: int = 2
     figure_images: int = 3

@@ -26,14 +26,28 @@ RESULT_KEYS = {
 }
 
 
+NOTES_KEY = "notes"
+"""results.json key of the notes: result key -> why it is missing or partial."""
+
+
 def load_results(path: Path) -> dict:
     return read_json(path) if path.is_file() else {}
 
 
 def update_results(path: Path, entries: dict) -> dict:
-    """Merge ``entries`` into results.json (atomically) and return the whole."""
+    """Merge ``entries`` into results.json (atomically) and return the whole.
+
+    ``notes`` are merged key by key; a new result drops the old note of its key.
+    """
     results = load_results(path)
+    entries = dict(entries)
+    notes = {k: v for k, v in results.get(NOTES_KEY, {}).items() if k not in entries}
+    notes.update(entries.pop(NOTES_KEY, {}))
     results.update(entries)
+    if notes:
+        results[NOTES_KEY] = notes
+    else:
+        results.pop(NOTES_KEY, None)
     write_json(path, results)
     return results
 
@@ -50,6 +64,9 @@ def render_markdown(results: dict, stage_seconds: dict[str, float], stage_descri
         entry = results[key]
         extra = f" (thr {entry['best_threshold']:.2f})" if "best_threshold" in entry else ""
         lines.append(f"| {RESULT_KEYS[key]}{extra} | {_pct(entry['miou'])} | {_pct(entry.get('ignored_fraction'))} |")
+    notes = results.get(NOTES_KEY, {})
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
     if keys:
         classes = list(results[keys[0]]["class_iou"])
         lines += ["", "Per-class IoU (%):", "", "| class | " + " | ".join(keys) + " |",
@@ -68,4 +85,6 @@ def write_markdown(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-__all__ = ["RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json"]
+__all__ = [
+    "NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
+]

@@ -6,6 +6,7 @@ import logging
 import time
 
 from nsrom.errors import ConfigError
+from nsrom.provenance import StaleOutputError
 from .context import RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
 from .stages import STAGE_NAMES, STAGES
@@ -47,7 +48,11 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         LOG.info("[%s] %s", stage.name, stage.description)
         ctx.overwrite = from_stage is not None
         start = time.perf_counter()
-        entries = stage.run(ctx) or {}
+        try:
+            entries = stage.run(ctx) or {}
+        except StaleOutputError as exc:  # the stage scripts name their --overwrite; say how here
+            raise StaleOutputError(f"{exc}\nWith pipeline.py: --from {stage.name} redoes this stage "
+                                   "and every later one.") from None
         seconds = time.perf_counter() - start
         update_results(ctx.results_path, entries)
         state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})

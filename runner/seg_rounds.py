@@ -20,7 +20,7 @@ def seg_config(ctx: RunContext, round_id: str):
     """The resolved segmentation config of a round (``round1`` / ``round2``)."""
     from segmentation.libs.utils.config import load_config
 
-    return load_config(ctx.preset.seg_config, ctx.seg_sets(round_id, round_label_dir(ctx, round_id)))
+    return load_config(ctx.seg_config_path, ctx.seg_sets(round_id, round_label_dir(ctx, round_id)))
 
 
 def seg_paths(ctx: RunContext, round_id: str):

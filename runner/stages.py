@@ -1,4 +1,4 @@
-"""The stages of NSROM.md 1-7 as calls of the stage scripts' own entry points.
+"""The stages of docs/method.md 1-7 as calls of the stage scripts' own entry points.
 
 Each stage function takes the :class:`RunContext` and returns the entries it
 adds to ``results.json`` (or nothing). The stage scripts skip outputs that
@@ -12,10 +12,12 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
+from .results import NOTES_KEY
 from .seg_rounds import round_label_dir, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -38,7 +40,31 @@ def _overwrite(ctx: RunContext) -> list[str]:
 
 
 def _classification_args(ctx: RunContext, exp: str) -> list[str]:
-    return ["--data-root", str(ctx.data_root), "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
+    return ["--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
+            "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
+
+
+def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> dict:
+    """results.json entries of an output of the training split: ``{key: score()}``.
+
+    Scores need ground-truth masks, which a dataset may lack for its training
+    images (its labels then come from train_cls.txt): without any, nothing is
+    scored and a note says so; with some, those images are scored and the
+    note says how many.
+    """
+    split = ctx.train_split
+    total = len(ctx.layout.ids(split))
+    with_mask = len(ctx.layout.ids_with_masks(split))
+    if with_mask == 0:
+        note = f"not scored: no {split} image has a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        return {NOTES_KEY: {key: note}}
+    entries = {key: score()}
+    if with_mask < total:
+        note = f"scored on the {with_mask} of {total} {split} images that have a ground-truth mask"
+        LOG.info("%s: %s", key, note)
+        entries[NOTES_KEY] = {key: note}
+    return entries
 
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
@@ -50,8 +76,8 @@ def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], prese
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
     args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
     module.run(module.build_parser().parse_args(args))
-    result = evaluate_cams(ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)
-    return {result_key: result}
+    return score_train_output(ctx, result_key, lambda: evaluate_cams(
+        ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers))
 
 
 def cam_train(ctx: RunContext) -> None:
@@ -88,27 +114,35 @@ def _check_status(status: int, what: str) -> None:
 
 def pseudo_label(ctx: RunContext) -> dict:
     from classification import gen_label
+    from classification.labeling.settings import rules_to_argv
 
     status = gen_label.main([
-        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra,
     ])
     _check_status(status, "gen_label.py")
-    return {"pseudo_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers)}
+    return score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers))
 
 
 def masked_label(ctx: RunContext) -> dict:
     from classification import gen_masked_label
+    from classification.labeling.settings import rules_to_argv
 
     status = gen_masked_label.main([
-        "--data-root", str(ctx.data_root), "--sal-dir", str(ctx.layout.saliency_dir),
+        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
+        "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
     ])
     _check_status(status, "gen_masked_label.py")
-    return {"masked_label": evaluate_labels(ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers)}
+    return score_train_output(ctx, "masked_label", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers))
 
 
 # --- segmentation: stages 4, 5, 7 ---------------------------------------------------

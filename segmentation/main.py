@@ -1,10 +1,11 @@
-"""DeepLab-v2 MSC: ``train``, ``test`` and ``crf`` (NSROM.md stages 4 and 7).
+"""DeepLab-v2 MSC: ``train``, ``test`` and ``crf`` (docs/method.md, stages 4 and 7).
 
 Run from segmentation/, as in the original README::
 
     python main.py train --config-path configs/voc12.yaml --set DATASET.LABEL_DIR=PATH
     python main.py test --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth
     python main.py crf --config-path configs/voc12.yaml -j 8
+    python main.py config --config-path my.yaml --set SOLVER.ITER_MAX=100   # effective config
 
 In-process: ``segmentation.main.main(["train", "--config-path", ...])``.
 """
@@ -21,8 +22,11 @@ from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
 from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
+    config_file_options, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
+    resolve_device, run_group,
 )
+from segmentation.libs.datasets import class_names
+from segmentation.libs.utils.config import dataset_overrides, render_config, resolve_config
 from segmentation.libs.train import RESUME_LATEST, train as train_model
 from segmentation.libs.utils.paths import RunPaths
 
@@ -53,7 +57,8 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
         torch.manual_seed(seed)
     setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
-        cfg, fully_supervised=fully_supervised, init=init, resume=resume, device=resolve_device(cuda), overwrite=overwrite
+        cfg, fully_supervised=fully_supervised, init=init, resume=resume,
+        device=resolve_device(cuda, benchmark=True), overwrite=overwrite,
     )
 
 
@@ -78,6 +83,39 @@ def crf(config_path, overrides, split, cuda, n_jobs) -> dict | None:
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return evaluate.crf(cfg, split=split, n_jobs=n_jobs, device=resolve_device(cuda))
+
+
+@cli.command("config")
+@config_file_options
+def show_config(config_path, overrides) -> str:
+    """Print the effective config: every key, its value and where it came from.
+
+    The output is a complete config file (e.g. ``... config -c my.yaml > full.yaml``).
+    """
+    resolved = resolve_config(config_path, overrides)
+    text = render_config(resolved, _dataset_notes(resolved.cfg))
+    click.echo(text, nl=False)
+    return text
+
+
+def _dataset_notes(cfg) -> dict[str, str]:
+    """What null dataset keys resolve to, read from DATASET.ROOT (labels.txt, dataset.yaml)."""
+    from nsrom.data import DataLayout
+    from nsrom.errors import NsromError
+
+    notes = {}
+    try:
+        settings = DataLayout(cfg.DATASET.ROOT, **dataset_overrides(cfg.to_dict())).settings
+        for key, name in (("DATASET.IMAGE_EXT", "image_ext"), ("DATASET.MASK_DIR", "mask_dir")):
+            value = getattr(settings, name)
+            shown = ", ".join(value) if isinstance(value, tuple) else value
+            notes[key] = f"dataset: {shown} ({settings.source(name)})"
+        if cfg.DATASET.N_CLASSES is None:
+            labels = cfg.DATASET.LABELS or f"{cfg.DATASET.ROOT}/labels.txt, else the VOC classes"
+            notes["DATASET.N_CLASSES"] = f"{len(class_names(cfg))} from the class list ({labels})"
+    except NsromError as exc:
+        notes["DATASET.ROOT"] = f"cannot read the dataset settings: {exc}"
+    return notes
 
 
 @exit_on_error

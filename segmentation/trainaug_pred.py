@@ -1,4 +1,4 @@
-"""Stage 5 of NSROM.md: predictions of the stage-4 model on train_aug, CRF, one label PNG per image.
+"""Stage 5 (docs/method.md): predictions of the stage-4 model on train_aug, CRF, one label PNG per image.
 
 Run from segmentation/::
 

@@ -1,4 +1,4 @@
-"""Online attention accumulation rules of NSROM.md stage 1, on hand-built CAMs."""
+"""Online attention accumulation rules (docs/method.md, stage 1), on hand-built CAMs."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from classification.attention_accumulation import (
 from nsrom.images import read_grey
 
 # One image, two classes, 2x2 CAMs. Class 0 is present, class 1 absent.
-CAM_A = [[-1.0, 0.5], [1.0, 2.0]]  # -> negatives 0, /max, x255, truncated: [[0, 63], [127, 255]]
-MAP_A = np.array([[0, 63], [127, 255]], dtype=np.uint8)
-CAM_B = [[4.0, 0.0], [0.0, 1.0]]  # -> [[255, 0], [0, 63]]
-MAP_B = np.array([[255, 0], [0, 63]], dtype=np.uint8)
+# Negatives 0, /max, x255 (0, 63.75, 127.5, 255), rounded half to even: [[0, 64], [128, 255]]
+CAM_A = [[-1.0, 0.5], [1.0, 2.0]]
+MAP_A = np.array([[0, 64], [128, 255]], dtype=np.uint8)
+CAM_B = [[4.0, 0.0], [0.0, 1.0]]  # -> 255, 0, 0, 63.75 -> [[255, 0], [0, 64]]
+MAP_B = np.array([[255, 0], [0, 64]], dtype=np.uint8)
 HIGH, LOW = 2.0, -3.0  # sigmoid 0.88 (passes the gate), 0.047 (below 0.1)
 
 
@@ -42,6 +43,18 @@ def test_first_store_is_the_normalised_8bit_map_only_for_present_classes(tmp_pat
     assert list(acc.maps) == [("2007_000032", 0)]
     np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_A)
     assert acc.maps[("2007_000032", 0)].dtype == np.uint8
+
+
+def test_stored_maps_are_rounded_half_to_even_like_cv2_imwrite(tmp_path):
+    # max 255, so the scaled map is the CAM itself: 0.5 -> 0, 2.5 -> 2, 254.6 -> 255 (truncation: 0, 2, 254)
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    acc.update(1, *batch([[255.0, 0.5], [2.5, 254.6]], HIGH))
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], [[255, 0], [2, 255]])
+    # 0.6 -> 1 and 126.5 -> 126 (half to even); the fused map is max(stored, rounded new map)
+    acc.update(2, *batch([[255.0, 0.6], [126.5, 0.0]], HIGH))
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], [[255, 1], [126, 255]])
+    acc.save()
+    np.testing.assert_array_equal(read_grey(tmp_path / map_name("2007_000032", 0)), [[255, 1], [126, 255]])
 
 
 def test_probability_gate(tmp_path):

@@ -1,4 +1,4 @@
-"""CAM / OA-CAM export of NSROM.md stage 1b on hand-built maps."""
+"""CAM / OA-CAM export of docs/method.md, stage 1b on hand-built maps."""
 
 from __future__ import annotations
 

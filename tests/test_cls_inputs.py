@@ -9,7 +9,8 @@ from PIL import Image
 
 from classification.datasets import IAMDataset, ImageLabelDataset, load_samples
 from classification.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, ColorJitter, InputTransform, adjust_hue, export_transform, to_normalized_tensor,
+    IMAGENET_MEAN, IMAGENET_STD, ColorJitter, InputTransform, adjust_hue, export_transform, hue_offset,
+    to_normalized_tensor,
 )
 from nsrom.errors import DataError
 from nsrom.images import write_grey
@@ -34,6 +35,16 @@ def test_resize_is_to_a_square_on_both_sides():
 def test_hue_rotation_by_a_third_turns_red_into_green_and_blue():
     assert np.abs(np.asarray(adjust_hue(solid((255, 0, 0)), 1 / 3))[0, 0].astype(int) - [0, 255, 0]).max() <= 8
     assert np.abs(np.asarray(adjust_hue(solid((255, 0, 0)), -1 / 3))[0, 0].astype(int) - [0, 0, 255]).max() <= 8
+
+
+def test_hue_shift_is_truncated_toward_zero():
+    # 0.09 * 255 = 22.95 -> 22 (rounding would give 23); -0.09 -> -22; 0.0039 * 255 = 0.99 -> 0
+    assert [hue_offset(s) for s in (0.09, -0.09, 0.0039, -0.0039, 0.1, -0.1)] == [22, -22, 0, 0, 25, -25]
+    img = Image.fromarray(np.full((2, 2, 3), (200, 40, 40), np.uint8)).convert("HSV")
+    hue = np.asarray(img)[0, 0, 0].astype(int)
+    shifted = np.asarray(adjust_hue(img.convert("RGB"), 0.09).convert("HSV"))[0, 0, 0]
+    assert shifted == (hue + 22) % 256
+    assert np.asarray(adjust_hue(img.convert("RGB"), 0.0039).convert("HSV"))[0, 0, 0] == hue
 
 
 def test_jitter_with_zero_strength_is_the_identity():

@@ -1,4 +1,4 @@
-"""Four-group SGD and the step schedule of NSROM.md stage 1 ("Optimiser")."""
+"""Four-group SGD and the step schedule of docs/method.md, stage 1 ("Optimiser")."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,35 @@ def test_cli_needs_something_to_evaluate(synthetic_root):
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_labels.py"), "--data-root",
                            str(synthetic_root.root)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "give at least one --cams DIR or --labels DIR" in proc.stderr
+
+
+def test_images_without_a_mask_are_not_scored(tmp_path):
+    layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 1]], "img2": [[1, 1]]}, cls={"img3": [0]})
+    write_ids(layout.list_path("train_aug"), ["img1", "img2", "img3"])  # img3: labels, no mask
+    write_label(tmp_path / "labels" / "img1.png", np.array([[0, 1]], np.uint8))
+    write_label(tmp_path / "labels" / "img3.png", np.array([[1, 1]], np.uint8))
+    result = evaluate_labels(layout, "train_aug", tmp_path / "labels")
+    assert (result["num_images"], result["num_without_mask"], result["missing"]) == (1, 1, ["img2"])
+    assert result["miou"] == 1.0
+    write_grey(tmp_path / "cams" / "img1_0.png", np.array([[0, 255]], np.uint8))
+    assert evaluate_cams(layout, "train_aug", tmp_path / "cams")["num_without_mask"] == 1
+    write_ids(layout.list_path("nomasks"), ["img3"])
+    with pytest.raises(DataError, match="no image of split nomasks has a ground-truth mask"):
+        evaluate_labels(layout, "nomasks", tmp_path / "labels")
+
+
+def test_cli_takes_several_folders_per_flag(synthetic_root, tmp_path, capsys):
+    from tools.eval_labels import main
+
+    _fake_cams(synthetic_root, tmp_path / "cams")
+    out = tmp_path / "scores.json"
+    mask_dir, copy = str(synthetic_root.mask_dir), tmp_path / "copy"
+    shutil.copytree(mask_dir, copy)
+    assert main(["--data-root", str(synthetic_root.root), "--cams", str(tmp_path / "cams"), str(tmp_path / "cams"),
+                 "--labels", mask_dir, str(copy), "--labels", mask_dir, "--thresholds", "0.5",
+                 "--out", str(out), "--workers", "1"]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {str(tmp_path / "cams"), mask_dir, str(copy)}
+    assert results[mask_dir]["miou"] == results[str(copy)]["miou"] == 1.0
+    printed = capsys.readouterr().out
+    assert printed.count("Mean IoU") == 3 and printed.count("best background threshold") == 1  # each folder once

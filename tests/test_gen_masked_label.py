@@ -1,4 +1,4 @@
-"""NSROM.md stage 6 (gen_masked_label.py): each rule on hand-built arrays, then the CLI on synthetic data."""
+"""docs/method.md, stage 6 (gen_masked_label.py): each rule on hand-built arrays, then the CLI on synthetic data."""
 
 from __future__ import annotations
 

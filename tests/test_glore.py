@@ -1,4 +1,4 @@
-"""GloRe unit (NSROM.md stage 1, "GloRe unit"): structure, exact computation, gradients."""
+"""GloRe unit (docs/method.md, stage 1, "GloRe unit"): structure, exact computation, gradients."""
 
 from __future__ import annotations
 

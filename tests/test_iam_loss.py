@@ -1,4 +1,4 @@
-"""IAM loss of NSROM.md stage 2 against a direct computation."""
+"""IAM loss of docs/method.md, stage 2 against a direct computation."""
 
 from __future__ import annotations
 

@@ -84,6 +84,22 @@ def test_init_of_random_convs(full_vgg):
     assert full_vgg.extra_convs_3[1].weight.std().item() == pytest.approx((2 / 20) ** 0.5, rel=0.1)
 
 
+def test_iam_head_keeps_pytorchs_default_init():
+    # The original vgg1.py never calls its init: the IAM head is PyTorch's default
+    # (kaiming-uniform a=sqrt(5): uniform in +-1/sqrt(fan_in), std 1/sqrt(3 fan_in)), not N(0, sqrt(2/(k*k*out))).
+    torch.manual_seed(0)
+    iam = vgg1.vgg16(num_classes=20)
+    classifier = iam.extra_convs_3[0]
+    assert classifier.weight.std().item() == pytest.approx((1 / (3 * 512)) ** 0.5, rel=0.1)
+    assert classifier.weight.abs().max().item() <= 1 / 512 ** 0.5
+    assert classifier.bias.abs().sum() > 0  # default init draws biases too; stage 1 sets them to 0
+    head_conv = iam.extra_convs_1[0]
+    assert head_conv.weight.std().item() == pytest.approx((1 / (3 * 9 * 512)) ** 0.5, rel=0.05)
+    oaa = vgg.vgg16(num_classes=20)
+    ratio = oaa.extra_convs_3[1].weight.std().item() / classifier.weight.std().item()
+    assert 10 < ratio < 15  # stage 1's classifier init is about 12x wider
+
+
 def test_output_stride_8_and_gap_logits():
     model = vgg.vgg16(num_classes=3, width_div=16).eval()
     cam = model(torch.randn(2, 3, 64, 48))

@@ -12,38 +12,22 @@ from nsrom.evaluation import evaluate_labels
 from nsrom.files import read_json
 from runner import run as runner, stages as stage_module
 from runner.context import RunContext
-from runner.presets import get_preset
 from runner.results import RESULT_KEYS
 from runner.run import run_pipeline, select_stages
 from runner.stages import STAGE_NAMES
 from runner.state import StageState
 
-TINY = dataclasses.replace(
-    get_preset("demo"),
-    name="tiny",
-    classifier_args=["--input-size", "32", "--width-div", "16", "--epochs", "2", "--decay-points", "1",
-                     "--batch-size", "4", "--no-pretrained", "--num-workers", "0", "--seed", "0"],
-    export_args=["--input-size", "32", "--num-workers", "0"],
-    iam_args=[],
-    seg_overrides=["SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=1", "SOLVER.BATCH_SIZE.TRAIN=2", "IMAGE.SIZE.TRAIN=33",
-                   "CRF.ITER_MAX=1", "DATALOADER.NUM_WORKERS=0"],
-    crf_jobs=1,
-    label_workers=1,
-    figure_images=1,
-)
-
-
-def make_ctx(layout, work_dir) -> RunContext:
-    return RunContext(layout.root, work_dir, TINY, device="cpu")
+def make_ctx(layout, work_dir, preset) -> RunContext:
+    return RunContext(layout.root, work_dir, preset, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def finished_run(synthetic_root, tmp_path_factory):
+def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
-    ctx = make_ctx(synthetic_root, work)
+    ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
     assert set(results) == {"cam", "oacam", "pseudo_label", "stage_seconds"}
-    results = run_pipeline(make_ctx(synthetic_root, work))  # the rest; the first five are skipped
+    results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
     return ctx, results
 
 
@@ -72,16 +56,16 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     assert json.loads(ctx.results_path.read_text()) == results
 
 
-def test_completed_stages_are_skipped(finished_run, synthetic_root, monkeypatch):
+def test_completed_stages_are_skipped(finished_run, synthetic_root, monkeypatch, tiny_preset):
     ctx, results = finished_run
     called = []
     patched = [dataclasses.replace(s, run=lambda c, n=s.name: called.append(n)) for s in stage_module.STAGES]
     monkeypatch.setattr(runner, "STAGES", patched)
-    assert run_pipeline(make_ctx(synthetic_root, ctx.work_dir)) == results
+    assert run_pipeline(make_ctx(synthetic_root, ctx.work_dir, tiny_preset)) == results
     assert called == []
 
 
-def test_interrupted_run_resumes_at_the_failed_stage(synthetic_root, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_at_the_failed_stage(synthetic_root, tmp_path, monkeypatch, tiny_preset):
     calls = []
 
     def fake(name, fail):
@@ -94,35 +78,36 @@ def test_interrupted_run_resumes_at_the_failed_stage(synthetic_root, tmp_path, m
 
     monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=fake(s.name, True)) for s in stage_module.STAGES])
     with pytest.raises(KeyboardInterrupt):
-        run_pipeline(make_ctx(synthetic_root, tmp_path))
+        run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
     assert calls == STAGE_NAMES[: STAGE_NAMES.index("seg1_test") + 1]
     state = StageState(tmp_path)
     assert state.is_done("seg1_train") and not state.is_done("seg1_test")
     calls.clear()
     monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=fake(s.name, False)) for s in stage_module.STAGES])
-    run_pipeline(make_ctx(synthetic_root, tmp_path))
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
     assert calls == STAGE_NAMES[STAGE_NAMES.index("seg1_test"):]
 
 
-def test_from_reruns_that_stage_and_later_ones_with_overwrite(synthetic_root, tmp_path, monkeypatch):
+def test_from_reruns_that_stage_and_later_ones_with_overwrite(synthetic_root, tmp_path, monkeypatch, tiny_preset):
     seen = []
     monkeypatch.setattr(runner, "STAGES", [
         dataclasses.replace(s, run=lambda ctx, n=s.name: seen.append((n, ctx.overwrite))) for s in stage_module.STAGES
     ])
-    run_pipeline(make_ctx(synthetic_root, tmp_path))
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
     seen.clear()
-    run_pipeline(make_ctx(synthetic_root, tmp_path), from_stage="masked_label", to_stage="seg2_train")
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset), from_stage="masked_label", to_stage="seg2_train")
     assert seen == [("masked_label", True), ("seg2_train", True)]
     state = StageState(tmp_path)
     assert state.is_done("pseudo_label") and not state.is_done("seg2_test")
 
 
-def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthetic_root):
+def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthetic_root, tiny_preset):
     ctx, _ = finished_run
     label = ctx.masked_dir / f"{synthetic_root.ids('train_aug')[0]}.png"
     pseudo = ctx.pseudo_dir / label.name
     before_label, before_pseudo = label.stat().st_mtime_ns, pseudo.stat().st_mtime_ns
-    run_pipeline(make_ctx(synthetic_root, ctx.work_dir), from_stage="masked_label", to_stage="masked_label")
+    run_pipeline(make_ctx(synthetic_root, ctx.work_dir, tiny_preset),
+                 from_stage="masked_label", to_stage="masked_label")
     assert label.stat().st_mtime_ns != before_label
     assert pseudo.stat().st_mtime_ns == before_pseudo
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from nsrom.errors import ConfigError
 from segmentation.libs.cli import load_cli_config
 from segmentation.libs.datasets import class_names
-from segmentation.libs.utils.config import CONFIG_DIR, load_config
+from segmentation.libs.utils.config import CONFIG_DIR, load_config, schema
 from segmentation.libs.utils.paths import RunPaths
 
 
@@ -23,8 +24,10 @@ def test_voc12_has_the_paper_values():
     assert (s.BATCH_SIZE.TRAIN, s.BATCH_SIZE.TEST, s.ITER_MAX, s.ITER_SIZE, s.ITER_SAVE, s.LR_DECAY) == (5, 1, 20000, 2, 5000, 10)
     assert (s.LR, s.MOMENTUM, s.POLY_POWER, s.WEIGHT_DECAY) == (2.5e-4, 0.9, 0.9, 5e-4)
     c = cfg.CRF
-    assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, False)
-    assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES == 21
+    assert (c.ITER_MAX, c.POS_W, c.POS_XY_STD, c.BI_W, c.BI_XY_STD, c.BI_RGB_STD, c.WRAPPED_IMAGE) == (10, 3, 1, 4, 67, 3, True)
+    assert cfg.DATASET.IGNORE_LABEL == 255 and cfg.DATASET.N_CLASSES is None  # from the class list
+    assert len(class_names(cfg)) == 21  # VOC without labels.txt
+    assert (cfg.DATASET.SPLIT.TRAIN, cfg.DATASET.SPLIT.VAL) == ("train_aug", "val")  # the dataset's defaults
 
 
 def test_demo_config_is_valid():
@@ -64,8 +67,10 @@ def test_bad_yaml_keys_name_the_key(tmp_path):
     path.write_text(text.replace("    POS_W: 3\n", ""))
     with pytest.raises(ConfigError, match="missing config keys CRF.POS_W"):
         load_config(path)
-    path.write_text(text.replace("    WRAPPED_IMAGE: false", ""))  # project-added keys are optional
-    assert load_config(path).CRF.WRAPPED_IMAGE is False
+    # Project-added keys are optional; without WRAPPED_IMAGE a config is deeplab-pytorch's,
+    # whose CRF input wraps (the paper's setting).
+    path.write_text(re.sub(r"\n    WRAPPED_IMAGE: .*", "", text))
+    assert load_config(path).CRF.WRAPPED_IMAGE is True
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
 
@@ -74,7 +79,9 @@ def test_split_option_and_class_count(synthetic_root):
     cfg = load_cli_config(str(CONFIG_DIR / "demo.yaml"), [f"DATASET.ROOT={synthetic_root.root}"], "val", "TRAIN")
     assert cfg.DATASET.SPLIT.TRAIN == "val"
     assert class_names(cfg) == synthetic_root.class_names()  # N_CLASSES null: from labels.txt
-    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}"])  # voc12: N_CLASSES 21
+    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}"])  # voc12: N_CLASSES from labels.txt
+    assert class_names(cfg) == synthetic_root.class_names()
+    cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}", "DATASET.N_CLASSES=21"])
     with pytest.raises(ConfigError, match="N_CLASSES is 21.*4 entries"):
         class_names(cfg)
 
@@ -91,3 +98,95 @@ def test_output_layout():
     assert paths.label_crf_dir("train_aug") == Path("out/features") / run / "train_aug/label_crf"
     assert paths.score_path("val", crf=False) == Path("out/scores") / run / "val/scores.json"
     assert paths.score_path("val", crf=True) == Path("out/scores") / run / "val/scores_crf.json"
+
+
+def test_cudnn_autotuning_only_for_training(monkeypatch, tmp_path):
+    """Test and CRF run at native image sizes, where autotuning every new shape costs time."""
+    import torch
+
+    from segmentation import main as seg_main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # test must turn it off
+    seen = {}
+    monkeypatch.setattr(seg_main.evaluate, "test", lambda cfg, *a, **k: seen.setdefault("test", torch.backends.cudnn.benchmark))
+    monkeypatch.setattr(seg_main, "train_model", lambda cfg, **k: seen.setdefault("train", torch.backends.cudnn.benchmark))
+    args = ["-c", str(CONFIG_DIR / "demo.yaml"), "--set", f"EXP.OUTPUT_DIR={tmp_path}"]
+    seg_main.main(["test", *args])
+    seg_main.main(["train", *args])
+    assert seen == {"test": False, "train": True}
+
+
+# --- overlays (BASE) and the effective config ------------------------------------------------
+
+
+def _overlay(tmp_path, text: str, name: str = "my.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_overlay_names_only_the_keys_it_changes(tmp_path):
+    from segmentation.libs.utils.config import resolve_config
+
+    path = _overlay(tmp_path, "BASE: voc12.yaml\nEXP:\n    ID: mine\nSOLVER:\n    ITER_MAX: 100\n")
+    resolved = resolve_config(path, ["SOLVER.LR=1e-3"])
+    cfg, origins = resolved.cfg, resolved.origins
+    assert (cfg.EXP.ID, cfg.SOLVER.ITER_MAX, cfg.SOLVER.LR, cfg.SOLVER.ITER_SIZE) == ("mine", 100, 1e-3, 2)
+    assert origins["SOLVER.ITER_MAX"].endswith("my.yaml") and origins["SOLVER.LR"] == "--set"
+    assert origins["SOLVER.ITER_SIZE"].endswith("voc12.yaml")
+    assert "dataset default" in origins["DATASET.SPLIT.TRAIN"]
+    # A chain: BASE relative to the file, which itself has a BASE.
+    top = _overlay(tmp_path, "BASE: my.yaml\nSOLVER:\n    ITER_MAX: 7\n", "top.yaml")
+    cfg = load_config(top)
+    assert (cfg.EXP.ID, cfg.SOLVER.ITER_MAX) == ("mine", 7)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("BASE: voc12.yaml\nSOLVER:\n    ITERMAX: 3\n", "bad.yaml: unknown config key SOLVER.ITERMAX"),
+    ("BASE: nope.yaml\n", "BASE 'nope.yaml' not found"),
+    ("BASE: bad.yaml\n", "BASE chain loops"),
+    ("SOLVER:\n    ITER_MAX: 3\n", "missing config keys .* or write only the keys you change below 'BASE: voc12.yaml'"),
+])
+def test_overlay_errors_name_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_overlay(tmp_path, text, "bad.yaml"))
+
+
+def test_null_splits_follow_the_dataset(tmp_path):
+    (tmp_path / "dataset.yaml").write_text("train_split: train\n")
+    cfg = load_config(None, [f"DATASET.ROOT={tmp_path}"])
+    assert (cfg.DATASET.SPLIT.TRAIN, cfg.DATASET.SPLIT.VAL) == ("train", "val")
+    cfg = load_config(None, [f"DATASET.ROOT={tmp_path}", "DATASET.SPLIT.TRAIN=mine"])
+    assert cfg.DATASET.SPLIT.TRAIN == "mine"
+
+
+def test_config_command_prints_every_value_with_its_origin(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from segmentation import main as seg_main
+
+    monkeypatch.chdir(tmp_path)
+    path = _overlay(tmp_path, "BASE: voc12.yaml\nSOLVER:\n    ITER_MAX: 100\n")
+    seg_main.main(["config", "-c", str(path), "--set", "SOLVER.AMP=bf16", "--set", f"DATASET.ROOT={tmp_path}"])
+    text = capsys.readouterr().out
+    origin, parents = {}, []
+    for line in text.splitlines():  # "    KEY: value   # origin" -> {"SECTION.KEY": origin}
+        depth = (len(line) - len(line.lstrip())) // 4
+        parents = parents[:depth] + [line.split(":")[0].strip()]
+        if "#" in line:
+            origin[".".join(parents)] = line.split("#", 1)[1].strip()
+    assert origin["SOLVER.ITER_MAX"] == "my.yaml" and origin["CRF.ITER_MAX"] == str(CONFIG_DIR / "voc12.yaml")
+    assert origin["SOLVER.AMP"] == "--set"
+    assert origin["DATASET.N_CLASSES"].startswith(str(CONFIG_DIR / "voc12.yaml"))
+    assert "21 from the class list" in origin["DATASET.N_CLASSES"]
+    assert len(origin) == len(schema())  # every key
+    # The output is a complete config that loads to the same values.
+    full = _overlay(tmp_path, text, "full.yaml")
+    assert yaml.safe_load(text)["SOLVER"]["ITER_MAX"] == 100
+    assert load_config(full) == load_config(path, ["SOLVER.AMP=bf16", f"DATASET.ROOT={tmp_path}"])
+
+
+def test_stage7_overlay_is_voc12_with_two_keys_changed():
+    overlay = load_config(CONFIG_DIR / "voc12_nsrm.yaml")
+    assert overlay == load_config(None, ["EXP.ID=voc12_nsrm", "DATASET.LABEL_DIR=../classification/masked_labels"])

@@ -93,11 +93,15 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3}
     assert paths.score_path("train_aug", crf=True).is_file()
 
-    # the torch backend redoes the labels (another producer) and agrees with pydensecrf's
+    # the torch backend is another producer: refused without --overwrite; its labels agree with pydensecrf's
     reference = {i: np.asarray(Image.open(label_dir / f"{i}.png")) for i in train_ids}
-    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
-    stamp = json.loads(label_dir.with_name("label_crf_source.json").read_text())
-    assert stamp["crf"]["BACKEND"] == "torch" and "BATCH_SIZE" not in stamp["crf"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
+    assert "setting backend: pydensecrf -> torch" in capsys.readouterr().err
+    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend, "--overwrite"])
+    record = json.loads((label_dir / ".producer.json").read_text())
+    assert record["settings"]["backend"] == "torch" and "BATCH_SIZE" not in record["settings"]["crf"]
     for i in train_ids:
         assert (np.asarray(Image.open(label_dir / f"{i}.png")) == reference[i]).mean() >= 0.995
     # resume: a missing label is redone, the others are kept

@@ -1,4 +1,4 @@
-"""DeepLab-v2 MSC (NSROM.md stage 4): deeplab-pytorch key layout, strides, MSC outputs, weight loading."""
+"""DeepLab-v2 MSC (docs/method.md, stage 4): deeplab-pytorch key layout, strides, MSC outputs, weight loading."""
 
 from __future__ import annotations
 

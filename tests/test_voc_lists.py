@@ -39,8 +39,8 @@ def fake_voc(tmp_path):
 def test_lists_from_sbd_lists_and_missing_report(fake_voc):
     voc, sbd = fake_voc
     report = build_voc_lists(voc.root, sbd_dir=sbd)
-    assert report.train_aug == ["a", "b", "e", "f"]  # union minus VOC val ("c")
-    assert report.val == ["c", "d"]
+    assert report.splits["train_aug"] == ["a", "b", "e", "f"]  # union minus VOC val ("c")
+    assert report.splits["val"] == ["c", "d"]
     assert report.missing["images"] == [voc.image_path("e")]
     assert report.missing["masks"] == [voc.mask_path("f")]
     assert report.missing["saliency maps"] == [voc.saliency_path("a")]
@@ -57,7 +57,7 @@ def test_lists_from_masks_without_sbd_lists(fake_voc):
     voc, _ = fake_voc
     report = build_voc_lists(voc.root, write=False)
     # SBD ids from SegmentationClassAug masks: a..e ("f" has none), minus val.
-    assert report.train_aug == ["a", "b", "e"]
+    assert report.splits["train_aug"] == ["a", "b", "e"]
     assert not voc.list_path("train_aug").exists()
 
 

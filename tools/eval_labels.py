@@ -1,9 +1,12 @@
-"""Score CAM / OA-CAM folders and pseudo-label folders against ROOT/SegmentationClassAug.
+"""Score CAM / OA-CAM folders and pseudo-label folders against the dataset's ground-truth masks.
 
     python tools/eval_labels.py --data-root ROOT --split train_aug \\
-        --cams classification/runs/exp1/attention --cams classification/runs/exp2/attention \\
-        --labels classification/pseudo_labels --labels classification/masked_labels \\
+        --cams classification/runs/exp1/attention classification/runs/exp2/attention \\
+        --labels classification/pseudo_labels classification/masked_labels \\
         --out scores_labels.json
+
+``--cams`` and ``--labels`` take one folder or several, and may be repeated.
+Images of the split without a mask are not scored (the table says how many).
 
 Prints one per-class IoU table per folder and writes them all as JSON
 (``{folder: result}``). The logic is :mod:`nsrom.evaluation`
@@ -18,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nsrom.data import TRAIN_SPLIT, DataLayout
+from nsrom.data import DataLayout
+from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, exit_on_error
 from nsrom.evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels, report
 from nsrom.files import write_json
@@ -30,13 +34,17 @@ LOG = logging.getLogger("eval_labels")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="mIoU of CAMs (best background threshold) and pseudo labels.")
     p.add_argument("--data-root", type=Path, required=True, help="dataset root in the VOC layout")
-    p.add_argument("--split", default=TRAIN_SPLIT, help="image list ImageSets/Segmentation/<split>.txt")
-    p.add_argument("--cams", type=Path, action="append", default=[], help="CAM/OA-CAM folder <id>_<c>.png (repeatable)")
-    p.add_argument("--labels", type=Path, action="append", default=[], help="label folder <id>.png (repeatable)")
+    p.add_argument("--split", default=None,
+                   help="image list ImageSets/Segmentation/<split>.txt (default: the dataset's training split)")
+    p.add_argument("--cams", type=Path, nargs="+", action="extend", default=[], metavar="DIR",
+                   help="CAM/OA-CAM folders <id>_<c>.png (one or more; repeatable)")
+    p.add_argument("--labels", type=Path, nargs="+", action="extend", default=[], metavar="DIR",
+                   help="label folders <id>.png (one or more; repeatable)")
     p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
                    help="background thresholds swept for CAMs (default 0.05 .. 0.95 by 0.05)")
     p.add_argument("--out", type=Path, help="write the results as JSON to this file")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    add_layout_args(p, ("mask_dir",))
     return p
 
 
@@ -46,12 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     if not args.cams and not args.labels:
         raise ConfigError("nothing to evaluate: give at least one --cams DIR or --labels DIR")
-    layout = DataLayout(args.data_root)
+    layout = DataLayout(args.data_root, **layout_overrides(args))
+    split = args.split or layout.train_split
     results = {}
-    for folder in args.cams:
-        results[str(folder)] = evaluate_cams(layout, args.split, folder, args.thresholds, args.workers)
-    for folder in args.labels:
-        results[str(folder)] = evaluate_labels(layout, args.split, folder, args.workers)
+    for folder in dict.fromkeys(args.cams):  # each folder once, in the order given
+        results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers)
+    for folder in dict.fromkeys(args.labels):
+        results[str(folder)] = evaluate_labels(layout, split, folder, args.workers)
     for result in results.values():
         print(report(result) + "\n")
     if args.out is not None:

@@ -1,4 +1,4 @@
-"""Pseudo-label rules of NSROM.md stages 3 (POM) and 6 (NSRM), and their file handling.
+"""Pseudo-label rules of docs/method.md, stages 3 (POM) and 6 (NSRM), and their file handling.
 
 * :mod:`.pom` - stage 3, ``gen_label.py``: saliency + OA-CAMs + CAMs -> pseudo label;
 * :mod:`.nsrm` - stage 6, ``gen_masked_label.py``: prediction + pseudo label +

@@ -1,4 +1,4 @@
-"""The minimum-foreground rule shared by NSROM.md stage 3 (step 6) and stage 6."""
+"""The minimum-foreground rule shared by docs/method.md, stage 3 (step 6) and stage 6."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def foreground_fraction(label: np.ndarray) -> float:
 
 
 def apply_min_foreground(label: np.ndarray, min_fraction: float = MIN_FOREGROUND_FRACTION) -> np.ndarray:
-    """NSROM.md stage 3 step 6 (and stage 6): all-ignore if foreground < 1% of the pixels.
+    """docs/method.md, stage 3 step 6 (and stage 6): all-ignore if foreground < 1% of the pixels.
 
     "Fewer than 1%" is a strict comparison: exactly 1% keeps the label. The
     denominator is every pixel of the image (ignored pixels included).

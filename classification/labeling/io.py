@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from nsrom.classes import IGNORE_INDEX
-from nsrom.data import TRAIN_SPLIT, DataLayout, read_cls_list
+from nsrom.data import DataLayout, read_cls_list
+from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_label
 from nsrom.parallel import parallel_map
@@ -34,6 +35,9 @@ WRITTEN, EXISTS, MISSING, FAILED = "written", "exists", "missing", "failed"
 a required input file is missing (image skipped); an input is unreadable or
 inconsistent (image skipped, reported as an error)."""
 STATUSES = (WRITTEN, EXISTS, MISSING, FAILED)
+
+LABEL_PATTERN = "*.png"
+"""The outputs of both stages in their folder: ``<id>.png`` (what ``--overwrite`` deletes and redoes)."""
 
 
 @dataclass(frozen=True)
@@ -146,31 +150,28 @@ def read_class_label(path: Path, num_classes: int, what: str) -> np.ndarray:
     return label
 
 
-def resolve_num_classes(num_classes: int | None, data_root: Path | None) -> int:
+def resolve_num_classes(num_classes: int | None, layout: DataLayout | None) -> int:
     """Foreground class count: --num-classes, else ROOT/labels.txt (or VOC), else 20."""
-    from_root = DataLayout(data_root).num_classes if data_root is not None else None
+    from_root = layout.num_classes if layout is not None else None
     if num_classes is not None and from_root is not None and num_classes != from_root:
-        raise ConfigError(f"--num-classes {num_classes} disagrees with {data_root}/labels.txt ({from_root} classes)")
+        raise ConfigError(f"--num-classes {num_classes} disagrees with {layout.labels_path} ({from_root} classes)")
     if num_classes is not None and num_classes < 1:
         raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
     return num_classes or from_root or VOC_NUM_CLASSES
 
 
 def resolve_image_labels(
-    list_path: Path | None, data_root: Path | None, default_list: Path, num_classes: int
+    list_path: Path | None, layout: DataLayout | None, default_list: Path, num_classes: int
 ) -> dict[str, list[int]]:
-    """Image id -> 0-based classes: from --list; with --data-root, ROOT's train_cls.txt
-    or labels derived for the train_aug split; else the default list.
+    """Image id -> 0-based classes: from --list; with --data-root, the labels of the
+    dataset's training split (``train_cls.txt``, else the masks); else the default list.
 
     A class index outside ``0..C-1`` raises :class:`DataError` naming file and line.
     """
     if list_path is not None:
         return read_cls_list(list_path, num_classes)
-    if data_root is not None:
-        layout = DataLayout(data_root)
-        if layout.cls_list_path.is_file():
-            return read_cls_list(layout.cls_list_path, num_classes)
-        return layout.image_labels(TRAIN_SPLIT)
+    if layout is not None:
+        return layout.image_labels(layout.train_split)
     if not Path(default_list).is_file():
         raise DataError(f"class list not found: {default_list} (pass --list FILE or --data-root ROOT)")
     return read_cls_list(default_list, num_classes)
@@ -208,22 +209,26 @@ def run_over_images(
 def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_dir: Path, default_out_dir: Path) -> None:
     """The flags gen_label.py and gen_masked_label.py share (list, saliency, output, classes, workers)."""
     p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
-                   "list and saliency default to ROOT/ImageSets/Segmentation/train_cls.txt "
-                   "(or labels derived for train_aug) and ROOT/saliency")
+                   "the images are those of the training split, labelled by "
+                   "ROOT/ImageSets/Segmentation/train_cls.txt (or the masks); saliency defaults to ROOT/saliency")
     p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {default_list})")
     p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {default_sal_dir})")
     p.add_argument("--out-dir", type=Path, default=default_out_dir, help="output label PNGs <id>.png")
     p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
-    p.add_argument("--overwrite", action="store_true", help="rewrite labels that already exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the labels in --out-dir and redo them all (needed when they were made from "
+                        "other inputs or rules)")
     p.add_argument("--log-file", type=Path, help="also write the log to this file")
+    add_layout_args(p, LABEL_FLAGS)
 
 
 def resolve_common_args(
     args: argparse.Namespace, default_list: Path, default_sal_dir: Path
 ) -> tuple[int, dict[str, list[int]], Path]:
     """``(num_classes, image_labels, sal_dir)`` from the flags of :func:`add_common_args`."""
-    num_classes = resolve_num_classes(args.num_classes, args.data_root)
-    image_labels = resolve_image_labels(args.list, args.data_root, default_list, num_classes)
-    sal_dir = args.sal_dir or (DataLayout(args.data_root).saliency_dir if args.data_root else default_sal_dir)
+    layout = DataLayout(args.data_root, **layout_overrides(args)) if args.data_root is not None else None
+    num_classes = resolve_num_classes(args.num_classes, layout)
+    image_labels = resolve_image_labels(args.list, layout, default_list, num_classes)
+    sal_dir = args.sal_dir or (layout.saliency_dir if layout is not None else default_sal_dir)
     return num_classes, image_labels, sal_dir

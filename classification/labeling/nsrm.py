@@ -1,4 +1,4 @@
-"""NSROM.md stage 6: masked pseudo labels with non-salient region masking (NSRM).
+"""docs/method.md, stage 6: masked pseudo labels with non-salient region masking (NSRM).
 
 Pure functions on arrays. Labels use 0 = background, ``c + 1`` for class ``c``,
 255 = ignore. ``pred`` is the stage-5 prediction P, ``pseudo`` the stage-3 pseudo
@@ -7,18 +7,42 @@ label L, ``saliency`` the 8-bit saliency map S, all at image size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import cv2
 import numpy as np
 
 from nsrom.classes import IGNORE_INDEX
 
-from .foreground import apply_min_foreground
+from .foreground import MIN_FOREGROUND_FRACTION, apply_min_foreground
+from .settings import check_fraction, rule_error
 
 DILATION_KERNEL_SIZE = 30
 """Stage 6: side of the square kernel that dilates the object mask (P != 0) | (S != 0);
 pixels outside the dilated mask become ignore."""
 MIN_CLASSES_FOR_MASKING = 2
 """Stage 6: images with at least this many classes are filled and masked; others keep P."""
+
+
+@dataclass(frozen=True)
+class NsrmRules:
+    """The settings of stage 6 (docs/method.md, stage 6); the defaults are the paper's.
+
+    Each field is a flag of ``gen_masked_label.py`` (``--`` + the name with
+    dashes, :mod:`.settings`) and a value of the
+    pipeline presets; the values are recorded with the output folder.
+    """
+
+    dilation: int = field(default=DILATION_KERNEL_SIZE, metadata={
+        "help": "side of the square kernel that dilates (P != 0) | (S != 0); pixels outside "
+                "the dilated mask become ignore (1: no dilation)"})
+    min_foreground: float = field(default=MIN_FOREGROUND_FRACTION, metadata={
+        "help": "a label with a smaller foreground share of its pixels is all ignore"})
+
+    def __post_init__(self) -> None:
+        if int(self.dilation) != self.dilation or self.dilation < 1:
+            raise rule_error("dilation", f"must be a whole number of pixels, at least 1, got {self.dilation}")
+        check_fraction("min_foreground", self.min_foreground)
 
 
 def fill_missed_objects(pred: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
@@ -51,24 +75,29 @@ def dilated_object_mask(
 
 
 def make_masked_label(
-    pred: np.ndarray, pseudo: np.ndarray | None, saliency: np.ndarray | None, num_image_classes: int
+    pred: np.ndarray,
+    pseudo: np.ndarray | None,
+    saliency: np.ndarray | None,
+    num_image_classes: int,
+    rules: NsrmRules = NsrmRules(),
 ) -> np.ndarray:
-    """NSROM.md stage 6: the masked pseudo label of one image (uint8, ``H x W``).
+    """Stage 6 (docs/method.md): the masked pseudo label of one image (uint8, ``H x W``).
 
     With two or more image-level classes: fill P's background from L's
     foreground (:func:`fill_missed_objects`), then ignore every pixel outside
     :func:`dilated_object_mask` of P and S. With fewer classes (one, or none)
     the label is P unchanged, and ``pseudo`` / ``saliency`` are not needed.
-    Both branches end with the 1% foreground rule.
+    Both branches end with the 1% foreground rule. ``rules`` holds the
+    dilation and the foreground share (the paper's by default).
     """
     pred = np.asarray(pred)
     if num_image_classes < MIN_CLASSES_FOR_MASKING:
-        return apply_min_foreground(pred.astype(np.uint8))
+        return apply_min_foreground(pred.astype(np.uint8), rules.min_foreground)
     if pseudo is None or saliency is None:
         raise ValueError("an image with two or more classes needs its pseudo label and saliency map")
     for name, arr in (("pseudo label", pseudo), ("saliency map", saliency)):
         if np.shape(arr) != pred.shape:
             raise ValueError(f"{name} has size {np.shape(arr)}, prediction {pred.shape}")
     label = fill_missed_objects(pred, pseudo)
-    label[~dilated_object_mask(pred, saliency)] = IGNORE_INDEX
-    return apply_min_foreground(label)
+    label[~dilated_object_mask(pred, saliency, int(rules.dilation))] = IGNORE_INDEX
+    return apply_min_foreground(label, rules.min_foreground)

@@ -1,6 +1,6 @@
-"""The VGG16 attention network shared by the OAA classifier and the IAM (NSROM.md stages 1, 2).
+"""The VGG16 attention network shared by the OAA classifier and the IAM (docs/method.md, stages 1, 2).
 
-One implementation; the two differences of stage 2 are constructor flags
+One implementation; the differences of stage 2 are data
 (:data:`OAA_HEAD`, :data:`IAM_HEAD`). ``forward`` returns the class activation
 map (CAM, ``(B, C, H/8, W/8)``) and does nothing else; class scores are its
 global average (:func:`class_logits`). Module names and indices match the
@@ -44,16 +44,19 @@ GLORE_MID = 64
 
 @dataclass(frozen=True)
 class HeadVariant:
-    """Where the head has ReLUs: the only two differences between OAA and IAM."""
+    """The only differences between the OAA classifier and the IAM: two ReLUs and the init."""
 
     relu_after_head_convs: bool
     """ReLU after the third 3x3 head conv (IAM) or not (OAA)."""
     relu_before_classifier: bool
     """ReLU between the GloRe unit and the 1x1 classifier conv (OAA) or not (IAM)."""
+    stage1_init: bool
+    """Conv weights ~ N(0, sqrt(2/(k*k*out))) (OAA), or PyTorch's default init (IAM: the
+    original vgg1.py defines that init but never calls it; docs/method.md, stage 2)."""
 
 
-OAA_HEAD = HeadVariant(relu_after_head_convs=False, relu_before_classifier=True)
-IAM_HEAD = HeadVariant(relu_after_head_convs=True, relu_before_classifier=False)
+OAA_HEAD = HeadVariant(relu_after_head_convs=False, relu_before_classifier=True, stage1_init=True)
+IAM_HEAD = HeadVariant(relu_after_head_convs=True, relu_before_classifier=False, stage1_init=False)
 
 
 def scaled(channels: int, width_div: int) -> int:
@@ -103,13 +106,14 @@ class AttentionNet(nn.Module):
         classifier: list[nn.Module] = [nn.ReLU(inplace=True)] if head.relu_before_classifier else []
         classifier.append(nn.Conv2d(width, num_classes, kernel_size=1))
         self.extra_convs_3 = nn.Sequential(*classifier)
-        self.reset_parameters()
+        if head.stage1_init:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Conv2d weights ~ N(0, sqrt(2 / (k*k*out_channels))), biases 0; BatchNorm 1 / 0.
 
-        Stage 1 "Init of non-pretrained convs"; the graph convolution's Conv1d
-        layers keep PyTorch's default init, as in the original code.
+        Stage 1 "Init of non-pretrained convs" (the IAM skips it); the graph
+        convolution's Conv1d layers keep PyTorch's default init, as in the original code.
         """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -1,4 +1,4 @@
-"""Graph reasoning unit (GloRe) of the OAA / IAM head (NSROM.md stage 1, "GloRe unit").
+"""Graph reasoning unit (GloRe) of the OAA / IAM head (docs/method.md, stage 1, "GloRe unit").
 
 Pixels are projected onto a small set of graph nodes, a one-layer graph
 convolution mixes the nodes and their states, and the result is projected back

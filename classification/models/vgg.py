@@ -1,4 +1,4 @@
-"""OAA classifier of NSROM.md stage 1: VGG16-D1 + 3 head convs + GloRe + ReLU + 1x1 conv."""
+"""OAA classifier of docs/method.md, stage 1: VGG16-D1 + 3 head convs + GloRe + ReLU + 1x1 conv."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Integral attention model (IAM) of NSROM.md stage 2.
+"""Integral attention model (IAM) of docs/method.md, stage 2.
 
 The stage-1 network with a ReLU after the third head conv and none before the
 1x1 classifier conv.

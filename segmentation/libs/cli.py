@@ -18,12 +18,18 @@ LOG = logging.getLogger(__name__)
 def config_options(fn: Callable) -> Callable:
     """``-c/--config-path``, repeated ``--set KEY=VALUE`` and ``--split``."""
     fn = click.option("--split", default=None, help="image list to use (e.g. train_aug, val); overrides the config's")(fn)
+    return config_file_options(fn)
+
+
+def config_file_options(fn: Callable) -> Callable:
+    """``-c/--config-path`` and repeated ``--set KEY=VALUE``."""
     fn = click.option(
         "--set", "overrides", multiple=True, metavar="KEY=VALUE",
         help="override a config key, e.g. --set SOLVER.ITER_MAX=100 (repeatable)",
     )(fn)
     fn = click.option(
-        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True, help="YAML config (schema: voc12.yaml)"
+        "-c", "--config-path", default=str(DEFAULT_CONFIG), show_default=True,
+        help="YAML config (schema: voc12.yaml); one with 'BASE: voc12.yaml' holds only the keys it changes",
     )(fn)
     return fn
 
@@ -34,7 +40,7 @@ def device_option(fn: Callable) -> Callable:
 
 
 def overwrite_option(fn: Callable) -> Callable:
-    return click.option("--overwrite", is_flag=True, help="redo outputs that already exist")(fn)
+    return click.option("--overwrite", is_flag=True, help="delete the outputs of an earlier run and redo them all")(fn)
 
 
 def jobs_option(fn: Callable) -> Callable:
@@ -53,10 +59,15 @@ def load_cli_config(
     return load_config(config_path, overrides)
 
 
-def resolve_device(cuda: bool) -> torch.device:
-    """CUDA when asked for and available, else CPU (with a warning when CUDA was asked for)."""
+def resolve_device(cuda: bool, benchmark: bool = False) -> torch.device:
+    """CUDA when asked for and available, else CPU (with a warning when CUDA was asked for).
+
+    ``benchmark`` turns on cuDNN autotuning: worth it for training, where every
+    crop has the same shape, and off for test/CRF at native image sizes, where
+    each new shape would be tuned again.
+    """
     if cuda and torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = benchmark
         return torch.device("cuda")
     if cuda:
         LOG.warning("CUDA is not available; running on the CPU (pass --cpu to silence this)")

@@ -1,4 +1,4 @@
-"""``test`` and ``crf`` of main.py and trainaug_pred.py (NSROM.md stages 4, 5 and 7).
+"""``test`` and ``crf`` of main.py and trainaug_pred.py (docs/method.md, stages 4, 5 and 7).
 
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
@@ -16,7 +16,6 @@ or its own GPU.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from nsrom.errors import DataError
 from nsrom.files import atomic_path, write_json
 from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
+from nsrom.provenance import Producer, prepare_output_dir
 
 from .datasets import EvalDataset, class_names, data_layout, mean_bgr
 from .models import build_model
@@ -56,37 +56,25 @@ def _first(batch: list):
     return batch[0]
 
 
-def _read_stamp(path: Path) -> dict | None:
-    """A source-stamp JSON, or None when absent or unreadable (then outputs are redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+LOGIT_PATTERN = "*.npy"
+LABEL_PATTERN = "*.png"
+"""Outputs of test (logits) and of crf with a label folder (labels): what --overwrite deletes and redoes."""
 
 
-def _checkpoint_stamp(path: Path) -> dict:
-    stat = path.stat()
-    return {"checkpoint": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path, overwrite: bool) -> None:
+    """Record what makes the logits (checkpoint, images, split, mean): logits of this very
+    producer are kept (resume); another producer's stop the run unless ``overwrite``
+    (:func:`nsrom.provenance.prepare_output_dir`)."""
+    settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg)}
+    producer = Producer("segmentation.test", settings, checkpoint=model_path,
+                        inputs={"images": data_layout(cfg).image_dir})
+    prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
 
 
-def _prepare_logit_dir(logit_dir: Path, source_file: Path, model_path: Path, overwrite: bool) -> None:
-    """Keep logits made by this very checkpoint (resume); delete any others before writing."""
-    stamp = _checkpoint_stamp(model_path)
-    previous = _read_stamp(source_file)
-    if overwrite or previous != stamp:
-        stale = list(logit_dir.glob("*.npy")) if logit_dir.is_dir() else []
-        if stale:
-            LOG.info("removing %d logits of %s (%s)", len(stale), logit_dir,
-                     "--overwrite" if overwrite else "made by another checkpoint")
-        for path in stale:
-            path.unlink()
-    logit_dir.mkdir(parents=True, exist_ok=True)
-    write_json(source_file, stamp)
-
-
-def _report(result: dict | None, path: Path, title: str, missing_gt: int) -> None:
+def _report(result: dict | None, path: Path, title: str, missing_gt: int, mask_dirs: list[Path]) -> None:
     if missing_gt:
-        LOG.warning("%d images have no ground truth (SegmentationClassAug/<id>.png); not scored", missing_gt)
+        LOG.warning("%d images have no ground truth (<id>.png in %s); not scored", missing_gt,
+                    " or ".join(str(d) for d in mask_dirs))
     if result is None:
         LOG.warning("no image of the split has ground truth; %s not written", path.name)
         return
@@ -133,7 +121,7 @@ def _test(
     n_images = len(dataset)
     dataset.ids = distributed.shard(dataset.ids)
     logit_dir = paths.logit_dir(split)
-    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, paths.logit_source(split), model_path, overwrite))
+    distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, cfg, split, model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
@@ -160,7 +148,7 @@ def _test(
     LOG.info("logits of %d images in %s", n_images, logit_dir)
     result = scores(acc.matrix, names) if scored else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt)
+        _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result
 
@@ -185,7 +173,7 @@ def class_probabilities(logits: np.ndarray | torch.Tensor, size: tuple[int, int]
 
 
 def _existing_label(job: CrfJob) -> np.ndarray | None:
-    """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :func:`_prepare_label_dir`)."""
+    """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :mod:`nsrom.provenance`)."""
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
         return read_label(job.label_path, "CRF label")
     return None
@@ -251,21 +239,6 @@ def crf_batches(jobs: list[CrfJob], postprocessor: DenseCRF, batch_size: int, n_
         yield from (f.result() for f in writing)
 
 
-def _prepare_label_dir(label_dir: Path, stamp: dict, overwrite: bool) -> bool:
-    """Record what the CRF labels are made from; returns True when existing labels must be redone.
-
-    Labels are kept (resume) only when the logits' checkpoint and the CRF
-    settings are those of the previous run.
-    """
-    source_file = label_dir.with_name(label_dir.name + "_source.json")
-    previous = _read_stamp(source_file)
-    redo = overwrite or previous != stamp
-    if redo and previous is not None:
-        LOG.info("redoing CRF labels in %s (%s)", label_dir, "--overwrite" if overwrite else "new logits or CRF settings")
-    write_json(source_file, stamp)
-    return redo
-
-
 def crf(
     cfg: Dict,
     *,
@@ -312,10 +285,12 @@ def _crf(
     postprocessor = DenseCRF.from_config(cfg.CRF, device)
     LOG.info("CRF backend %s on %s", postprocessor.backend, postprocessor.device)
     if label_dir is not None:
-        settings = {**cfg.CRF.to_dict(), "BACKEND": postprocessor.backend}
-        settings.pop("BATCH_SIZE")  # does not change the labels
-        stamp = {"logits": _read_stamp(paths.logit_source(split)), "crf": settings}
-        overwrite = distributed.run_on_main(lambda: _prepare_label_dir(Path(label_dir), stamp, overwrite))
+        # Labels of this producer are kept (resume); another's stop the run unless overwrite.
+        crf_settings = {k: v for k, v in cfg.CRF.to_dict().items() if k not in ("BACKEND", "BATCH_SIZE")}
+        producer = Producer("segmentation.crf", {"crf": crf_settings, "backend": postprocessor.backend},
+                            inputs={"logits": logit_dir, "images": layout.image_dir})
+        overwrite = distributed.run_on_main(
+            lambda: prepare_output_dir(Path(label_dir), producer, overwrite, LABEL_PATTERN))
     wrapped = tuple(mean_bgr(cfg)) if cfg.CRF.WRAPPED_IMAGE else None
     if wrapped:
         LOG.info("CRF.WRAPPED_IMAGE: giving the CRF deeplab-pytorch's wrapped mean-subtracted image")
@@ -347,6 +322,6 @@ def _crf(
         LOG.info("CRF labels of %d images in %s", len(ids), label_dir)
     result = scores(acc.matrix, names) if missing_gt < len(ids) else None
     if info.is_main:
-        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt)
+        _report(result, paths.score_path(split, crf=True), f"{split} + CRF", missing_gt, layout.mask_dirs)
     distributed.barrier()
     return result

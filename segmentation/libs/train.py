@@ -1,4 +1,4 @@
-"""``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (NSROM.md stages 4 and 7).
+"""``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (docs/method.md, stages 4 and 7).
 
 Single process or ``torchrun --nproc_per_node N main.py train ...`` (DDP): the
 global batch SOLVER.BATCH_SIZE.TRAIN is split evenly over the processes,

@@ -1,4 +1,4 @@
-"""One optimiser step of DeepLab-v2 training (NSROM.md stage 4): ITER_SIZE accumulated batches.
+"""One optimiser step of DeepLab-v2 training (docs/method.md, stage 4): ITER_SIZE accumulated batches.
 
 Shared by :func:`segmentation.libs.train.train`, the tests and the benchmarks.
 Mixed precision (SOLVER.AMP) and channels-last (MODEL.CHANNELS_LAST) come in

@@ -11,6 +11,8 @@ from nsrom.classes import read_class_names, load_class_names
 from nsrom.data import DataLayout
 from nsrom.errors import ConfigError
 
+from ..utils.config import dataset_overrides
+
 from .voc import EvalDataset, TrainDataset, seed_worker
 
 LOG = logging.getLogger(__name__)
@@ -27,15 +29,19 @@ GROUND_TRUTH_PREFIX = "SegmentationClass"
 
 
 def data_layout(cfg: Dict) -> DataLayout:
-    """The dataset root of ``DATASET.ROOT`` as a layout (``DATASET.NAME`` must be registered)."""
+    """The dataset root of ``DATASET.ROOT`` as a layout (``DATASET.NAME`` must be registered).
+
+    ``ROOT/dataset.yaml`` gives the folder names, image extension and split
+    names; ``DATASET.IMAGE_EXT``, ``MASK_DIR`` and ``SPLIT.TRAIN/VAL`` override it when set.
+    """
     name = cfg.DATASET.NAME
     if name not in DATASETS:
         raise ConfigError(f"DATASET.NAME {name!r} unknown; choose one of {', '.join(DATASETS)}")
-    layout = DATASETS[name](cfg.DATASET.ROOT)
+    layout = DATASETS[name](cfg.DATASET.ROOT, **dataset_overrides(cfg.to_dict()))
     if not layout.root.is_dir():
         raise ConfigError(
-            f"dataset root not found: {layout.root} (DATASET.ROOT); it must hold JPEGImages/, "
-            "SegmentationClassAug/ and ImageSets/Segmentation/<split>.txt; set it with --set DATASET.ROOT=PATH"
+            f"dataset root not found: {layout.root} (DATASET.ROOT); it must hold the images, masks and "
+            "ImageSets/Segmentation/<split>.txt (README, 'Data layout'); set it with --set DATASET.ROOT=PATH"
         )
     return layout
 
@@ -67,7 +73,7 @@ def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) ->
     """Where training labels come from, with the stage-4 guard against ground truth.
 
     NSROM trains on pseudo labels (stage 3) or masked labels (stage 6): a label
-    dir named ``SegmentationClass*`` (or the dataset's mask dir) is refused
+    dir named ``SegmentationClass*`` (or one of the dataset's mask dirs) is refused
     unless ``fully_supervised``; with that flag and no LABEL_DIR the ground truth is used.
     """
     label_dir = cfg.DATASET.LABEL_DIR
@@ -81,7 +87,7 @@ def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) ->
         label_dir = layout.mask_dir
     label_dir = Path(label_dir)
     is_ground_truth = label_dir.name.startswith(GROUND_TRUTH_PREFIX) or (
-        label_dir.exists() and layout.mask_dir.exists() and label_dir.resolve() == layout.mask_dir.resolve()
+        label_dir.exists() and any(d.exists() and label_dir.resolve() == d.resolve() for d in layout.mask_dirs)
     )
     if is_ground_truth and not fully_supervised:
         raise ConfigError(

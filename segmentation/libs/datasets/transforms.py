@@ -1,4 +1,4 @@
-"""Input pipeline of DeepLab-v2 training and testing (NSROM.md stage 4, "Data").
+"""Input pipeline of DeepLab-v2 training and testing (docs/method.md, stage 4, "Data").
 
 Images are BGR float32 on the 0..255 scale; the mean is subtracted after the
 augmentation, so padding with the mean gives zeros in the network input.

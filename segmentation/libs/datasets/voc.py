@@ -1,8 +1,9 @@
-"""VOC-layout segmentation datasets for training and evaluation (NSROM.md stages 4, 5, 7).
+"""VOC-layout segmentation datasets for training and evaluation (docs/method.md, stages 4, 5, 7).
 
 Training labels come from ``DATASET.LABEL_DIR/<id>.png`` (stage 3 pseudo labels
-or stage 6 masked labels); the pixel ground truth ``ROOT/SegmentationClassAug``
-is read only by the evaluation dataset, for scoring.
+or stage 6 masked labels); the pixel ground truth (the dataset's mask folder,
+``ROOT/SegmentationClassAug`` or ``SegmentationClass`` for VOC) is read only by
+the evaluation dataset, for scoring.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class EvalDataset(Dataset):
         return len(self.ids)
 
     def ground_truth(self, image_id: str) -> np.ndarray | None:
-        """The pixel ground truth, or None when ``SegmentationClassAug/<id>.png`` is absent."""
+        """The pixel ground truth, or None when the dataset has no mask ``<id>.png``."""
         path = self.layout.mask_path(image_id)
         return read_label(path, "ground-truth mask") if path.is_file() else None
 

@@ -1,4 +1,4 @@
-"""DeepLab-v2 models (NSROM.md stage 4) and a registry keyed by ``MODEL.NAME``."""
+"""DeepLab-v2 models (docs/method.md, stage 4) and a registry keyed by ``MODEL.NAME``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DeepLab-v2: dilated caffe-style ResNet and ASPP (NSROM.md stage 4).
+"""DeepLab-v2: dilated caffe-style ResNet and ASPP (docs/method.md, stage 4).
 
 Keys of ``DeepLabV2(21, [3, 4, 23, 3], [6, 12, 18, 24]).state_dict()`` are
 exactly deeplab-pytorch's (``layer1.conv1.conv.weight`` ... ``aspp.c3.bias``);

@@ -1,4 +1,4 @@
-"""Loading initial weights and checkpoints into DeepLab-v2 (NSROM.md stage 4).
+"""Loading initial weights and checkpoints into DeepLab-v2 (docs/method.md, stage 4).
 
 Three source layouts are understood:
 

@@ -1,4 +1,4 @@
-"""Multi-scale inputs wrapper (MSC) of DeepLab-v2 (NSROM.md stage 4)."""
+"""Multi-scale inputs wrapper (MSC) of DeepLab-v2 (docs/method.md, stage 4)."""
 
 from __future__ import annotations
 

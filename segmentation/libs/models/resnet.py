@@ -1,4 +1,4 @@
-"""Caffe-style ResNet building blocks in deeplab-pytorch's module layout (NSROM.md stage 4).
+"""Caffe-style ResNet building blocks in deeplab-pytorch's module layout (docs/method.md, stage 4).
 
 Module names are part of the contract: they fix the ``state_dict`` keys, which
 must equal deeplab-pytorch's so that ``checkpoint_70.4.pth`` loads strictly and
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 BN_EPS = 1e-5
-"""BatchNorm epsilon of the caffe ResNet-101 (NSROM.md stage 4)."""
+"""BatchNorm epsilon of the caffe ResNet-101 (docs/method.md, stage 4)."""
 BN_MOMENTUM = 1 - 0.999
 """BatchNorm momentum as in deeplab-pytorch; irrelevant while BN is frozen."""
 BOTTLENECK_EXPANSION = 4

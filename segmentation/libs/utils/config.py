@@ -5,11 +5,17 @@ or of an override must exist there, with a value of a compatible type, else a
 :class:`~nsrom.errors.ConfigError` names the key. A few keys added by this
 project (``OPTIONAL_DEFAULTS``) may be left out, so deeplab-pytorch's own
 voc12.yaml still loads.
+
+A config file either holds every key, or names a base config with
+``BASE: voc12.yaml`` (a path relative to the file, or a packaged config
+name) and only the keys it changes. :func:`resolve_config` also returns
+where each value came from, which ``main.py config`` prints.
 """
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -27,9 +33,11 @@ DEFAULT_CONFIG = CONFIG_DIR / "voc12.yaml"
 
 OPTIONAL_DEFAULTS: dict[str, Any] = {
     "DATASET.LABELS": None,
+    "DATASET.IMAGE_EXT": None,
+    "DATASET.MASK_DIR": None,
     "DATASET.LABEL_DIR": None,
     "MODEL.WIDTH_DIV": 1,
-    "CRF.WRAPPED_IMAGE": False,
+    "CRF.WRAPPED_IMAGE": True,  # a config without it is deeplab-pytorch's, whose CRF input wraps
     "CRF.BACKEND": BACKEND_AUTO,
     "CRF.BATCH_SIZE": 8,
     "SOLVER.AMP": AMP_OFF,
@@ -37,11 +45,26 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
 }
 """Keys this project added to deeplab-pytorch's schema, with their value when absent."""
 
-NULLABLE = {"DATASET.LABELS", "DATASET.LABEL_DIR", "DATASET.N_CLASSES", "IMAGE.SIZE.BASE", "MODEL.INIT_MODEL"}
+DATASET_SETTING_KEYS = {
+    "DATASET.IMAGE_EXT": "image_ext",
+    "DATASET.MASK_DIR": "mask_dir",
+    "DATASET.SPLIT.TRAIN": "train_split",
+    "DATASET.SPLIT.VAL": "val_split",
+}
+"""Config keys that override a setting of ROOT/dataset.yaml (nsrom.dataset_settings); null: the dataset's."""
+
+NULLABLE = {"DATASET.LABELS", "DATASET.LABEL_DIR", "DATASET.N_CLASSES", "IMAGE.SIZE.BASE", "MODEL.INIT_MODEL",
+            *DATASET_SETTING_KEYS}
 """Keys whose value may be null (YAML empty or ``null``)."""
 
-TYPES_OF_NULL_KEYS: dict[str, type] = {"DATASET.LABELS": str, "IMAGE.SIZE.BASE": int}
+TYPES_OF_NULL_KEYS: dict[str, type] = {"DATASET.LABELS": str, "IMAGE.SIZE.BASE": int,
+                                       **{key: str for key in DATASET_SETTING_KEYS}}
 """Expected type of keys whose schema value is null."""
+
+BASE_KEY = "BASE"
+"""Top-level key of a config file that names the config it changes."""
+SET_ORIGIN = "--set"
+ABSENT_ORIGIN = "built-in default (key absent from the config)"
 
 
 def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -135,8 +158,8 @@ def coerce_numbers(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate(flat: Mapping[str, Any], where: str) -> None:
-    """Every key known to the schema, every value of a compatible type, none missing."""
+def check_keys(flat: Mapping[str, Any], where: str) -> None:
+    """Every key known to the schema, every value of a compatible type."""
     known = schema()
     for key, value in flat.items():
         if key not in known:
@@ -145,9 +168,17 @@ def validate(flat: Mapping[str, Any], where: str) -> None:
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{where}: unknown config key {key}{hint}; valid keys are those of {DEFAULT_CONFIG}")
         check_value(key, value, known[key], where)
-    missing = [k for k in known if k not in flat and k not in OPTIONAL_DEFAULTS]
+
+
+def validate(flat: Mapping[str, Any], where: str) -> None:
+    """:func:`check_keys`, and none missing."""
+    check_keys(flat, where)
+    missing = [k for k in schema() if k not in flat and k not in OPTIONAL_DEFAULTS]
     if missing:
-        raise ConfigError(f"{where}: missing config keys {', '.join(missing)} (see {DEFAULT_CONFIG})")
+        raise ConfigError(
+            f"{where}: missing config keys {', '.join(missing)} (see {DEFAULT_CONFIG}; "
+            f"or write only the keys you change below '{BASE_KEY}: voc12.yaml')"
+        )
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -173,24 +204,139 @@ def _unflatten(flat: Mapping[str, Any]) -> Dict:
     return tree
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Dict:
-    """Read ``path`` (default: the packaged voc12.yaml), apply ``KEY=VALUE`` overrides, validate.
+def _display(path: Path) -> str:
+    """``path`` relative to the current folder when below it (how origins are shown)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
-    Returns an :class:`addict.Dict`, e.g. ``cfg.SOLVER.ITER_MAX``.
+
+def _base_path(base: Any, child: Path) -> Path:
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{child}: {BASE_KEY} must name a config file, got {base!r}")
+    for candidate in (child.parent / base, CONFIG_DIR / base):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"{child}: {BASE_KEY} {base!r} not found next to it nor among the packaged configs in {CONFIG_DIR}"
+    )
+
+
+def config_layers(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``(file, flat keys)`` of ``path`` and its ``BASE`` chain, base first; keys checked per file."""
+    layers: list[tuple[Path, dict[str, Any]]] = []
+    seen: list[Path] = []
+    while True:
+        if path.resolve() in seen:
+            chain = " -> ".join(str(p) for p in [*seen, path.resolve()])
+            raise ConfigError(f"{BASE_KEY} chain loops: {chain}")
+        seen.append(path.resolve())
+        data = _read_yaml(path)
+        base = data.pop(BASE_KEY, None)
+        flat = coerce_numbers(_flatten(data))
+        check_keys(flat, str(path))
+        layers.insert(0, (path, flat))
+        if base is None:
+            return layers
+        path = _base_path(base, path)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A loaded config and, per flat key, where its value came from (file, ``--set``, dataset, default)."""
+
+    cfg: Dict
+    origins: dict[str, str]
+
+
+def resolve_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ResolvedConfig:
+    """Read ``path`` (default: the packaged voc12.yaml) over its ``BASE`` chain, apply overrides, validate.
+
+    Null ``DATASET.SPLIT.TRAIN`` / ``VAL`` become the dataset's split names
+    (``DATASET.ROOT/dataset.yaml``, else train_aug / val).
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    flat = coerce_numbers(_flatten(_read_yaml(path)))
+    flat: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for layer_path, layer in config_layers(path):
+        flat.update(layer)
+        origins.update({key: _display(layer_path) for key in layer})
     validate(flat, str(path))
     for text in overrides:
         key, value = parse_override(text)
         candidate = coerce_numbers({**flat, key: value})
         validate(candidate, f"override {text!r}")
         flat = candidate
+        origins[key] = SET_ORIGIN
     for key, value in OPTIONAL_DEFAULTS.items():
-        flat.setdefault(key, value)
+        if key not in flat:
+            flat[key] = value
+            origins[key] = ABSENT_ORIGIN
+    _resolve_splits(flat, origins)
     cfg = _unflatten(flat)
     _check_semantics(cfg, str(path))
-    return cfg
+    return ResolvedConfig(cfg, origins)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Dict:
+    """Read ``path`` (default: the packaged voc12.yaml), apply ``KEY=VALUE`` overrides, validate.
+
+    Returns an :class:`addict.Dict`, e.g. ``cfg.SOLVER.ITER_MAX``.
+    """
+    return resolve_config(path, overrides).cfg
+
+
+def dataset_overrides(flat_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset settings the config sets (``DATASET.IMAGE_EXT`` ...), for ``nsrom.data.DataLayout``."""
+    flat = flat_or_cfg if "DATASET.ROOT" in flat_or_cfg else _flatten(flat_or_cfg)
+    return {name: flat.get(key) for key, name in DATASET_SETTING_KEYS.items()}
+
+
+def _resolve_splits(flat: dict[str, Any], origins: dict[str, str]) -> None:
+    from nsrom.dataset_settings import FILE_SOURCE, load_settings
+
+    split_keys = ("DATASET.SPLIT.TRAIN", "DATASET.SPLIT.VAL")
+    if all(flat.get(key) is not None for key in split_keys):
+        return
+    settings = load_settings(flat["DATASET.ROOT"], dataset_overrides(flat))
+    for key in split_keys:
+        if flat.get(key) is None:
+            name = DATASET_SETTING_KEYS[key]
+            flat[key] = getattr(settings, name)
+            source = settings.source(name)
+            where = f"{flat['DATASET.ROOT']}/dataset.yaml" if source == FILE_SOURCE else f"dataset {source}"
+            origins[key] = f"{where} (null in {origins.get(key, 'the config')})"
+
+
+def render_config(resolved: ResolvedConfig, notes: Mapping[str, str] | None = None) -> str:
+    """The effective config as YAML, each value followed by ``# <where it came from>``.
+
+    ``notes`` adds text after the origin of a key (e.g. what a null resolves to).
+    The output is itself a complete config file.
+    """
+    notes = notes or {}
+    rows: list[tuple[str, str]] = []
+
+    def walk(tree: Mapping, prefix: str, depth: int) -> None:
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            indent = "    " * depth
+            if isinstance(value, Mapping):
+                rows.append((f"{indent}{key}:", ""))
+                walk(value, name + ".", depth + 1)
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True).strip()
+                text = text.removesuffix("...").strip()
+                comment = resolved.origins.get(name, "")
+                if name in notes:
+                    comment += f"; {notes[name]}"
+                rows.append((f"{indent}{key}: {text}", comment))
+
+    walk(resolved.cfg.to_dict(), "", 0)
+    width = max(len(line) for line, _ in rows) + 2
+    return "\n".join(f"{line:<{width}}# {comment}" if comment else line for line, comment in rows) + "\n"
 
 
 def _check_semantics(cfg: Dict, where: str) -> None:

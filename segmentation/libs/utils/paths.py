@@ -1,4 +1,4 @@
-"""The one place that derives every output path of a run from the config (NSROM.md stages 4, 5, 7).
+"""The one place that derives every output path of a run from the config (docs/method.md, stages 4, 5, 7).
 
 Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
@@ -63,10 +63,6 @@ class RunPaths:
     def logit_dir(self, split: str) -> Path:
         """``<id>.npy`` logits written by test, read by crf."""
         return self.feature_dir(split) / "logit"
-
-    def logit_source(self, split: str) -> Path:
-        """JSON naming the checkpoint the logits of ``split`` come from."""
-        return self.feature_dir(split) / "logit_source.json"
 
     def label_crf_dir(self, split: str) -> Path:
         """Palette PNGs of the CRF labels (stage 5 output, read by gen_masked_label.py)."""

@@ -1,4 +1,4 @@
-"""Optimiser, learning-rate schedule and MSC loss of DeepLab-v2 training (NSROM.md stage 4)."""
+"""Optimiser, learning-rate schedule and MSC loss of DeepLab-v2 training (docs/method.md, stage 4)."""
 
 from __future__ import annotations
 
