@@ -1,10 +1,12 @@
 """Dense CRF backends (docs/method.md, stage 4 "crf"): agreement of the PyTorch CRF with pydensecrf, and speed.
 
 On synthetic 500x375 images with 21-class softmax maps (``crf_inputs.py``:
-model-like maps, and noisy ones), both backends with the paper's settings:
+model-like maps, noisy ones, and model-like maps with the wrapped
+mean-subtracted image of ``CRF.WRAPPED_IMAGE: true``), both backends with the
+paper's settings:
 
 - agreement: % of pixels with the same label, per image (min and mean), for
-  model-like and noisy maps; mIoU of each backend against the ground truth
+  each kind of input; mIoU of each backend against the ground truth
   of the set, and the difference in points;
 - speed: images/s of pydensecrf at -j 1 and -j <cores> (``crf_speed.py``), of
   the torch backend on one CPU thread and on all cores, and on the GPU
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 
 from nsrom.metrics import ConfusionAccumulator, scores
-from segmentation.libs.utils.crf import DenseCRF
+from segmentation.libs.datasets import mean_bgr
+from segmentation.libs.utils.config import load_config
+from segmentation.libs.utils.crf import DenseCRF, wrapped_image
 
 from crf_inputs import synthetic_inputs
 from crf_speed import pydensecrf_rate
@@ -39,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--height", type=int, default=375)
     p.add_argument("--classes", type=int, default=21)
-    p.add_argument("--images", type=int, default=8, help="images of each kind (model-like, noisy) for the agreement")
+    p.add_argument("--images", type=int, default=8, help="images of each kind (model-like, noisy, wrapped image) for the agreement")
     p.add_argument("--speed-images", type=int, default=None,
                    help="images per speed measurement (default: --batch on the CPU, 8 batches on the GPU)")
     p.add_argument("--batch", type=int, default=4, help="images per call of the torch backend")
@@ -55,10 +59,12 @@ def agreement(args, device: torch.device) -> dict[str, float]:
     reference, ours = DenseCRF(backend="pydensecrf"), DenseCRF(backend="torch", device=device)
     rows: dict[str, float] = {}
     acc = {"pydensecrf": ConfusionAccumulator(args.classes), "torch": ConfusionAccumulator(args.classes)}
-    for kind, noisy in (("model-like", False), ("noisy", True)):
+    for kind, noisy, wrapped in (("model-like", False, False), ("noisy", True, False), ("wrapped image", False, True)):
         same, differing = [], []
         for seed in range(args.images):
             image, prob, mask = synthetic_inputs(1000 * noisy + seed, args.height, args.width, args.classes, noisy)
+            if wrapped:  # CRF.WRAPPED_IMAGE: true, the default
+                image = wrapped_image(image, mean_bgr(load_config()))
             ref = reference.labels([image], [prob])[0]
             out = ours.labels([image], [prob])[0]
             same.append(100 * (ref == out).mean())
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = torch.device(args.device)
     size = f"{args.width}x{args.height}, {args.classes} classes, 10 iterations"
     results = [
-        report(f"CRF backends agree ({size}, {args.images} + {args.images} images)", agreement(args, device), ""),
+        report(f"CRF backends agree ({size}, 3 x {args.images} images)", agreement(args, device), ""),
         report(f"CRF backends speed ({size}, {os.cpu_count()} cores)", speed(args, device), ""),
     ]
     dump(args.json, results)
