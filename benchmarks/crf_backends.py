@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--height", type=int, default=375)
     p.add_argument("--classes", type=int, default=21)
-    p.add_argument("--images", type=int, default=8, help="images of each kind (model-like, noisy, wrapped image) for the agreement")
+    p.add_argument("--images", type=int, default=8,
+                   help="images of each kind (model-like, noisy, wrapped image) for the agreement")
     p.add_argument("--speed-images", type=int, default=None,
                    help="images per speed measurement (default: --batch on the CPU, 8 batches on the GPU)")
     p.add_argument("--batch", type=int, default=4, help="images per call of the torch backend")
@@ -115,7 +116,8 @@ def traced_peak_bytes(fn) -> int:
 def speed(args, device: torch.device) -> dict[str, float]:
     cores = os.cpu_count() or 1
     cpu_images = args.speed_images or args.batch
-    inputs = [synthetic_inputs(s, args.height, args.width, args.classes)[:2] for s in range(max(cpu_images, args.batch))]
+    n_inputs = max(cpu_images, args.batch)
+    inputs = [synthetic_inputs(s, args.height, args.width, args.classes)[:2] for s in range(n_inputs)]
     start = time.process_time()
     rows = {"pydensecrf -j 1: images/s": pydensecrf_rate(1, inputs[:cpu_images])}
     rows["pydensecrf -j 1: CPU s per image"] = (time.process_time() - start) / cpu_images  # warm-up: 8x8 images
@@ -126,7 +128,8 @@ def speed(args, device: torch.device) -> dict[str, float]:
         for n in sorted({1, cores}):
             torch.set_num_threads(n)
             start = time.process_time()
-            rows[f"torch CPU {n} thread(s): images/s"] = torch_rate(DenseCRF(backend="torch"), inputs[:cpu_images], args.batch)
+            crf = DenseCRF(backend="torch")
+            rows[f"torch CPU {n} thread(s): images/s"] = torch_rate(crf, inputs[:cpu_images], args.batch)
             if n == 1:
                 warm_up = min(args.batch, cpu_images)
                 rows["torch CPU 1 thread: CPU s per image"] = (time.process_time() - start) / (cpu_images + warm_up)

@@ -22,7 +22,8 @@ from segmentation.libs.evaluate import upsample_logits
 CONFIDENCE = 6.0
 """Logit of the ground-truth class at stride 8 (before noise)."""
 LOW_RES_NOISE, PIXEL_NOISE = 2.5, 2.0
-"""Std of the stride-8 logit noise (about 91% of pixels right, as DeepLab on VOC), and of the per-pixel noise of ``noisy`` maps."""
+"""Std of the stride-8 logit noise (about 91% of pixels right, as DeepLab on VOC) and of the extra per-pixel
+noise of ``noisy`` maps."""
 
 
 def synthetic_inputs(

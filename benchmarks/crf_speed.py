@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--height", type=int, default=375)
     p.add_argument("--classes", type=int, default=21)
-    p.add_argument("--images", type=int, default=None, help="images per -j setting (default 2 per process of the largest -j, >= 4)")
+    p.add_argument("--images", type=int, default=None,
+                   help="images per -j setting (default 2 per process of the largest -j, >= 4)")
     p.add_argument("--jobs", default=None, help="comma-separated -j values (default 1 and the core count)")
     p.add_argument("--json", default=None)
     return p

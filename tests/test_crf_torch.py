@@ -1,4 +1,4 @@
-"""The PyTorch dense CRF (stage 4 "crf"): permutohedral lattice, mean-field model, agreement with pydensecrf, backends."""
+"""The PyTorch dense CRF (stage 4, crf): permutohedral lattice, mean-field model, agreement with pydensecrf."""
 
 from __future__ import annotations
 

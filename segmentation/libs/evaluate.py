@@ -212,7 +212,9 @@ def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray
     return None, _crf_image(job), np.load(job.logit_path)
 
 
-def crf_batches(jobs: list[CrfJob], postprocessor: DenseCRF, batch_size: int, n_threads: int) -> Iterator[np.ndarray | None]:
+def crf_batches(
+    jobs: list[CrfJob], postprocessor: DenseCRF, batch_size: int, n_threads: int
+) -> Iterator[np.ndarray | None]:
     """CRF of ``jobs`` in batches in this process (torch backend); yields each image's :func:`_finish`.
 
     Files are read and written by ``n_threads`` threads while the CRF runs:

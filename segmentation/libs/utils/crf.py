@@ -110,7 +110,8 @@ class DenseCRF:
         for image, prob in zip(images, probs):
             n_classes, height, width = prob.shape
             if image.shape != (height, width, 3) or image.dtype != np.uint8:
-                raise ValueError(f"CRF needs a uint8 image of size {(height, width, 3)}, got {image.dtype} {image.shape}")
+                raise ValueError(
+                    f"CRF needs a uint8 image of size {(height, width, 3)}, got {image.dtype} {image.shape}")
 
     def _torch(self, images: Sequence[np.ndarray], probs: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
         images_t = [torch.from_numpy(np.array(im, dtype=np.uint8, order="C")).to(self.device) for im in images]

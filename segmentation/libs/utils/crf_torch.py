@@ -1,9 +1,9 @@
-"""Mean-field inference of the fully connected CRF in PyTorch, pydensecrf's ``DenseCRF2D`` model (docs/method.md, stage 4).
+"""Mean-field inference of the fully connected CRF in PyTorch (docs/method.md, stage 4, crf).
 
-The model: unary ``-log(clip(p, 1e-5, 1))`` of the softmax ``p`` (pydensecrf's
-``unary_from_softmax``); a Gaussian kernel over position (std ``pos_xy_std``)
-and a bilateral kernel over position and colour (``bi_xy_std``,
-``bi_rgb_std``), each with Potts compatibility ``-w Q`` and symmetric
+The model is pydensecrf's ``DenseCRF2D``: unary ``-log(clip(p, 1e-5, 1))`` of
+the softmax ``p`` (pydensecrf's ``unary_from_softmax``); a Gaussian kernel over
+position (std ``pos_xy_std``) and a bilateral kernel over position and colour
+(``bi_xy_std``, ``bi_rgb_std``), each with Potts compatibility ``-w Q`` and symmetric
 normalisation ``n^-1/2 K(n^-1/2 Q)``, ``n = K 1``; ``iter_max`` updates
 ``Q = softmax(-unary + sum_k w_k n_k^-1/2 K_k(n_k^-1/2 Q))`` from
 ``Q = softmax(-unary)``. The kernels are filtered on a permutohedral lattice
@@ -83,7 +83,7 @@ def _normalise(energy: torch.Tensor) -> torch.Tensor:
 def dense_crf(
     images: Sequence[torch.Tensor], probs: Sequence[torch.Tensor], params: CrfParams
 ) -> list[torch.Tensor]:
-    """Mean-field marginals ``(C, H, W)`` float32 of each image, from uint8 ``(H, W, 3)`` images and ``(C, H, W)`` softmax maps.
+    """Mean-field marginals ``(C, H, W)`` float32 of each image, from its uint8 ``(H, W, 3)`` image and softmax map.
 
     All tensors on one device; images of different sizes may share a call.
     """

@@ -51,7 +51,7 @@ def slice_alpha(d: int) -> float:
 
 
 def _elevate(features: torch.Tensor) -> torch.Tensor:
-    """``(N, d)`` features -> ``(N, d+1)`` points on the plane sum = 0 of the lattice (float32, in pydensecrf's order)."""
+    """``(N, d)`` features -> ``(N, d+1)`` points on the lattice's plane sum = 0 (float32, pydensecrf's order)."""
     n, d = features.shape
     scaled = features * torch.from_numpy(_scale_factors(d)).to(features.device)
     elevated = features.new_empty(n, d + 1)
@@ -110,7 +110,7 @@ class PermutohedralLattice:
     """The splat as segment sums: (point, weight) of every (point, vertex) pair sorted by vertex (points in
     order within a vertex), and the number of pairs of each row; row 0 gets one pair of weight 0."""
     blur_steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    """Per lattice direction: rows (1..M) that have a neighbour along it, and the rows of their two neighbours (0: none)."""
+    """Per lattice direction: rows (1..M) with a neighbour along it, and the rows of their two neighbours (0: none)."""
     n_vertices: int
 
     @property
@@ -130,7 +130,8 @@ class PermutohedralLattice:
         rem0, rank, bary = _simplex(_elevate(features))
         remainder = torch.arange(d + 1, device=features.device)
         # vertex r of the simplex: rem0 + canonical[r][rank], canonical[r][k] = r - (d+1) [k > d - r]
-        coords = rem0[:, None, :d] + remainder[None, :, None] - (d + 1) * (rank[:, None, :d] > d - remainder[None, :, None]).long()
+        wraps = rank[:, None, :d] > d - remainder[None, :, None]
+        coords = rem0[:, None, :d] + remainder[None, :, None] - (d + 1) * wraps.long()
         packed, strides = _pack(coords, segments)
         keys, inverse = torch.unique(packed.reshape(-1), sorted=True, return_inverse=True)
         offsets = (inverse + 1).reshape(n, d + 1)
@@ -159,7 +160,8 @@ class PermutohedralLattice:
             contributions = torch.index_select(values, 0, self.splat_points) * self.splat_weights[:, None]
             return torch.segment_reduce(contributions, "sum", lengths=self.splat_lengths, axis=0)
         contributions = (values[:, None, :] * self.weights[:, :, None]).reshape(-1, values.shape[1])
-        return values.new_zeros(self.n_vertices + 1, values.shape[1]).index_add_(0, self.offsets.reshape(-1), contributions)
+        table = values.new_zeros(self.n_vertices + 1, values.shape[1])
+        return table.index_add_(0, self.offsets.reshape(-1), contributions)
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """Splat ``values`` (N, C), blur, slice: the approximate Gaussian filter of pydensecrf (float32)."""
