@@ -10,7 +10,11 @@ Stages: cam_train, cam_export, iam_train, oacam_export, pseudo_label,
 seg1_train, seg1_test, seg1_crf, trainaug_pred, masked_label, seg2_train,
 seg2_test, seg2_crf, report. Completed stages are skipped; an interrupted run
 resumes; ``--from STAGE`` runs that stage and all later ones again.
-Scores go to W/results.json and W/results.md, the figure to W/figures/.
+Scores go to W/results.json and W/results.md, the figures to W/figures/.
+
+Several GPUs (or CPU processes): ``torchrun --nproc_per_node N pipeline.py ...``.
+Training, export, test and CRF stages run on every process; label generation
+and the report on rank 0 alone; rank 0 writes the markers and results.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import argparse
 import logging
 from pathlib import Path
 
+import torch
+
+from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
-from nsrom.logs import setup_logging
 from runner.context import RunContext
 from runner.presets import PRESETS, get_preset
 from runner.run import run_pipeline
@@ -38,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: CUDA when available")
     p.add_argument("--seg-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra segmentation config override for both rounds (repeatable)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed each DeepLab-v2 training (init, shuffling, augmentation) for a repeatable run")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for both classification trainers, e.g. --cls-arg=--pretrained-path=vgg16.pth")
     p.add_argument("--pseudo-label-arg", action="append", default=[], metavar="FLAG",
@@ -59,12 +67,15 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
                      seg_overrides=args.seg_set, classifier_extra=args.cls_arg,
                      pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
-                     layout_overrides=layout_overrides(args), seg_config=args.seg_config)
+                     layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(ctx.work_dir / "pipeline.log")
+    distributed.setup_rank_logging(ctx.work_dir / "pipeline.log")
     logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
-    results = run_pipeline(ctx, args.from_stage, args.to_stage)
-    print((ctx.work_dir / "results.md").read_text())
+    use_cuda = args.device != "cpu" and torch.cuda.is_available()
+    with distributed.session("cuda" if use_cuda else "cpu") as info:  # one process group for every stage
+        results = run_pipeline(ctx, args.from_stage, args.to_stage)
+    if info.is_main:
+        print((ctx.work_dir / "results.md").read_text())
     return results
 
 

@@ -30,6 +30,11 @@ T = TypeVar("T")
 
 TIMEOUT = timedelta(minutes=30)
 """Collective timeout: long enough for rank 0 to write a checkpoint or a CRF-free epoch of maps."""
+WAIT_TIMEOUT = timedelta(hours=24)
+"""How long the other ranks wait in :func:`run_on_main` for rank 0's work (a whole CPU-only
+pipeline stage such as label generation may run there)."""
+_wait_group: Any = None
+"""gloo group over every rank with :data:`WAIT_TIMEOUT`, made by the :func:`session` that made the group."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,13 @@ def session(device: torch.device | str) -> Iterator[DistInfo]:
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)
+    global _wait_group
+    _wait_group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
     LOG.info("rank %d of %d joined the %s process group", info.rank, info.world_size, backend)
     try:
         yield current()
     finally:
+        _wait_group = None
         dist.destroy_process_group()
 
 
@@ -129,6 +137,12 @@ def barrier() -> None:
         dist.barrier(**_device_kwargs())
 
 
+def wait_for_all() -> None:
+    """:func:`barrier` with :data:`WAIT_TIMEOUT`: for ranks that may wait long for rank 0."""
+    if current().enabled:
+        dist.barrier(group=_wait_group)
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over the ranks in place (moved to the backend's device and back); returns it."""
     if not current().enabled:
@@ -142,12 +156,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def broadcast_from_main(obj: T) -> T:
-    """Rank 0's ``obj`` on every rank (picklable objects)."""
+def broadcast_from_main(obj: T, group: Any = None) -> T:
+    """Rank 0's ``obj`` on every rank (picklable objects); ``group`` defaults to the whole job."""
     if not current().enabled:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
 
 
@@ -165,8 +179,10 @@ def run_on_main(fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 only and give its result (or its :class:`NsromError`) to every rank.
 
     For steps with side effects on shared files (deleting an earlier run's
-    outputs): the other ranks wait instead of racing, and a refusal on rank 0
-    stops every rank with the same message instead of leaving them blocked.
+    outputs) or CPU work done once (scoring, a pipeline stage that is not
+    distributed): the other ranks wait (up to :data:`WAIT_TIMEOUT`) instead of
+    racing, and a refusal on rank 0 stops every rank with the same message
+    instead of leaving them blocked.
     """
     info = current()
     if not info.enabled:
@@ -177,7 +193,7 @@ def run_on_main(fn: Callable[[], T]) -> T:
             outcome = (True, fn())
         except NsromError as exc:
             outcome = (False, exc)
-    ok, value = broadcast_from_main(outcome)
+    ok, value = broadcast_from_main(outcome, group=_wait_group)
     if not ok:
         raise value
     return value

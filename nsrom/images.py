@@ -95,3 +95,21 @@ def write_rgb(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
 def colorize(label: np.ndarray) -> np.ndarray:
     """VOC colours of a label map: ``(H, W)`` indices -> ``(H, W, 3)`` uint8."""
     return voc_palette(256)[np.asarray(label, dtype=np.uint8)]
+
+
+OVERLAY_ALPHA = 0.5
+"""Weight of the label colour in :func:`overlay` (the image keeps the rest)."""
+
+
+def overlay(rgb: np.ndarray, label: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The image with its labels' VOC colours blended in: ``(1 - alpha) * image + alpha * colour``.
+
+    Background pixels (label 0, black in the palette) keep the image unchanged,
+    so only the objects are tinted. Returns ``(H, W, 3)`` uint8, rounded.
+    """
+    rgb, label = np.asarray(rgb), np.asarray(label)
+    if rgb.shape[:2] != label.shape or rgb.ndim != 3:
+        raise ValueError(f"image {rgb.shape} and label {label.shape} sizes differ")
+    blend = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colorize(label).astype(np.float32)
+    out = np.where((label == 0)[..., None], rgb.astype(np.float32), blend)
+    return np.rint(out).astype(np.uint8)

@@ -13,6 +13,11 @@ from .presets import Preset
 CLASSIFIER_EXP = "exp1"
 IAM_EXP = "exp2"
 ROUNDS = ("round1", "round2")
+FIGURES = {
+    "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
+    "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",
+}
+"""The report's figures (``W/figures/<name>.png``) and their captions in results.md."""
 
 
 @dataclass
@@ -22,7 +27,7 @@ class RunContext:
     ``W/classification/runs/{exp1,exp2}``: classifier and IAM runs (CAMs, OA-CAMs);
     ``W/pseudo_labels``, ``W/masked_labels``: stage 3 and 6 labels;
     ``W/segmentation``: DeepLab-v2 OUTPUT_DIR, EXP.ID ``round1`` / ``round2``;
-    ``W/results.json``, ``W/results.md``, ``W/figures/``.
+    ``W/results.json``, ``W/results.md``, ``W/figures/`` (:data:`FIGURES`).
 
     ``layout_overrides`` are the dataset settings given to pipeline.py as flags
     (``image_ext``, ``mask_dir``, ``train_split``, ``val_split``); they override
@@ -42,6 +47,9 @@ class RunContext:
     """Flags for ``gen_masked_label.py`` after the preset's rules (``pipeline.py --masked-label-arg``)."""
     layout_overrides: dict[str, Any] = field(default_factory=dict)
     seg_config: Path | None = None
+    seed: int | None = None
+    """Seed of each DeepLab-v2 training (``main.py train --seed``): init, shuffling, augmentation.
+    None: torch's generator as the earlier stages of this process left it."""
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()
@@ -86,6 +94,10 @@ class RunContext:
     @property
     def figures_dir(self) -> Path:
         return self.work_dir / "figures"
+
+    def figure_path(self, name: str) -> Path:
+        """``W/figures/<name>.png`` for a name of :data:`FIGURES`."""
+        return self.figures_dir / f"{name}.png"
 
     overwrite: bool = False
     """Set by the runner for stages re-run with ``--from``: redo existing outputs."""

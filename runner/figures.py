@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from nsrom.errors import NsromError
@@ -20,6 +20,9 @@ from nsrom.files import atomic_path
 from nsrom.images import colorize, read_grey, read_label, read_rgb
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
 from .seg_rounds import seg_config, seg_paths
+
+if TYPE_CHECKING:
+    from segmentation.libs.predictor import Predictor
 
 LOG = logging.getLogger(__name__)
 TILE_W, TILE_H, HEADER = 160, 120, 26
@@ -45,31 +48,14 @@ def cam_overlay(image: np.ndarray, cam_dir: Path, image_id: str, classes: list[i
     return (0.5 * image + 0.5 * heat).astype(np.uint8)
 
 
-class _Predictor:
-    """The round-2 DeepLab-v2 on single images (eval mode, max over scales)."""
+def _round2_predictor(ctx: RunContext) -> "Predictor":
+    """The round-2 DeepLab-v2 on single images (segmentation.libs.predictor)."""
+    from segmentation.libs.predictor import Predictor
 
-    def __init__(self, ctx: RunContext):
-        from segmentation.libs.datasets import class_names, mean_bgr
-        from segmentation.libs.models import build_model
-        from segmentation.libs.models.init_weights import load_checkpoint
+    return Predictor(seg_config(ctx, "round2"), seg_paths(ctx, "round2").final_checkpoint)
 
 
-        cfg = seg_config(ctx, "round2")
-        self.mean = mean_bgr(cfg)
-        self.model = build_model(cfg.MODEL, len(class_names(cfg)))
-        load_checkpoint(self.model, seg_paths(ctx, "round2").final_checkpoint)
-        self.model.eval()
-
-    @torch.no_grad()
-    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
-        from segmentation.libs.datasets.transforms import to_network_input
-        from segmentation.libs.evaluate import upsample_logits
-
-        x = torch.from_numpy(to_network_input(image_rgb[:, :, ::-1].astype(np.float32), self.mean))[None]
-        return upsample_logits(self.model(x)[0], image_rgb.shape[:2]).argmax(0).numpy().astype(np.uint8)
-
-
-def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: _Predictor | None) -> np.ndarray:
+def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: "Predictor | None") -> np.ndarray:
     layout = ctx.layout
     image = read_rgb(layout.image_path(image_id))
 
@@ -84,7 +70,7 @@ def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: _Predict
         cam_overlay(image, ctx.attention_dir(IAM_EXP), image_id, classes),
         label_tile(ctx.pseudo_dir / f"{image_id}.png"),
         label_tile(ctx.masked_dir / f"{image_id}.png"),
-        colorize(predictor(image)) if predictor is not None else None,
+        colorize(predictor.label(image)) if predictor is not None else None,
         label_tile(layout.mask_path(image_id)),
     ]
     nearest = [False, False, False, False, True, True, True, True]
@@ -101,7 +87,7 @@ def draw_figures(ctx: RunContext) -> Path:
     if layout.list_path(ctx.val_split).is_file():
         items += [(image_id, []) for image_id in layout.ids(ctx.val_split)[:n]]  # val images have no CAMs
     try:
-        predictor = _Predictor(ctx)
+        predictor = _round2_predictor(ctx)
     except NsromError as exc:
         LOG.warning("no round-2 predictions in the figure: %s", exc)
         predictor = None
@@ -115,7 +101,7 @@ def draw_figures(ctx: RunContext) -> Path:
         draw.text((110 + i * TILE_W + TILE_W / 2, HEADER / 2), name, fill="black", font=font, anchor="mm")
     for j, (image_id, _) in enumerate(items):
         draw.text((4, HEADER + j * TILE_H + TILE_H / 2), image_id, fill="black", font=font, anchor="lm")
-    out = ctx.figures_dir / "qualitative.png"
+    out = ctx.figure_path("qualitative")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="PNG")

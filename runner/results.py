@@ -11,6 +11,7 @@ segmentation rounds on val.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from nsrom.files import atomic_write_text, read_json, write_json
 
@@ -56,8 +57,13 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def render_markdown(results: dict, stage_seconds: dict[str, float], stage_descriptions: dict[str, str]) -> str:
-    """The results as Markdown: summary table, per-class IoU table, stage times."""
+def render_markdown(
+    results: dict,
+    stage_seconds: dict[str, float],
+    stage_descriptions: dict[str, str],
+    figures: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The results as Markdown: summary table, per-class IoU table, stage times, ``(caption, path)`` figures."""
     keys = [k for k in RESULT_KEYS if k in results]
     lines = ["# NSROM pipeline results", "", "| output | mIoU (%) | ignored (%) |", "|---|---:|---:|"]
     for key in keys:
@@ -78,6 +84,8 @@ def render_markdown(results: dict, stage_seconds: dict[str, float], stage_descri
     for stage, seconds in stage_seconds.items():
         lines.append(f"| {stage} | {stage_descriptions.get(stage, '')} | {seconds:.1f} |")
     lines.append(f"| total | | {sum(stage_seconds.values()):.1f} |")
+    if figures:
+        lines += ["", "Figures:", ""] + [f"- [{caption}]({path})" for caption, path in figures]
     return "\n".join(lines) + "\n"
 
 

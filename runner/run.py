@@ -1,13 +1,20 @@
-"""Run the stages in order, skipping completed ones; time each; keep results current."""
+"""Run the stages in order, skipping completed ones; time each; keep results current.
+
+Under ``torchrun`` (the caller holds a ``distributed.session``) every process runs
+this loop: parallel stages run on every rank, the others on rank 0 alone while
+the rest wait; rank 0 decides which stages are done and alone writes the
+markers, results.json and results.md.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from nsrom import distributed
 from nsrom.errors import ConfigError
 from nsrom.provenance import StaleOutputError
-from .context import RunContext
+from .context import FIGURES, RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
 from .stages import STAGE_NAMES, STAGES
 from .state import StageState
@@ -36,32 +43,46 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     """
     selected = select_stages(from_stage, to_stage)
     state = StageState(ctx.work_dir)
-    if from_stage is not None:
-        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    done = distributed.run_on_main(lambda: _done_stages(state, from_stage))  # one decision for every rank
+    main = distributed.current().is_main
     descriptions = {s.name: s.description for s in STAGES}
     for stage in STAGES:
         if stage.name not in selected:
             continue
-        if state.is_done(stage.name):
+        if stage.name in done:
             LOG.info("[%s] done earlier, skipped (re-run with --from %s)", stage.name, stage.name)
             continue
         LOG.info("[%s] %s", stage.name, stage.description)
         ctx.overwrite = from_stage is not None
         start = time.perf_counter()
         try:
-            entries = stage.run(ctx) or {}
+            if stage.parallel:
+                entries = stage.run(ctx) or {}
+            else:
+                entries = distributed.run_on_main(lambda: stage.run(ctx) or {})
         except StaleOutputError as exc:  # the stage scripts name their --overwrite; say how here
             raise StaleOutputError(f"{exc}\nWith pipeline.py: --from {stage.name} redoes this stage "
                                    "and every later one.") from None
         seconds = time.perf_counter() - start
-        update_results(ctx.results_path, entries)
-        state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
-        LOG.info("[%s] finished in %.1f s", stage.name, seconds)
-        _write_summary(ctx, state, descriptions)
+        if main:
+            update_results(ctx.results_path, entries)
+            state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
+            LOG.info("[%s] finished in %.1f s", stage.name, seconds)
+            _write_summary(ctx, state, descriptions)
+        distributed.wait_for_all()
     return load_results(ctx.results_path)
+
+
+def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
+    """Stages with a marker, after removing those of ``from_stage`` and later ones."""
+    if from_stage is not None:
+        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    return {name for name in STAGE_NAMES if state.is_done(name)}
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
     results = update_results(ctx.results_path, {"stage_seconds": seconds})
-    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions))
+    figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
+               for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
+    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

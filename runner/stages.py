@@ -4,6 +4,11 @@ Each stage function takes the :class:`RunContext` and returns the entries it
 adds to ``results.json`` (or nothing). The stage scripts skip outputs that
 exist and resume interrupted training, so re-running a stage after a crash
 continues where it stopped.
+
+Under ``torchrun`` a stage is either *parallel* (every process runs it: the
+training, export, test and CRF scripts split their work over the ranks
+themselves; scoring inside them runs on rank 0 via ``run_on_main``) or runs on
+rank 0 alone (label generation, the report) while the others wait.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from nsrom import distributed
 from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
@@ -30,6 +36,8 @@ class Stage:
     name: str
     description: str
     run: StageFn
+    parallel: bool = False
+    """Under torchrun: True, every process runs the stage; False, rank 0 alone (CPU work)."""
 
 
 # --- classification: stages 1, 1b, 2 ------------------------------------------------
@@ -76,8 +84,8 @@ def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], prese
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
     args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
     module.run(module.build_parser().parse_args(args))
-    return score_train_output(ctx, result_key, lambda: evaluate_cams(
-        ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers))
+    return distributed.run_on_main(lambda: score_train_output(ctx, result_key, lambda: evaluate_cams(
+        ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
 
 
 def cam_train(ctx: RunContext) -> None:
@@ -153,9 +161,12 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation.libs.cli import run_group
 
     args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
+    if ctx.seed is not None:
+        args += ["--seed", str(ctx.seed)]
     paths = seg_paths(ctx, round_id)
     # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
-    if not ctx.overwrite and not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth")):
+    interrupted = not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth"))
+    if not ctx.overwrite and distributed.broadcast_from_main(interrupted):  # every rank decides alike
         args.append("--resume")
     run_group(seg_main.cli, args, "main.py")
 
@@ -188,24 +199,31 @@ def _trainaug_pred(ctx: RunContext) -> None:
 
 def report(ctx: RunContext) -> None:
     from .figures import draw_figures
+    from .plots import draw_threshold_curves
+    from .results import load_results
 
     draw_figures(ctx)
+    draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
 
 
 STAGES: list[Stage] = [
-    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train),
-    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export),
-    Stage("iam_train", "stage 2: integral attention model", iam_train),
-    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export),
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True),
+    Stage("iam_train", "stage 2: integral attention model", iam_train, parallel=True),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, parallel=True),
     Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label),
-    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1")),
-    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False)),
-    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True)),
-    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), parallel=True),
+    Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False),
+          parallel=True),
+    Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True),
+          parallel=True),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, parallel=True),
     Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label),
-    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2")),
-    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False)),
-    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True)),
-    Stage("report", "results.md and the figure grid", report),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), parallel=True),
+    Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False),
+          parallel=True),
+    Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
+          parallel=True),
+    Stage("report", "results.md, the figure grid and the CAM threshold curves", report),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

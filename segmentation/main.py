@@ -4,7 +4,7 @@ Run from segmentation/, as in the original README::
 
     python main.py train --config-path configs/voc12.yaml --set DATASET.LABEL_DIR=PATH
     python main.py test --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth
-    python main.py crf --config-path configs/voc12.yaml -j 8
+    python main.py crf --config-path configs/voc12.yaml --model-path data/models/checkpoint_70.4.pth -j 8
     python main.py config --config-path my.yaml --set SOLVER.ITER_MAX=100   # effective config
 
 In-process: ``segmentation.main.main(["train", "--config-path", ...])``.
@@ -20,12 +20,12 @@ import torch
 
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
-from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    config_file_options, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
-    resolve_device, run_group,
+    checkpoint_options, config_file_options, config_options, device_option, jobs_option, load_cli_config,
+    overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
 )
 from segmentation.libs.datasets import class_names
+from segmentation.libs.predictions import PredictionFiles
 from segmentation.libs.utils.config import dataset_overrides, render_config, resolve_config
 from segmentation.libs.train import RESUME_LATEST, train as train_model
 from segmentation.libs.utils.paths import RunPaths
@@ -65,24 +65,37 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
 @cli.command()
 @config_options
 @device_option
-@click.option("-m", "--model-path", default=None, help="checkpoint to evaluate (default: the run's checkpoint_final.pth)")
+@checkpoint_options
+@prediction_options
 @overwrite_option
-def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
-    """Predict the val split at native size, save logits, write scores.json."""
+def test(config_path, overrides, split, cuda, model_path, name, save_png, save_overlay, voc_server,
+         overwrite) -> dict | None:
+    """Predict the val split at native size, save logits, write scores.json (a split without masks: no scores)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
+    return run_test(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL,
+                    device=resolve_device(cuda), overwrite=overwrite,
+                    files=PredictionFiles(save_png, save_overlay, voc_server))
 
 
 @cli.command()
 @config_options
 @device_option
 @jobs_option
-def crf(config_path, overrides, split, cuda, n_jobs) -> dict | None:
-    """Dense CRF on the saved logits, write scores_crf.json (CRF.BACKEND auto: torch on the GPU, else pydensecrf)."""
+@checkpoint_options
+@prediction_options
+@overwrite_option
+def crf(config_path, overrides, split, cuda, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+        overwrite) -> dict | None:
+    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false).
+
+    CRF.BACKEND auto: the PyTorch CRF on the GPU, else pydensecrf.
+    """
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    return evaluate.crf(cfg, split=split, n_jobs=n_jobs, device=resolve_device(cuda))
+    return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL, n_jobs=n_jobs,
+                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server),
+                   device=resolve_device(cuda))
 
 
 @cli.command("config")

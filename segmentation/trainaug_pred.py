@@ -17,11 +17,11 @@ import click
 
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
-from segmentation.libs import evaluate
 from segmentation.libs.cli import (
-    config_options, device_option, jobs_option, load_cli_config, overwrite_option, resolve_device, run_group,
+    checkpoint_options, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
+    prediction_options, resolve_device, run_crf, run_group, run_test,
 )
-from segmentation.libs.utils.paths import RunPaths
+from segmentation.libs.predictions import PredictionFiles
 
 
 @click.group()
@@ -32,30 +32,34 @@ def cli() -> None:
 @cli.command()
 @config_options
 @device_option
-@click.option("-m", "--model-path", default=None, help="default: the run's checkpoint_final.pth")
+@checkpoint_options
+@prediction_options
 @overwrite_option
-def test(config_path, overrides, split, cuda, model_path, overwrite) -> dict | None:
+def test(config_path, overrides, split, cuda, model_path, name, save_png, save_overlay, voc_server,
+         overwrite) -> dict | None:
     """Logits of every training image (resumable: logits of the same checkpoint are kept)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    split = split or cfg.DATASET.SPLIT.TRAIN
-    return evaluate.test(cfg, model_path, split=split, device=resolve_device(cuda), overwrite=overwrite)
+    return run_test(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.TRAIN,
+                    device=resolve_device(cuda), overwrite=overwrite,
+                    files=PredictionFiles(save_png, save_overlay, voc_server))
 
 
 @cli.command()
 @config_options
 @device_option
 @jobs_option
+@checkpoint_options
+@prediction_options
 @overwrite_option
-def crf(config_path, overrides, split, cuda, n_jobs, overwrite) -> dict | None:
-    """CRF labels of every training image as palette PNGs in .../<split>/label_crf/."""
+def crf(config_path, overrides, split, cuda, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+        overwrite) -> dict | None:
+    """CRF labels of every training image as palette PNGs in .../<split>/label_crf/ (label_crf_rgb/)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
-    split = split or cfg.DATASET.SPLIT.TRAIN
-    label_dir = RunPaths.from_config(cfg).label_crf_dir(split)
-    return evaluate.crf(
-        cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite, device=resolve_device(cuda)
-    )
+    return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.TRAIN, n_jobs=n_jobs,
+                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server), keep_labels=True,
+                   device=resolve_device(cuda))
 
 
 @exit_on_error

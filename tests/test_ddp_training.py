@@ -8,10 +8,6 @@ process on the same images, also when the sampler pads an odd image count.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +23,10 @@ from segmentation import main as seg_main
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.paths import RunPaths
 
+from launch import torchrun
+
 SEGMENTATION_MAIN = Path(seg_main.__file__)
 EVAL_DRIVER = Path(__file__).with_name("ddp_eval_driver.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
 
 
 def seg_sets(root, out: Path) -> list[str]:
@@ -80,8 +62,10 @@ def test_segmentation_ddp_equals_one_process_with_the_same_global_batch(syntheti
     torchrun([str(EVAL_DRIVER), *config_args(ddp_sets)])
     eval_sets = seg_sets(synthetic_root, tmp_path / "single_eval")
     seg_main.main(["test", *config_args(eval_sets), "--cpu", "-m", str(paths.final_checkpoint)])
-    seg_main.main(["crf", *config_args(eval_sets), "-j", "1"])
-    one = RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", eval_sets))
+    seg_main.main(["crf", *config_args(eval_sets), "-j", "1", "-m", str(paths.final_checkpoint)])
+    # another run's checkpoint: its outputs go under <EXP.ID>@checkpoint_final
+    one = RunPaths.for_evaluation(load_config(CONFIG_DIR / "demo.yaml", eval_sets), paths.final_checkpoint)
+    assert one.eval_name == "checkpoint_final"
     assert len(list(paths.logit_dir("val").glob("*.npy"))) == len(synthetic_root.ids("val"))
     for crf in (False, True):
         assert json.loads(paths.score_path("val", crf).read_text()) == json.loads(one.score_path("val", crf).read_text())

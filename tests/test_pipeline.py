@@ -17,6 +17,7 @@ from runner.run import run_pipeline, select_stages
 from runner.stages import STAGE_NAMES
 from runner.state import StageState
 
+
 def make_ctx(layout, work_dir, preset) -> RunContext:
     return RunContext(layout.root, work_dir, preset, device="cpu")
 
@@ -51,8 +52,10 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     assert len(cams) == sum(len(c) for c in synthetic_root.image_labels("train_aug").values())
     md = (ctx.work_dir / "results.md").read_text()
     assert "| DeepLab-v2 round 2 + CRF (val): the reported number |" in md and "| total |" in md
-    figure = ctx.figures_dir / "qualitative.png"
-    assert figure.is_file() and figure.stat().st_size > 1000
+    for name in ("qualitative", "cam_thresholds"):
+        figure = ctx.figure_path(name)
+        assert figure.is_file() and figure.stat().st_size > 1000
+        assert f"](figures/{name}.png)" in md
     assert json.loads(ctx.results_path.read_text()) == results
 
 

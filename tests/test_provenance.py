@@ -215,7 +215,8 @@ def build_cls_checkpoint(path, seed):
 # ---------------------------------------------------------------- segmentation logits and CRF labels
 def test_segmentation_logits_and_crf_labels_refuse_another_producer(synthetic_root, tmp_path, capsys):
     sets = [f"DATASET.ROOT={synthetic_root.root}", f"EXP.OUTPUT_DIR={tmp_path / 'out'}", "CRF.ITER_MAX=1"]
-    args = ["--config-path", str(CONFIG_DIR / "demo.yaml"), "--split", "val"]  # 4 images
+    # one --name for both checkpoints: their outputs share a folder (by default each would get its own)
+    args = ["--config-path", str(CONFIG_DIR / "demo.yaml"), "--split", "val", "--name", "shared"]  # 4 images
     for item in sets:
         args += ["--set", item]
     cfg = load_config(CONFIG_DIR / "demo.yaml", sets)
@@ -225,7 +226,7 @@ def test_segmentation_logits_and_crf_labels_refuse_another_producer(synthetic_ro
         path = tmp_path / f"model_{seed}.pth"
         torch.save(build_model(cfg.MODEL, 4).state_dict(), path)
         checkpoints.append(str(path))
-    paths = RunPaths.from_config(cfg)
+    paths = RunPaths.for_evaluation(cfg, name="shared")
     logit_dir, label_dir = paths.logit_dir("val"), paths.label_crf_dir("val")
 
     trainaug_pred.main(["test", *args, "--cpu", "-m", checkpoints[0]])

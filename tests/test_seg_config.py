@@ -105,11 +105,12 @@ def test_cudnn_autotuning_only_for_training(monkeypatch, tmp_path):
     import torch
 
     from segmentation import main as seg_main
+    from segmentation.libs import evaluate
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # test must turn it off
     seen = {}
-    monkeypatch.setattr(seg_main.evaluate, "test", lambda cfg, *a, **k: seen.setdefault("test", torch.backends.cudnn.benchmark))
+    monkeypatch.setattr(evaluate, "test", lambda cfg, *a, **k: seen.setdefault("test", torch.backends.cudnn.benchmark))
     monkeypatch.setattr(seg_main, "train_model", lambda cfg, **k: seen.setdefault("train", torch.backends.cudnn.benchmark))
     args = ["-c", str(CONFIG_DIR / "demo.yaml"), "--set", f"EXP.OUTPUT_DIR={tmp_path}"]
     seg_main.main(["test", *args])

@@ -1,4 +1,5 @@
-"""Command-line pieces shared by main.py and trainaug_pred.py: options, config, device, runner."""
+"""Command-line pieces shared by main.py and trainaug_pred.py: options, config, device, runner,
+and ``test``/``crf`` with their prediction files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import click
 import torch
 from addict import Dict
 
+from nsrom import distributed
+
+from . import evaluate
+from .datasets import data_layout
+from .predictions import PredictionFiles, write_prediction_files
 from .utils.config import DEFAULT_CONFIG, load_config
+from .utils.paths import RunPaths
 
 LOG = logging.getLogger(__name__)
 
@@ -49,6 +56,61 @@ def jobs_option(fn: Callable) -> Callable:
     )(fn)
 
 
+def checkpoint_options(fn: Callable) -> Callable:
+    """``-m/--model-path`` and ``--name``: whose outputs test writes and crf reads."""
+    fn = click.option(
+        "--name", default=None,
+        help="name of this checkpoint's outputs: features/ and scores/ go under <EXP.ID>@<name> "
+             "(default: the file stem of --model-path; none for the run's own checkpoint_final.pth)",
+    )(fn)
+    fn = click.option(
+        "-m", "--model-path", default=None,
+        help="checkpoint (default: the run's checkpoint_final.pth); crf only derives the output name from it",
+    )(fn)
+    return fn
+
+
+def prediction_options(fn: Callable) -> Callable:
+    """``--save-png``, ``--save-overlay``, ``--voc-server`` (see segmentation/libs/predictions.py)."""
+    fn = click.option(
+        "--voc-server", is_flag=True,
+        help="also write the labels in the VOC evaluation server's layout (comp6) and pack them as .tar.gz",
+    )(fn)
+    fn = click.option("--save-overlay", is_flag=True, help="also write each image blended with its label colours (JPEG)")(fn)
+    fn = click.option("--save-png", is_flag=True, help="write the predicted labels as VOC-palette PNGs")(fn)
+    return fn
+
+
+def run_test(
+    cfg: Dict, *, model_path: str | None, name: str | None, split: str, device: torch.device, overwrite: bool,
+    files: PredictionFiles,
+) -> dict | None:
+    """``test`` of ``split`` and then the prediction files asked for (one process group for both)."""
+    with distributed.session(device):
+        result = evaluate.test(cfg, model_path, split=split, device=device, overwrite=overwrite, name=name,
+                               save_labels=files.labels)
+        if files.derived:
+            paths = RunPaths.for_evaluation(cfg, model_path, name)
+            write_prediction_files(paths, data_layout(cfg), split, crf=False, files=files)
+    return result
+
+
+def run_crf(
+    cfg: Dict, *, model_path: str | None, name: str | None, split: str, n_jobs: int, overwrite: bool,
+    files: PredictionFiles, keep_labels: bool = False, device: str | torch.device = "cpu",
+) -> dict | None:
+    """``crf`` of ``split`` (on ``device``, see ``CRF.BACKEND``) and then the prediction files asked for;
+    ``keep_labels``: always write label PNGs."""
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
+    label_dir = paths.label_crf_dir(split) if files.labels or keep_labels else None
+    with distributed.session("cpu"):
+        result = evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
+                              model_path=model_path, name=name, device=device)
+        if files.derived:
+            write_prediction_files(paths, data_layout(cfg), split, crf=True, files=files)
+    return result
+
+
 def load_cli_config(
     config_path: str, overrides: Sequence[str], split: str | None = None, split_key: str | None = None
 ) -> Dict:
@@ -74,8 +136,8 @@ def resolve_device(cuda: bool, benchmark: bool = False) -> torch.device:
     return torch.device("cpu")
 
 
-def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> Any:
-    """Run a click group in-process: returns the command's value, raises NsromError, no sys.exit on success."""
+def run_group(group: click.Command, argv: Sequence[str] | None, prog_name: str) -> Any:
+    """Run a click group (or command) in-process: returns the command's value, raises NsromError, no sys.exit on success."""
     try:
         return group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:

@@ -3,7 +3,8 @@
 ``test`` runs the model on whole images at native size (batch 1), saves each
 image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
 and writes scores.json. ``crf`` upsamples the saved logits to image size,
-applies softmax and the dense CRF, scores the argmax (scores_crf.json) and,
+applies softmax and the dense CRF, scores the argmax (scores_crf.json, or
+scores_crf_rgb.json for the 8-bit RGB CRF input) and,
 when asked, writes the labels as palette PNGs (stage 5). The CRF runs with
 pydensecrf in joblib processes or, with ``CRF.BACKEND`` torch, in batches in
 this process (on the GPU under ``auto``).
@@ -90,25 +91,31 @@ def test(
     split: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    name: str | None = None,
+    save_labels: bool = False,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
-    ``model_path`` defaults to the run's checkpoint_final.pth. Logits already
-    made by the same checkpoint are reused unless ``overwrite``.
+    ``model_path`` defaults to the run's checkpoint_final.pth; another checkpoint's
+    outputs go under ``name`` (default: its file stem; see RunPaths.for_evaluation).
+    Logits already made by the same checkpoint are reused unless ``overwrite``.
+    ``save_labels`` also writes each prediction as a palette PNG in ``label/``.
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session(device) as info:
-        return _test(cfg, model_path, split, distributed.local_device(device), overwrite, info)
+        return _test(cfg, paths, model_path, split, distributed.local_device(device), overwrite, save_labels, info)
 
 
 def _test(
     cfg: Dict,
+    paths: RunPaths,
     model_path: str | Path | None,
     split: str | None,
     device: torch.device,
     overwrite: bool,
+    save_labels: bool,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     model_path = Path(model_path) if model_path else paths.final_checkpoint
     layout, names = data_layout(cfg), class_names(cfg)
@@ -123,6 +130,7 @@ def _test(
     logit_dir = paths.logit_dir(split)
     distributed.run_on_main(lambda: _prepare_logit_dir(logit_dir, cfg, split, model_path, overwrite))
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=_first)
+    label_dir = paths.label_dir(split, crf=False)
     acc, scored, missing_gt = ConfusionAccumulator(len(names)), 0, 0
     with torch.no_grad():
         for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True, disable=not info.is_main):
@@ -133,12 +141,15 @@ def _test(
                 logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
                 with atomic_path(out) as tmp:
                     np.save(tmp, logits.numpy())
+            if gt is not None or save_labels:
+                pred = upsample_logits(logits, image.shape[1:]).argmax(dim=0).numpy()
+            if save_labels:
+                write_label(label_dir / f"{image_id}.png", pred)
             if gt is None:
                 missing_gt += 1
                 continue
             if gt.shape != image.shape[1:]:
                 raise DataError(f"ground truth of {image_id} is {gt.shape}, its image {image.shape[1:]}")
-            pred = upsample_logits(logits, gt.shape).argmax(dim=0).numpy()
             acc.update(gt, pred)
             scored += 1
     if info.enabled:  # every rank scored its shard: sum the matrices and counts
@@ -146,6 +157,8 @@ def _test(
         scored, missing_gt = (int(v) for v in totals)
         acc.matrix = distributed.all_reduce_sum(torch.from_numpy(acc.matrix)).numpy()
     LOG.info("logits of %d images in %s", n_images, logit_dir)
+    if save_labels:
+        LOG.info("predicted labels of %d images in %s", n_images, label_dir)
     result = scores(acc.matrix, names) if scored else None
     if info.is_main:
         _report(result, paths.score_path(split, crf=False), f"{split}: {model_path.name}", missing_gt, layout.mask_dirs)
@@ -172,17 +185,32 @@ def class_probabilities(logits: np.ndarray | torch.Tensor, size: tuple[int, int]
     return F.softmax(upsample_logits(logits, size), dim=0)
 
 
+def crf_input_image(rgb: np.ndarray, wrapped_mean_bgr: tuple[float, float, float] | None) -> np.ndarray:
+    """The 8-bit image the CRF sees: ``rgb``, or with ``wrapped_mean_bgr`` deeplab-pytorch's wrapped one."""
+    return rgb if wrapped_mean_bgr is None else wrapped_image(rgb, wrapped_mean_bgr)
+
+
+def crf_label(
+    rgb: np.ndarray,
+    logits: np.ndarray | torch.Tensor,
+    postprocessor: DenseCRF,
+    wrapped_mean_bgr: tuple[float, float, float] | None,
+) -> np.ndarray:
+    """CRF labels ``(H, W)`` uint8 of one image from its stride-8 logits ``(C, h, w)``.
+
+    The logits are upsampled to image size, turned into probabilities and refined
+    by the CRF, which sees ``rgb`` or, with ``wrapped_mean_bgr``, deeplab-pytorch's
+    wrapped mean-subtracted image (``CRF.WRAPPED_IMAGE``).
+    """
+    prob = class_probabilities(torch.as_tensor(logits).to(postprocessor.device), rgb.shape[:2])
+    return postprocessor.labels([crf_input_image(rgb, wrapped_mean_bgr)], [prob])[0]
+
+
 def _existing_label(job: CrfJob) -> np.ndarray | None:
     """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :mod:`nsrom.provenance`)."""
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
         return read_label(job.label_path, "CRF label")
     return None
-
-
-def _crf_image(job: CrfJob) -> np.ndarray:
-    """The 8-bit image the CRF sees: the original, or deeplab-pytorch's wrapped one."""
-    rgb = read_rgb(job.image_path)
-    return rgb if job.wrapped_mean_bgr is None else wrapped_image(rgb, job.wrapped_mean_bgr)
 
 
 def _finish(job: CrfJob, label: np.ndarray, new: bool) -> np.ndarray | None:
@@ -199,9 +227,8 @@ def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     label = _existing_label(job)
     if label is not None:
         return _finish(job, label, new=False)
-    image = _crf_image(job)
-    prob = class_probabilities(np.load(job.logit_path), image.shape[:2])
-    return _finish(job, postprocessor.labels([image], [prob])[0], new=True)
+    label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
+    return _finish(job, label, new=True)
 
 
 def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -209,7 +236,7 @@ def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray
     label = _existing_label(job)
     if label is not None:
         return label, None, None
-    return None, _crf_image(job), np.load(job.logit_path)
+    return None, crf_input_image(read_rgb(job.image_path), job.wrapped_mean_bgr), np.load(job.logit_path)
 
 
 def crf_batches(
@@ -249,10 +276,14 @@ def crf(
     label_dir: str | Path | None = None,
     overwrite: bool = False,
     device: str | torch.device = "cpu",
+    model_path: str | Path | None = None,
+    name: str | None = None,
 ) -> dict | None:
-    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns scores_crf.json.
+    """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns its scores.
 
-    With ``label_dir`` each CRF label is also saved there as ``<id>.png`` (stage 5).
+    The logits are those ``test`` wrote for the same ``model_path``/``name`` (only
+    used to find them). With ``label_dir`` each CRF label is also saved there as
+    ``<id>.png`` (stage 5, ``--save-png``); the score file is named by the CRF input.
     The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
     ``CRF.WRAPPED_IMAGE: true``. ``CRF.BACKEND`` is resolved for ``device``:
     pydensecrf runs the images in ``n_jobs`` processes, torch runs
@@ -260,12 +291,14 @@ def crf(
     threads read and write the files). Under torchrun the images are split over
     the processes (gloo sums the scores).
     """
+    paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session("cpu") as info:
-        return _crf(cfg, split, n_jobs, label_dir, overwrite, distributed.local_device(device), info)
+        return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, distributed.local_device(device), info)
 
 
 def _crf(
     cfg: Dict,
+    paths: RunPaths,
     split: str | None,
     n_jobs: int,
     label_dir: str | Path | None,
@@ -273,7 +306,6 @@ def _crf(
     device: torch.device,
     info: distributed.DistInfo,
 ) -> dict | None:
-    paths = RunPaths.from_config(cfg)
     split = split or cfg.DATASET.SPLIT.VAL
     layout, names = data_layout(cfg), class_names(cfg)
     logit_dir = paths.logit_dir(split)
@@ -282,7 +314,8 @@ def _crf(
     if missing:
         raise DataError(
             f"{len(missing)} of {len(ids)} logits missing in {logit_dir} (e.g. {missing[0]}.npy); "
-            "run the test command first"
+            "run the test command first (crf finds the logits of a --model-path/--name given to test "
+            "only with the same option)"
         )
     postprocessor = DenseCRF.from_config(cfg.CRF, device)
     LOG.info("CRF backend %s on %s", postprocessor.backend, postprocessor.device)

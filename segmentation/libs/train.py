@@ -35,6 +35,7 @@ from .train_step import CountReducer, train_step
 from .utils.config import to_yaml
 from .utils.paths import RunPaths
 from .utils.solver import build_optimizer, set_poly_lr
+from .val_monitor import ValMonitor
 
 LOG = logging.getLogger(__name__)
 RESUME_LATEST = "latest"
@@ -188,6 +189,7 @@ def _train(
         paths.model_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
         writer = SummaryWriter(str(paths.log_dir))
+    val_monitor = ValMonitor.from_config(cfg, layout, class_names(cfg), device)  # SOLVER.ITER_VAL, off by default
     batches = _batches(loader, sampler, dataset)
     reduce_counts = global_count_reducer(info)
     recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
@@ -205,6 +207,8 @@ def _train(
             recent.append(step_loss)  # stays on the device: read back only at logging steps
             if done % solver.ITER_TB == 0 or done == solver.ITER_MAX:
                 _log_step(writer, bar, optimizer, recent, done, solver.ITER_TB)
+            if val_monitor is not None:
+                val_monitor.after_step(model, done, writer)
             if done % solver.ITER_SAVE == 0 and info.is_main:
                 save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg, scaler)
     finally:
