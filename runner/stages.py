@@ -193,7 +193,8 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
 
     round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
     if crf:
-        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), NO_CHECK], "main.py")
+        run_group(seg_main.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK],
+                  "main.py")
     else:
         run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "main.py")
     path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
@@ -208,8 +209,10 @@ def _trainaug_pred(ctx: RunContext) -> None:
 
     round_args = ctx.seg_args("round1", ctx.pseudo_dir)
     run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "trainaug_pred.py")
-    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
-              "trainaug_pred.py")
+    run_group(
+        tp.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
+        "trainaug_pred.py",
+    )
 
 
 def report(ctx: RunContext) -> None:

@@ -84,19 +84,23 @@ def test(config_path, overrides, split, cuda, model_path, name, save_png, save_o
 
 @cli.command()
 @config_options
+@device_option
 @jobs_option
 @checkpoint_options
 @prediction_options
 @overwrite_option
 @check_data_option
-def crf(config_path, overrides, split, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+def crf(config_path, overrides, split, cuda, n_jobs, model_path, name, save_png, save_overlay, voc_server,
         overwrite, check_data) -> dict | None:
-    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false)."""
+    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false).
+
+    CRF.BACKEND auto: the PyTorch CRF on the GPU, else pydensecrf.
+    """
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL, n_jobs=n_jobs,
                    overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server),
-                   check_data=check_data)
+                   device=resolve_device(cuda), check_data=check_data)
 
 
 @cli.command("config")

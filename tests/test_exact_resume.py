@@ -25,6 +25,7 @@ from nsrom.classes import IGNORE_INDEX
 from nsrom.images import read_grey
 from nsrom.training_state import CheckpointCadence, capture_rng, most_advanced, restore_rng, save_state
 from segmentation import main as seg_main
+from segmentation import trainaug_pred
 from segmentation.libs import train as seg_train
 from segmentation.libs.train import BatchStream, latest_checkpoint
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
@@ -119,6 +120,21 @@ def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tm
     momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
     assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b, strict=True))
     assert a["stream"] == b["stream"] == {"epoch": 3, "batch": 1}  # 10 batches of passes of 3
+
+    # stage-5 CRF labels resumed after an interruption (torch CRF, batches of 3): a batch with a missing
+    # label is computed whole, so the resumed labels are those of the uninterrupted run, to the byte
+    sets = [a for arg in seg_argv(synthetic_root, tmp_path / "a")[1:] if arg.startswith(("DATASET", "EXP", "MODEL"))
+            for a in ("--set", arg)]
+    crf_sets = [*sets, "--set", "CRF.BACKEND=torch", "--set", "CRF.BATCH_SIZE=3", "--set", "CRF.ITER_MAX=1"]
+    trainaug_pred.main(["test", "-c", str(CONFIG_DIR / "demo.yaml"), *sets, "--cpu", "--no-check-data"])
+    crf = ["crf", "-c", str(CONFIG_DIR / "demo.yaml"), *crf_sets, "--cpu", "-j", "1", "--no-check-data"]
+    trainaug_pred.main(crf)
+    label_dir = RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", sets[1::2])).label_crf_dir("train_aug")
+    before = {p.name: p.read_bytes() for p in label_dir.glob("*.png")}
+    assert len(before) == 8
+    (label_dir / sorted(before)[4]).unlink()  # the middle of the second batch
+    trainaug_pred.main(crf)
+    assert {p.name: p.read_bytes() for p in label_dir.glob("*.png")} == before
 
 
 class Indices(Dataset):

@@ -59,7 +59,7 @@ def check_data_option(fn: Callable) -> Callable:
 
 def jobs_option(fn: Callable) -> Callable:
     return click.option(
-        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes"
+        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes (pydensecrf) or file threads (torch backend)"
     )(fn)
 
 
@@ -104,14 +104,15 @@ def run_test(
 
 def run_crf(
     cfg: Dict, *, model_path: str | None, name: str | None, split: str, n_jobs: int, overwrite: bool,
-    files: PredictionFiles, keep_labels: bool = False, check_data: bool = True,
+    files: PredictionFiles, keep_labels: bool = False, device: str | torch.device = "cpu", check_data: bool = True,
 ) -> dict | None:
-    """``crf`` of ``split`` and then the prediction files asked for; ``keep_labels``: always write label PNGs."""
+    """``crf`` of ``split`` (on ``device``, see ``CRF.BACKEND``) and then the prediction files asked for;
+    ``keep_labels``: always write label PNGs."""
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     label_dir = paths.label_crf_dir(split) if files.labels or keep_labels else None
     with distributed.session("cpu"):
         result = evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
-                              model_path=model_path, name=name, check_data=check_data)
+                              model_path=model_path, name=name, device=device, check_data=check_data)
         if files.derived:
             write_prediction_files(paths, data_layout(cfg), split, crf=True, files=files)
     return result
