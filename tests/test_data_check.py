@@ -21,6 +21,8 @@ from segmentation import main as seg_main
 from segmentation.libs.utils.config import CONFIG_DIR
 from tools import check_data
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture()
 def broken(synthetic_root, tmp_path) -> tuple[DataLayout, dict[str, str]]:

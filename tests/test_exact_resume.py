@@ -31,6 +31,8 @@ from segmentation.libs.train import BatchStream, latest_checkpoint
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.paths import RunPaths
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 class Interrupted(Exception):
     """Stands for a crash in the middle of a step (click turns KeyboardInterrupt into an exit)."""

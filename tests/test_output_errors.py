@@ -18,6 +18,8 @@ from nsrom.training_state import load_state, save_state
 from segmentation import main as seg_main
 from segmentation.libs.utils.config import CONFIG_DIR
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
