@@ -38,7 +38,7 @@ from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
 from nsrom.provenance import Producer, prepare_output_dir
 
-from .datasets import EvalDataset, class_names, data_layout, mean_bgr
+from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr
 from .models import build_model
 from .models.init_weights import load_checkpoint
 from .utils.crf import BACKEND_TORCH, DenseCRF, wrapped_image
@@ -93,6 +93,7 @@ def test(
     overwrite: bool = False,
     name: str | None = None,
     save_labels: bool = False,
+    check_data: bool = True,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
@@ -100,10 +101,18 @@ def test(
     outputs go under ``name`` (default: its file stem; see RunPaths.for_evaluation).
     Logits already made by the same checkpoint are reused unless ``overwrite``.
     ``save_labels`` also writes each prediction as a palette PNG in ``label/``.
+    ``check_data``: check the split's images and masks first.
     """
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session(device) as info:
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "test")
         return _test(cfg, paths, model_path, split, distributed.local_device(device), overwrite, save_labels, info)
+
+
+def _check_split(cfg: Dict, split: str, what: str) -> None:
+    layout = data_layout(cfg)
+    check_split(layout, split, layout.ids(split), len(class_names(cfg)), f"{what} on {split}")
 
 
 def _test(
@@ -231,12 +240,17 @@ def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     return _finish(job, label, new=True)
 
 
+def _inputs(job: CrfJob) -> tuple[np.ndarray, np.ndarray]:
+    """(CRF image, logits) of one image."""
+    return crf_input_image(read_rgb(job.image_path), job.wrapped_mean_bgr), np.load(job.logit_path)
+
+
 def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """(existing label, None, None) or (None, CRF image, logits)."""
     label = _existing_label(job)
     if label is not None:
         return label, None, None
-    return None, crf_input_image(read_rgb(job.image_path), job.wrapped_mean_bgr), np.load(job.logit_path)
+    return None, *_inputs(job)
 
 
 def crf_batches(
@@ -246,6 +260,9 @@ def crf_batches(
 
     Files are read and written by ``n_threads`` threads while the CRF runs:
     the next batch is read and the previous one written during each batch.
+    A batch with a label still to make is computed whole, so that every label
+    is computed with the batch neighbours of an uninterrupted run (a resumed run
+    writes the same bytes); existing labels are kept as they are.
     """
     batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
     with ThreadPoolExecutor(max(1, n_threads)) as pool:
@@ -254,7 +271,9 @@ def crf_batches(
         for k, batch in enumerate(batches):
             loaded = [f.result() for f in loading]
             loading = [pool.submit(_load, job) for job in batches[k + 1]] if k + 1 < len(batches) else []
-            todo = [i for i, (label, _, _) in enumerate(loaded) if label is None]
+            todo = list(range(len(loaded))) if any(label is None for label, _, _ in loaded) else []
+            loaded = [(label, *_inputs(job)) if todo and label is not None else (label, image, logits)
+                      for job, (label, image, logits) in zip(batch, loaded)]
             images = [loaded[i][1] for i in todo]
             probs = [
                 class_probabilities(torch.from_numpy(loaded[i][2]).to(postprocessor.device), image.shape[:2])
@@ -263,7 +282,8 @@ def crf_batches(
             labels = dict(zip(todo, postprocessor.labels(images, probs)))
             yield from (f.result() for f in writing)
             writing = [
-                pool.submit(_finish, job, labels.get(i, loaded[i][0]), i in labels) for i, job in enumerate(batch)
+                pool.submit(_finish, job, labels[i] if loaded[i][0] is None else loaded[i][0], loaded[i][0] is None)
+                for i, job in enumerate(batch)
             ]
         yield from (f.result() for f in writing)
 
@@ -278,6 +298,7 @@ def crf(
     device: str | torch.device = "cpu",
     model_path: str | Path | None = None,
     name: str | None = None,
+    check_data: bool = True,
 ) -> dict | None:
     """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns its scores.
 
@@ -293,6 +314,8 @@ def crf(
     """
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session("cpu") as info:
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "crf")
         return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, distributed.local_device(device), info)
 
 

@@ -44,6 +44,8 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "MODEL.CHANNELS_LAST": False,
     "SOLVER.ITER_VAL": 0,  # val mIoU during training: off
     "SOLVER.VAL_IMAGES": 0,
+    "SOLVER.ITER_SAVE_RECENT": 0,
+    "SOLVER.MINUTES_SAVE_RECENT": 10.0,
 }
 """Keys this project added to deeplab-pytorch's schema, with their value when absent."""
 
@@ -352,6 +354,9 @@ def _check_semantics(cfg: Dict, where: str) -> None:
     for key in ("ITER_VAL", "VAL_IMAGES"):
         if cfg.SOLVER[key] < 0:
             raise ConfigError(f"{where}: SOLVER.{key} must be >= 0 (0: off / all images), got {cfg.SOLVER[key]}")
+    for key in ("ITER_SAVE_RECENT", "MINUTES_SAVE_RECENT"):
+        if cfg.SOLVER[key] < 0:
+            raise ConfigError(f"{where}: SOLVER.{key} must be >= 0 (0: off), got {cfg.SOLVER[key]}")
     if cfg.SOLVER.OPTIMIZER.lower() != "sgd":
         raise ConfigError(f"{where}: SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r} not supported (only sgd)")
     if cfg.SOLVER.AMP not in AMP_MODES:
