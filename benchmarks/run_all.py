@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import cls_train_speed
+import crf_backends
 import crf_speed
 import gen_label_speed
 import seg_train_speed
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         seg_train_speed.main(extra),
         cls_train_speed.main(extra),
         crf_speed.main([]),
+        *crf_backends.main(["--images", "4"]),
         gen_label_speed.main([]),
     ]
     dump(args.json, results)

@@ -5,7 +5,11 @@ The training loop hands every batch's CAMs to :class:`AttentionAccumulator`
 class) the accumulator keeps one 8-bit map at CAM resolution in memory, fuses
 new maps into it by element-wise maximum, and at the end of each epoch writes
 the maps that changed as grey PNGs ``<id>_<c>.png`` (0-based class) into its
-directory, atomically. A resumed run reloads them from there.
+directory, atomically. A resumed run reloads them from there, and a mid-epoch
+checkpoint holds the records of the running epoch (:func:`records_to_state`).
+Applying an epoch's records twice gives the maps of applying them once (the
+maximum is idempotent and each key has one record per epoch), so a run killed
+while an epoch's maps were being written resumes to the same maps.
 
 An update is two halves: :meth:`AttentionAccumulator.prepare` turns a batch
 into ``(id, class, 8-bit map, probability)`` records and :meth:`apply` runs the
@@ -174,3 +178,22 @@ class AttentionAccumulator:
         for path in files:
             path.unlink()
         return len(files)
+
+
+def records_to_state(records: Sequence[Update]) -> dict:
+    """Pending records of a running epoch as tensors, for a mid-epoch checkpoint (exact resume)."""
+    if not records:
+        return {"ids": [], "classes": [], "maps": torch.zeros(0, dtype=torch.uint8), "probs": torch.zeros(0)}
+    return {
+        "ids": [key[0] for key, _, _ in records],
+        "classes": [key[1] for key, _, _ in records],
+        "maps": torch.from_numpy(np.stack([att for _, att, _ in records])),
+        "probs": torch.tensor([prob for _, _, prob in records], dtype=torch.float64),
+    }
+
+
+def records_from_state(state: dict) -> list[Update]:
+    """The records of :func:`records_to_state`, as :meth:`AttentionAccumulator.prepare` made them."""
+    maps = state["maps"].numpy()
+    return [((image_id, int(cls)), maps[i], float(prob))
+            for i, (image_id, cls, prob) in enumerate(zip(state["ids"], state["classes"], state["probs"].tolist()))]

@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from nsrom import distributed
 from nsrom.classes import VOC_CLASSES
 from nsrom.data import DataLayout, find_file, label_vector, read_cls_list, read_ids
+from nsrom.data_check import check_class_list, check_images
 from nsrom.dataset_settings import IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_rgb
@@ -39,12 +41,34 @@ def _has_class_tokens(path: Path) -> bool:
     return any(len(line.split()) > 1 for line in path.read_text().splitlines())
 
 
+def _image_paths(ids: list[str], layout: DataLayout | None, img_dir: str | Path | None) -> list[Path]:
+    """The image of each id: the layout's, or the first existing ``img_dir/<id><ext>``."""
+    if img_dir is None:
+        return [layout.image_path(i) for i in ids]
+    exts = layout.settings.image_exts if layout is not None else IMAGE_EXTS
+    return [find_file([Path(img_dir)], i, exts) for i in ids]
+
+
+def check_inputs(list_path: Path, cls_path: Path | None, images: list[tuple[str, Path]], num_classes: int,
+                 workers: int, root: Path) -> None:
+    """Before training or export: every image of the list decodes and the class indices of ``cls_path``
+    (the ``train_cls.txt``-format file the labels come from, if any) are in range.
+
+    Raises one :class:`DataError` listing every problem (see :mod:`nsrom.data_check`).
+    """
+    problems = check_class_list(cls_path, num_classes) if cls_path is not None else []
+    report = check_images(root, images, workers=workers)
+    report.problems[:0] = problems
+    report.raise_for(None, f"training / export on {list_path.name}")
+
+
 def load_samples(
     data_root: str | Path | None,
     list_path: str | Path | None = None,
     img_dir: str | Path | None = None,
     num_classes: int | None = None,
     layout_overrides: Mapping[str, Any] | None = None,
+    check_workers: int | None = None,
 ) -> tuple[list[Sample], int]:
     """Samples of the image list and the number of classes C.
 
@@ -53,6 +77,8 @@ def load_samples(
     itself; a plain id list takes them from ROOT's ``train_cls.txt`` or, for
     ids it does not list, the masks. ``layout_overrides`` are the dataset
     settings given as flags (``--image-ext`` ...; see nsrom.dataset_settings).
+    With ``check_workers``, :func:`check_inputs` runs first (on rank 0 only,
+    with that many processes).
     """
     layout = DataLayout(data_root, **(layout_overrides or {})) if data_root is not None else None
     if num_classes is None:
@@ -66,6 +92,13 @@ def load_samples(
         raise DataError(f"image list not found: {list_path}")
     if img_dir is None and layout is None:
         raise ConfigError("--img-dir DIR is needed without --data-root")
+    if check_workers is not None:
+        cls_path = list_path if _has_class_tokens(list_path) else layout.cls_list_path if layout is not None else None
+        cls_path = cls_path if cls_path is not None and cls_path.is_file() else None
+        ids = read_ids(list_path)
+        images = list(zip(ids, _image_paths(ids, layout, img_dir)))
+        root = layout.root if layout is not None else Path(img_dir).parent
+        distributed.run_on_main(lambda: check_inputs(list_path, cls_path, images, num_classes, check_workers, root))
     if _has_class_tokens(list_path):
         labels = read_cls_list(list_path, num_classes)
         ids = list(labels)
@@ -74,12 +107,7 @@ def load_samples(
         if layout is None:
             raise ConfigError(f"{list_path} has no class indices; give --data-root so labels can be found")
         labels = layout.labels_for(ids)
-    if img_dir is None:
-        paths = [layout.image_path(i) for i in ids]
-    else:
-        exts = layout.settings.image_exts if layout is not None else IMAGE_EXTS
-        paths = [find_file([Path(img_dir)], i, exts) for i in ids]
-    samples = [Sample(i, path, tuple(labels[i])) for i, path in zip(ids, paths)]
+    samples = [Sample(i, path, tuple(labels[i])) for i, path in zip(ids, _image_paths(ids, layout, img_dir))]
     missing = [str(s.image_path) for s in samples if not s.image_path.is_file()]
     if missing:
         raise DataError(f"{len(missing)} of {len(samples)} images listed in {list_path} are missing, e.g. {missing[:3]}")

@@ -7,8 +7,14 @@ bicubic resize to the original image size, one grey PNG ``<id>_<c>.png``
 folder records what produced it (checkpoint, images, settings:
 :mod:`nsrom.provenance`); images whose PNGs all exist are skipped when that
 record is this run's (resume), another producer's maps stop the run unless
-``--overwrite`` (which redoes the folder). Under ``torchrun`` the images still
-to do are split over the processes (each writes its own PNGs).
+``--overwrite`` (which redoes the folder).
+
+The batches are fixed slices of the whole image list, so an image is always
+computed together with the same neighbours: a run that is interrupted and
+started again (or one split over ``torchrun`` processes, which share the
+batches out) writes the bytes an uninterrupted run writes, even where a
+different batch would change the last bits of a CPU convolution. A batch
+whose maps all exist is skipped and existing maps are not rewritten.
 """
 
 from __future__ import annotations
@@ -72,11 +78,15 @@ def attention_maps(cam: np.ndarray, classes: tuple[int, ...], size: tuple[int, i
     return out
 
 
-def pending(samples: list[Sample], out_dir: Path, overwrite: bool) -> list[Sample]:
-    """Samples with at least one map still to write (all with ``overwrite``)."""
+def pending_batches(samples: list[Sample], out_dir: Path, batch_size: int, overwrite: bool) -> list[list[Sample]]:
+    """The fixed batches (slices of ``batch_size`` of the whole list) with at least one map still to write.
+
+    All of them with ``overwrite``.
+    """
+    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
     if overwrite:
-        return list(samples)
-    return [s for s in samples if not all((out_dir / map_name(s.image_id, c)).is_file() for c in s.classes)]
+        return batches
+    return [b for b in batches if not all((out_dir / map_name(s.image_id, c)).is_file() for s in b for c in s.classes)]
 
 
 @torch.no_grad()
@@ -87,8 +97,9 @@ def export_attention(
     batch_size: int = DEFAULT_EXPORT_BATCH,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
+    overwrite: bool = True,
 ) -> int:
-    """Write the maps of every image of ``dataset``; returns how many PNGs were written."""
+    """Write the maps of every image of ``dataset`` (existing ones only with ``overwrite``); returns how many."""
     out_dir = Path(out_dir)
     device = torch.device(device)
     model.to(device).eval()
@@ -100,8 +111,10 @@ def export_attention(
         for image_id, label, size, cam in zip(batch["id"], batch["label"], batch["size"].tolist(), cams):
             classes = tuple(torch.nonzero(label).flatten().tolist())
             for c, att in attention_maps(cam, classes, tuple(size)).items():
-                write_grey(out_dir / map_name(image_id, c), att)
-                written += 1
+                path = out_dir / map_name(image_id, c)
+                if overwrite or not path.is_file():
+                    write_grey(path, att)
+                    written += 1
     return written
 
 
@@ -127,16 +140,19 @@ def _run(args: argparse.Namespace) -> Path:
     ckpt = read_checkpoint(checkpoint)
     producer = export_producer(args, checkpoint, samples, num_classes)
     distributed.run_on_main(lambda: prepare_output_dir(dirs.attention, producer, args.overwrite, MAP_PATTERN))
-    todo = distributed.broadcast_from_main(pending(samples, dirs.attention, args.overwrite))
-    log.info("%d of %d images to export into %s", len(todo), len(samples), dirs.attention)
+    todo = distributed.broadcast_from_main(pending_batches(samples, dirs.attention, args.batch_size, args.overwrite))
+    log.info("%d of %d batches of %d images to export into %s", len(todo),
+             -(-len(samples) // args.batch_size), args.batch_size, dirs.attention)
     if not todo:
         return dirs.attention
     device = distributed.local_device(resolve_device(args.device))
     width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
     load_model_state(model, ckpt, str(checkpoint))
-    dataset = ImageLabelDataset(distributed.shard(todo), num_classes, export_transform(args.input_size))
-    written = export_attention(model, dataset, dirs.attention, args.batch_size, device, args.num_workers)
+    mine = [sample for batch in distributed.shard(todo) for sample in batch]  # whole batches per rank, in order
+    dataset = ImageLabelDataset(mine, num_classes, export_transform(args.input_size))
+    written = export_attention(model, dataset, dirs.attention, args.batch_size, device, args.num_workers,
+                               args.overwrite)
     log.info("wrote %d maps to %s", written, dirs.attention)
     distributed.barrier()  # every rank returns once all maps exist
     return dirs.attention

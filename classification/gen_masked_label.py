@@ -34,7 +34,7 @@ from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
     EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
-    require_dir, add_common_args, resolve_common_args, run_over_images,
+    require_dir, add_common_args, check_saliency_maps, resolve_common_args, run_over_images,
 )
 from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, NsrmRules, make_masked_label
 from classification.labeling.settings import add_rule_args, rules_from_args
@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_file)
     image_labels, config = config_from_args(args)
+    check_saliency_maps(args, image_labels, config.sal_dir)
     summary = run(image_labels, config, args.workers)
     return 0 if summary.ok else 1
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsrom.training_state import RECENT_CHECKPOINT
+
 CLASSIFICATION_DIR = Path(__file__).resolve().parent
 DEFAULT_RUNS_DIR = CLASSIFICATION_DIR / "runs"
 CLASSIFIER_EXP = "exp1"
@@ -19,7 +21,9 @@ IAM_EXP = "exp2"
 """Default experiment of the integral attention model (stage 2)."""
 
 CHECKPOINT_LAST = "checkpoint_last.pth"
-"""Model, optimiser and epoch after the latest finished epoch (for --resume)."""
+"""The whole training state after the latest finished epoch (for --resume)."""
+CHECKPOINT_RECENT = RECENT_CHECKPOINT
+"""The whole training state inside an epoch, every N steps / M minutes (for --resume; deleted at the end)."""
 CHECKPOINT_FINAL = "checkpoint_final.pth"
 """Model after the last epoch: what export (test.sh / test_iam.sh) loads."""
 
@@ -37,6 +41,10 @@ class RunDirs:
     @property
     def checkpoint_last(self) -> Path:
         return self.model / CHECKPOINT_LAST
+
+    @property
+    def checkpoint_recent(self) -> Path:
+        return self.model / CHECKPOINT_RECENT
 
     @property
     def checkpoint_final(self) -> Path:

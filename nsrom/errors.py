@@ -1,7 +1,7 @@
 """Errors that a user can act on, and the CLI wrapper that prints them.
 
 Any problem with the user's files or settings (a missing weight file, a corrupt
-PNG, a config typo) is raised as :class:`NsromError` with a message that names
+PNG, a config typo, a full disk) is raised as :class:`NsromError` with a message that names
 the file or key and says what to do. Entry points wrap ``main`` with
 :func:`exit_on_error` so the user sees that message, not a traceback.
 """
@@ -25,6 +25,10 @@ class DataError(NsromError):
 
 class ConfigError(NsromError):
     """A configuration key or value is wrong."""
+
+
+class OutputError(NsromError):
+    """An output file or folder cannot be written (disk full, no permission, read-only file system)."""
 
 
 def exit_on_error(fn: Callable[..., T]) -> Callable[..., T]:

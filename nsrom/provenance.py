@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import DataError, NsromError
-from .files import write_json
+from .files import ensure_writable_dir, write_json
 
 LOG = logging.getLogger(__name__)
 
@@ -191,6 +191,6 @@ def prepare_output_dir(
         LOG.info("%s: deleting %d earlier outputs (%s)", folder, len(existing), flag)
         for path in existing:
             path.unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(folder)
     write_json(folder / RECORD_NAME, record)
     return overwrite

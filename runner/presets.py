@@ -1,4 +1,4 @@
-"""Settings of a pipeline run: ``voc12`` (the paper) and ``demo`` (CPU, minutes).
+"""Settings of a pipeline run: ``voc12`` (the paper), ``demo`` (CPU, minutes) and ``tiny`` (tests, seconds).
 
 A preset is the flags each stage gets beyond the paths the runner derives:
 classification flags (``classification.train`` / ``test`` and their IAM
@@ -9,6 +9,7 @@ defaults of the stage scripts themselves, so ``voc12`` adds little.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,14 +62,19 @@ class Preset:
     """Stage-3 thresholds and the POM switch (``gen_label.py`` flags); default: the paper's."""
     nsrm_rules: NsrmRules = NsrmRules()
     """Stage-6 dilation and foreground share (``gen_masked_label.py`` flags); default: the paper's."""
-    seg_seed: int | None = None
-    """Seed of each DeepLab-v2 training when pipeline.py gets no ``--seed`` (None: not seeded)."""
     standin: Standin | None = None
     """Make and use stand-in pretrained weights (the demo); None: the real files (ImageNet VGG16, COCO DeepLab)."""
     crf_jobs: int = 2
     label_workers: int = 2
     figure_images: int = 3
     """Train and val images shown in the qualitative grid (each)."""
+    seed: int | None = None
+    """``main.py train --seed`` of both DeepLab rounds unless ``pipeline.py --seed`` is given; None: unseeded.
+
+    A seeded round draws what it draws whatever ran before it in the same
+    process, so a run resumed in a new process after a crash gives the numbers
+    of an uninterrupted one (the classifiers are seeded by ``--seed`` in
+    ``classifier_args``)."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -102,10 +108,28 @@ PRESETS: dict[str, Preset] = {
         export_args=["--input-size", "256", "--num-workers", "0"],
         seg_config=SEGMENTATION_CONFIGS / "demo.yaml",
         seg_overrides=["DATALOADER.NUM_WORKERS=0"],
-        seg_seed=0,
+        seed=0,
         standin=Standin(),
     ),
 }
+# Every stage in a few seconds, for the tests and tools/fault_injection.py: 32 px inputs, 2 epochs,
+# 2 DeepLab steps; the recent-state checkpoints are written at every step so that a kill at any
+# moment exercises an exact mid-epoch resume.
+PRESETS["tiny"] = dataclasses.replace(
+    PRESETS["demo"],
+    name="tiny",
+    classifier_args=["--input-size", "32", "--width-div", "16", "--epochs", "2", "--decay-points", "1",
+                     "--batch-size", "4", "--num-workers", "0", "--seed", "0", "--checkpoint-every-steps", "1"],
+    export_args=["--input-size", "32", "--num-workers", "0"],
+    iam_args=[],
+    seg_overrides=["SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=2", "SOLVER.ITER_SAVE_RECENT=1",
+                   "SOLVER.BATCH_SIZE.TRAIN=2", "IMAGE.SIZE.TRAIN=33", "MODEL.WIDTH_DIV=16", "CRF.ITER_MAX=1",
+                   "DATALOADER.NUM_WORKERS=0"],
+    standin=Standin(images=6, vgg_steps=2, deeplab_steps=2, batch_size=3),
+    crf_jobs=1,
+    label_workers=1,
+    figure_images=1,
+)
 
 
 def get_preset(name: str) -> Preset:

@@ -15,14 +15,20 @@ import time
 import torch
 
 from nsrom import distributed
+from nsrom.data_check import DataReport, check_dataset
 from nsrom.errors import ConfigError
+from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
-from .stages import STAGE_NAMES, STAGES
+from .stages import STAGE_NAMES, STAGES, Stage
 from .state import StageState
 
 LOG = logging.getLogger(__name__)
+
+DATA_CHECK_FILE = "data_check.json"
+"""The data check's report in the work dir (every problem, saliency coverage per image)."""
+MAX_LOGGED_WARNINGS = 20
 
 
 def select_stages(from_stage: str | None, to_stage: str | None) -> list[str]:
@@ -49,6 +55,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     done = distributed.run_on_main(lambda: _done_stages(state, from_stage))  # one decision for every rank
     main = distributed.current().is_main
     descriptions = {s.name: s.description for s in STAGES}
+    distributed.run_on_main(lambda: _prepare(ctx, [s for s in STAGES if s.name in selected and s.name not in done]))
     for stage in STAGES:
         if stage.name not in selected:
             continue
@@ -86,6 +93,40 @@ def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
 def machine_info(device: str) -> dict:
     """Where the stages were timed: CPU cores of the machine, torch's threads, the device asked for."""
     return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device}
+
+
+def _prepare(ctx: RunContext, stages: list[Stage]) -> None:
+    """Before the first stage (rank 0): delete temporaries a killed run left, check the data."""
+    removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
+    if removed:
+        LOG.info("removed %d temporary files left by an interrupted run", removed)
+    check_data(ctx, stages)
+
+
+def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
+    """Check the dataset once before the first stage (nsrom.data_check); stop on what the stages to run need.
+
+    Writes ``W/data_check.json`` (every problem, the saliency coverage per
+    image) and logs the warnings and saliency statistics. Nothing to run,
+    nothing checked.
+    """
+    if not stages:
+        return None
+    report = check_dataset(ctx.layout, [ctx.train_split, ctx.val_split], workers=ctx.preset.label_workers)
+    write_json(ctx.work_dir / DATA_CHECK_FILE, report.to_dict())
+    for problem in report.warnings[:MAX_LOGGED_WARNINGS]:
+        LOG.warning("data check: %s", problem.line())
+    if len(report.warnings) > MAX_LOGGED_WARNINGS:
+        LOG.warning("data check: %d more warnings in %s", len(report.warnings) - MAX_LOGGED_WARNINGS,
+                    ctx.work_dir / DATA_CHECK_FILE)
+    for line in report.saliency_summary():
+        LOG.info("data check: %s", line)
+    LOG.info("data check: %d images, %d errors, %d warnings in %.1f s", report.images, len(report.errors),
+             len(report.warnings), report.seconds)
+    roles = {"train": ctx.train_split, "val": ctx.val_split, None: None}
+    needs = {(part, roles[role]) for stage in stages for part, role in stage.needs}
+    report.raise_for(needs, f"the pipeline (stages {', '.join(s.name for s in stages)})")
+    return report
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nsrom import distributed
+from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
@@ -31,6 +32,16 @@ from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 LOG = logging.getLogger(__name__)
 
 StageFn = Callable[[RunContext], "dict | None"]
+Need = tuple[str, "str | None"]
+"""``(part of the data check, "train" | "val" | None)``: data a stage reads (see nsrom.data_check)."""
+
+NO_CHECK = "--no-check-data"
+"""The runner checks the data once before the first stage; the stage scripts need not again."""
+
+CLASSIFIER_NEEDS: tuple[Need, ...] = ((LISTS, "train"), (IMAGES, "train"))
+SCORED_ON_TRAIN: tuple[Need, ...] = (*CLASSIFIER_NEEDS, (MASKS, "train"))
+LABEL_NEEDS: tuple[Need, ...] = (*SCORED_ON_TRAIN, (SALIENCY, "train"))
+VAL_NEEDS: tuple[Need, ...] = ((LISTS, "val"), (IMAGES, "val"), (MASKS, "val"))
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class Stage:
     run: StageFn
     parallel: bool = False
     """Under torchrun: True, every process runs the stage; False, rank 0 alone (CPU work)."""
+    needs: tuple[Need, ...] = ()
+    """What the stage reads of the dataset: the pipeline stops before it when the data check finds an error there."""
 
 
 # --- stand-in pretrained weights (presets that make their own) ---------------------
@@ -109,12 +122,13 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
     args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
-            *ctx.standin_classifier_args, *ctx.classifier_extra, "--overwrite" if ctx.overwrite else "--resume"]
+            *ctx.standin_classifier_args, *ctx.classifier_extra, NO_CHECK,
+            "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
 
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
-    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, *_overwrite(ctx)]
+    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, NO_CHECK, *_overwrite(ctx)]
     module.run(module.build_parser().parse_args(args))
     return distributed.run_on_main(lambda: score_train_output(ctx, result_key, lambda: evaluate_cams(
         ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
@@ -160,7 +174,7 @@ def _gen_label(ctx: RunContext, out_dir, rules) -> None:
         "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
-        "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(rules), *ctx.pseudo_label_extra,
     ])
     _check_status(status, "gen_label.py")
@@ -191,7 +205,7 @@ def masked_label(ctx: RunContext) -> dict:
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
-        "--workers", str(ctx.preset.label_workers), *_overwrite(ctx),
+        "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
     ])
     _check_status(status, "gen_masked_label.py")
@@ -206,12 +220,14 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation import main as seg_main
     from segmentation.libs.cli import run_group
 
-    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, *_overwrite(ctx)]
-    seed = ctx.seed if ctx.seed is not None else ctx.preset.seg_seed
+    args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, NO_CHECK,
+            *_overwrite(ctx)]
+    seed = ctx.seed if ctx.seed is not None else ctx.preset.seed
     if seed is not None:
         args += ["--seed", str(seed)]
     paths = seg_paths(ctx, round_id)
-    # A finished run is skipped by train itself; an interrupted one continues from its last checkpoint.
+    # A finished run is skipped by train itself; an interrupted one continues exactly from its most
+    # advanced checkpoint (checkpoint_recent.pth or checkpoint_<step>.pth).
     interrupted = not paths.final_checkpoint.is_file() and any(paths.model_dir.glob("checkpoint_*.pth"))
     if not ctx.overwrite and distributed.broadcast_from_main(interrupted):  # every rank decides alike
         args.append("--resume")
@@ -224,9 +240,10 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
 
     round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
     if crf:
-        run_group(seg_main.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs)], "main.py")
+        run_group(seg_main.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK],
+                  "main.py")
     else:
-        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "main.py")
+        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "main.py")
     path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
     if not path.is_file():
         raise NsromError(f"{path} was not written: does the val split have ground truth?")
@@ -238,8 +255,11 @@ def _trainaug_pred(ctx: RunContext, round_id: str = "round1") -> None:
     from segmentation.libs.cli import run_group
 
     round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
-    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, *_overwrite(ctx)], "trainaug_pred.py")
-    run_group(tp.cli, ["crf", *round_args, "-j", str(ctx.preset.crf_jobs), *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(
+        tp.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
+        "trainaug_pred.py",
+    )
 
 
 # --- the paper's claim: where the objects the saliency map misses end up ----------
@@ -294,27 +314,34 @@ def report(ctx: RunContext) -> None:
 
 STAGES: list[Stage] = [
     Stage("pretrain", "stand-in pretrained weights (presets that make their own)", pretrain),
-    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True),
-    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True),
-    Stage("iam_train", "stage 2: integral attention model", iam_train, parallel=True),
-    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, parallel=True),
-    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label),
-    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), parallel=True),
+    Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True,
+          needs=CLASSIFIER_NEEDS),
+    Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True, needs=SCORED_ON_TRAIN),
+    Stage("iam_train", "stage 2: integral attention model", iam_train, parallel=True, needs=CLASSIFIER_NEEDS),
+    Stage("oacam_export", "stage 2: OA-CAMs of the training images", oacam_export, parallel=True,
+          needs=SCORED_ON_TRAIN),
+    Stage("pseudo_label", "stage 3: pseudo labels with POM (gen_label.py)", pseudo_label, needs=LABEL_NEEDS),
+    Stage("seg1_train", "stage 4: DeepLab-v2 round 1, train", lambda ctx: _seg_train(ctx, "round1"), parallel=True,
+          needs=CLASSIFIER_NEEDS),
     Stage("seg1_test", "stage 4: DeepLab-v2 round 1, test on val", lambda ctx: _seg_eval(ctx, "round1", False),
-          parallel=True),
+          parallel=True, needs=VAL_NEEDS),
     Stage("seg1_crf", "stage 4: DeepLab-v2 round 1, CRF on val", lambda ctx: _seg_eval(ctx, "round1", True),
-          parallel=True),
-    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, parallel=True),
-    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label),
-    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), parallel=True),
+          parallel=True, needs=VAL_NEEDS),
+    Stage("trainaug_pred", "stage 5: round-1 predictions + CRF on train_aug", _trainaug_pred, parallel=True,
+          needs=SCORED_ON_TRAIN),
+    Stage("masked_label", "stage 6: masked pseudo labels, NSRM (gen_masked_label.py)", masked_label,
+          needs=LABEL_NEEDS),
+    Stage("seg2_train", "stage 7: DeepLab-v2 round 2, train", lambda ctx: _seg_train(ctx, "round2"), parallel=True,
+          needs=CLASSIFIER_NEEDS),
     Stage("seg2_test", "stage 7: DeepLab-v2 round 2, test on val", lambda ctx: _seg_eval(ctx, "round2", False),
-          parallel=True),
+          parallel=True, needs=VAL_NEEDS),
     Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
-          parallel=True),
+          parallel=True, needs=VAL_NEEDS),
     Stage("seg2_trainaug_pred", "round-2 predictions + CRF on train_aug (datasets with an object record)",
-          _round2_trainaug_pred, parallel=True),
+          _round2_trainaug_pred, parallel=True, needs=SCORED_ON_TRAIN),
     Stage("missed_objects", "where the pixels of the objects the saliency map misses end up, per stage",
-          missed_objects),
-    Stage("report", "results.md, the figure grid and the CAM threshold curves", report),
+          missed_objects, needs=SCORED_ON_TRAIN),
+    Stage("report", "results.md, the figure grid and the CAM threshold curves", report,
+          needs=(*SCORED_ON_TRAIN, *VAL_NEEDS)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 import click
-import torch
 
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
+from nsrom.training_state import seed_all
 from segmentation.libs.cli import (
-    checkpoint_options, config_file_options, config_options, device_option, jobs_option, load_cli_config,
-    overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
+    check_data_option, checkpoint_options, config_file_options, config_options, device_option, jobs_option,
+    load_cli_config, overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
 )
 from segmentation.libs.datasets import class_names
 from segmentation.libs.predictions import PredictionFiles
@@ -43,22 +43,25 @@ def cli() -> None:
 @click.option("--init/--no-init", default=True, help="load MODEL.INIT_MODEL into the backbone (--no-init: from scratch)")
 @click.option(
     "--resume", is_flag=False, flag_value=RESUME_LATEST, default=None, metavar="[CHECKPOINT]",
-    help="continue from a training checkpoint (model, optimiser, step); alone: the latest of the run",
+    help="continue exactly from a training checkpoint (its whole state); alone: the most advanced of the run "
+         "(checkpoint_recent.pth or checkpoint_<step>.pth)",
 )
-@click.option("--seed", type=int, default=None, help="seed torch (init, shuffling, augmentation) for a repeatable run")
+@click.option("--seed", type=int, default=None,
+              help="seed torch (init, shuffling, augmentation), numpy and random for a repeatable run")
 @overwrite_option
-def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite) -> Path:
+@check_data_option
+def train(config_path, overrides, split, cuda, fully_supervised, init, resume, seed, overwrite, check_data) -> Path:
     """Train on DATASET.LABEL_DIR; checkpoints in OUTPUT_DIR/models/...
 
     Multi-GPU: torchrun --nproc_per_node N main.py train ... (docs/speed.md).
     """
     cfg = load_cli_config(config_path, overrides, split, "TRAIN")
     if seed is not None:
-        torch.manual_seed(seed)
+        seed_all(seed)
     setup_rank_logging(RunPaths.from_config(cfg).log_dir / "train.log")
     return train_model(
         cfg, fully_supervised=fully_supervised, init=init, resume=resume,
-        device=resolve_device(cuda, benchmark=True), overwrite=overwrite,
+        device=resolve_device(cuda, benchmark=True), overwrite=overwrite, check_data=check_data,
     )
 
 
@@ -68,29 +71,36 @@ def train(config_path, overrides, split, cuda, fully_supervised, init, resume, s
 @checkpoint_options
 @prediction_options
 @overwrite_option
+@check_data_option
 def test(config_path, overrides, split, cuda, model_path, name, save_png, save_overlay, voc_server,
-         overwrite) -> dict | None:
+         overwrite, check_data) -> dict | None:
     """Predict the val split at native size, save logits, write scores.json (a split without masks: no scores)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return run_test(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL,
                     device=resolve_device(cuda), overwrite=overwrite,
-                    files=PredictionFiles(save_png, save_overlay, voc_server))
+                    files=PredictionFiles(save_png, save_overlay, voc_server), check_data=check_data)
 
 
 @cli.command()
 @config_options
+@device_option
 @jobs_option
 @checkpoint_options
 @prediction_options
 @overwrite_option
-def crf(config_path, overrides, split, n_jobs, model_path, name, save_png, save_overlay, voc_server,
-        overwrite) -> dict | None:
-    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false)."""
+@check_data_option
+def crf(config_path, overrides, split, cuda, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+        overwrite, check_data) -> dict | None:
+    """Dense CRF on the saved logits, write scores_crf.json (scores_crf_rgb.json with CRF.WRAPPED_IMAGE false).
+
+    CRF.BACKEND auto: the PyTorch CRF on the GPU, else pydensecrf.
+    """
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.VAL, n_jobs=n_jobs,
-                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server))
+                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server),
+                   device=resolve_device(cuda), check_data=check_data)
 
 
 @cli.command("config")

@@ -18,8 +18,8 @@ import click
 from nsrom.errors import exit_on_error
 from nsrom.distributed import setup_rank_logging
 from segmentation.libs.cli import (
-    checkpoint_options, config_options, device_option, jobs_option, load_cli_config, overwrite_option,
-    prediction_options, resolve_device, run_crf, run_group, run_test,
+    check_data_option, checkpoint_options, config_options, device_option, jobs_option, load_cli_config,
+    overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
 )
 from segmentation.libs.predictions import PredictionFiles
 
@@ -35,29 +35,33 @@ def cli() -> None:
 @checkpoint_options
 @prediction_options
 @overwrite_option
+@check_data_option
 def test(config_path, overrides, split, cuda, model_path, name, save_png, save_overlay, voc_server,
-         overwrite) -> dict | None:
+         overwrite, check_data) -> dict | None:
     """Logits of every training image (resumable: logits of the same checkpoint are kept)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return run_test(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.TRAIN,
                     device=resolve_device(cuda), overwrite=overwrite,
-                    files=PredictionFiles(save_png, save_overlay, voc_server))
+                    files=PredictionFiles(save_png, save_overlay, voc_server), check_data=check_data)
 
 
 @cli.command()
 @config_options
+@device_option
 @jobs_option
 @checkpoint_options
 @prediction_options
 @overwrite_option
-def crf(config_path, overrides, split, n_jobs, model_path, name, save_png, save_overlay, voc_server,
-        overwrite) -> dict | None:
+@check_data_option
+def crf(config_path, overrides, split, cuda, n_jobs, model_path, name, save_png, save_overlay, voc_server,
+        overwrite, check_data) -> dict | None:
     """CRF labels of every training image as palette PNGs in .../<split>/label_crf/ (label_crf_rgb/)."""
     cfg = load_cli_config(config_path, overrides)
     setup_rank_logging()
     return run_crf(cfg, model_path=model_path, name=name, split=split or cfg.DATASET.SPLIT.TRAIN, n_jobs=n_jobs,
-                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server), keep_labels=True)
+                   overwrite=overwrite, files=PredictionFiles(save_png, save_overlay, voc_server), keep_labels=True,
+                   device=resolve_device(cuda), check_data=check_data)
 
 
 @exit_on_error

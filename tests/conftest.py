@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from nsrom.data import DataLayout
 from nsrom.synthetic import generate
@@ -21,3 +22,13 @@ def synthetic_root(tmp_path_factory) -> DataLayout:
 def tiny_preset() -> Preset:
     """The demo preset cut down to seconds (tests/tiny_preset.py, also used by the torchrun driver)."""
     return TINY
+
+
+@pytest.fixture()
+def single_thread():
+    """torch on one thread for the test: tiny models run as fast, and a shared 2-core machine's
+    other work cannot make two spinning threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

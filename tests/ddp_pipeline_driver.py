@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-import pipeline
+from runner import cli
 from runner.presets import PRESETS
 from tiny_preset import TINY  # this script's folder (tests/) is on sys.path
 
 
 if __name__ == "__main__":
     PRESETS[TINY.name] = TINY
-    pipeline.main(sys.argv[1:])
+    cli.main(sys.argv[1:])

@@ -63,7 +63,9 @@ def test_stage1_accumulates_one_8bit_map_per_image_and_class(synthetic_root, run
 def test_stage1_checkpoint_args_and_curves(synthetic_root, runs):
     steps = 2 * math.ceil(len(synthetic_root.ids("train_aug")) / BATCH)
     last = torch.load(runs / "exp1" / "model" / "checkpoint_last.pth", weights_only=True)
-    assert set(last) == {"model", "optimizer", "epoch", "step"} and last["epoch"] == 1 and last["step"] == steps
+    assert set(last) == {"model", "optimizer", "epoch", "step", "position", "data_seed", "rng"}
+    assert last["epoch"] == 1 and last["step"] == steps
+    assert last["position"] == {"epoch": 2, "batch": 0, "step": steps, "loss_sum": 0.0, "loss_count": 0}
     args = json.loads((runs / "exp1" / "train_args.json").read_text())
     assert args["epochs"] == 2 and args["resolved"]["num_classes"] == 3 and args["resolved"]["device"] == "cpu"
     assert list((runs / "exp1" / "logs").glob("events.out.tfevents.*"))

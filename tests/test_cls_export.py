@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from classification.datasets import Sample
-from classification.export import attention_maps, pending
+from classification.export import attention_maps, pending_batches
 
 
 def test_present_classes_only_negatives_zero_divided_by_max_times_255():
@@ -28,9 +28,14 @@ def test_bicubic_resize_of_the_8bit_map_to_the_image_size():
     np.testing.assert_array_equal(out, cv2.resize(small, (9, 5), interpolation=cv2.INTER_CUBIC))
 
 
-def test_pending_skips_images_whose_maps_all_exist(tmp_path):
-    samples = [Sample("a", tmp_path / "a.jpg", (0, 2)), Sample("b", tmp_path / "b.jpg", (1,)), Sample("c", tmp_path / "c.jpg", ())]
-    (tmp_path / "a_0.png").write_bytes(b"")
-    (tmp_path / "b_1.png").write_bytes(b"")
-    assert [s.image_id for s in pending(samples, tmp_path, overwrite=False)] == ["a"]
-    assert [s.image_id for s in pending(samples, tmp_path, overwrite=True)] == ["a", "b", "c"]
+def test_batches_are_fixed_slices_and_complete_ones_are_skipped(tmp_path):
+    """An interrupted export recomputes an unfinished batch with the same neighbours (same bytes on the CPU)."""
+    samples = [Sample(i, tmp_path / f"{i}.jpg", (0,)) for i in "abcde"]
+    for done in ("a", "b", "d"):
+        (tmp_path / f"{done}_0.png").write_bytes(b"")
+    ids = lambda batches: [[s.image_id for s in b] for b in batches]  # noqa: E731
+    assert ids(pending_batches(samples, tmp_path, 2, overwrite=False)) == [["c", "d"], ["e"]]
+    assert ids(pending_batches(samples, tmp_path, 2, overwrite=True)) == [["a", "b"], ["c", "d"], ["e"]]
+    (tmp_path / "c_0.png").write_bytes(b"")
+    (tmp_path / "e_0.png").write_bytes(b"")
+    assert pending_batches(samples, tmp_path, 2, overwrite=False) == []

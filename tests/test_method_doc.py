@@ -46,13 +46,14 @@ def _click_options(command) -> set[str]:
 
 def script_options() -> dict[str, set[str]]:
     """Options of every script the doc may name, by the name it uses for it."""
-    import pipeline
     from classification import gen_label, gen_masked_label, test, test_iam, train, train_iam
     from segmentation import main as seg_main, trainaug_pred
+    from runner import cli as pipeline_cli
     from tools import eval_labels
 
     options = {f"{m.__name__.rpartition('.')[2]}.py": _argparse_options(m.build_parser())
-               for m in (train, train_iam, test, test_iam, gen_label, gen_masked_label, pipeline, eval_labels)}
+               for m in (train, train_iam, test, test_iam, gen_label, gen_masked_label, eval_labels)}
+    options["pipeline.py"] = _argparse_options(pipeline_cli.build_parser())
     for script, group in (("main.py", seg_main.cli), ("trainaug_pred.py", trainaug_pred.cli)):
         for name, command in group.commands.items():
             options[f"{script} {name}"] = _click_options(command)

@@ -207,7 +207,7 @@ def test_pipeline_runs_to_the_end_without_training_masks(own_dataset, tmp_path, 
 
 
 def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tiny_preset):
-    from pipeline import build_parser
+    from runner.cli import build_parser
     from runner.stages import _classification_args
     from nsrom.dataset_settings import layout_overrides
 

@@ -169,7 +169,7 @@ def test_stage_selection_errors():
 
 
 def test_cli_reports_missing_data_root(tmp_path, capsys):
-    from pipeline import main
+    from runner.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--data-root", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "w"), "--preset", "demo"])

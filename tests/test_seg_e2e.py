@@ -79,6 +79,9 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     crf_result = seg_main.main(["crf", *args, "-j", "1"])
     assert "Mean IoU" in capsys.readouterr().out
     assert json.loads(paths.score_path("val", crf=True).read_text())["Mean IoU"] == pytest.approx(crf_result["Mean IoU"])
+    torch_backend = ["--cpu", "--set", "CRF.BACKEND=torch", "--set", "CRF.BATCH_SIZE=3"]
+    torch_result = seg_main.main(["crf", *args, "-j", "2", *torch_backend])
+    assert torch_result["Mean IoU"] == pytest.approx(crf_result["Mean IoU"], abs=1e-3)
 
     trainaug_pred.main(["test", *args, "--cpu"])
     trainaug_pred.main(["crf", *args, "-j", "1"])
@@ -89,6 +92,24 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert label.mode == "P" and label.size == Image.open(synthetic_root.image_path(train_ids[0])).size
     assert set(np.unique(np.asarray(label))) <= {0, 1, 2, 3}
     assert paths.score_path("train_aug", crf=True).is_file()
+
+    # the torch backend is another producer: refused without --overwrite; its labels agree with pydensecrf's
+    reference = {i: np.asarray(Image.open(label_dir / f"{i}.png")) for i in train_ids}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
+    assert "setting backend: pydensecrf -> torch" in capsys.readouterr().err
+    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend, "--overwrite"])
+    record = json.loads((label_dir / ".producer.json").read_text())
+    assert record["settings"]["backend"] == "torch" and "BATCH_SIZE" not in record["settings"]["crf"]
+    for i in train_ids:
+        assert (np.asarray(Image.open(label_dir / f"{i}.png")) == reference[i]).mean() >= 0.995
+    # resume: a missing label is redone, the others are kept
+    kept = {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]}
+    (label_dir / f"{train_ids[0]}.png").unlink()
+    trainaug_pred.main(["crf", *args, "-j", "2", *torch_backend])
+    assert (label_dir / f"{train_ids[0]}.png").is_file()
+    assert {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]} == kept
 
 
 def test_missing_weights_give_clear_messages(run_args, tmp_path, capsys):

@@ -20,6 +20,7 @@ import numpy as np
 
 from nsrom.classes import IGNORE_INDEX
 from nsrom.data import DataLayout, read_cls_list
+from nsrom.data_check import ERROR, FileJob, run_checks
 from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_label
@@ -220,6 +221,9 @@ def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_
                    help="delete the labels in --out-dir and redo them all (needed when they were made from "
                         "other inputs or rules)")
     p.add_argument("--log-file", type=Path, help="also write the log to this file")
+    p.add_argument("--check-data", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --data-root: check every saliency map first and list the problems "
+                        "(the images with a bad map are then skipped, the others processed)")
     add_layout_args(p, LABEL_FLAGS)
 
 
@@ -232,3 +236,22 @@ def resolve_common_args(
     image_labels = resolve_image_labels(args.list, layout, default_list, num_classes)
     sal_dir = args.sal_dir or (layout.saliency_dir if layout is not None else default_sal_dir)
     return num_classes, image_labels, sal_dir
+
+
+def check_saliency_maps(args: argparse.Namespace, image_labels: Mapping[str, Iterable[int]], sal_dir: Path) -> None:
+    """With ``--data-root`` and ``--check-data``: check every saliency map up front and log each problem.
+
+    Label generation goes on afterwards: images whose map is missing or bad are
+    skipped and reported again in the summary; the others are processed.
+    """
+    if args.data_root is None or not args.check_data:
+        return
+    layout = DataLayout(args.data_root, **layout_overrides(args))
+    jobs = [FileJob(image_id=i, split=layout.train_split, image=layout.image_path(i),
+                    saliency=Path(sal_dir) / f"{i}.png")
+            for i in image_labels]
+    report = run_checks(layout.root, jobs, workers=args.workers)
+    for problem in report.problems:
+        (LOG.error if problem.severity == ERROR else LOG.warning)("data check: %s", problem.line())
+    for line in report.saliency_summary():
+        LOG.info("data check: %s", line)

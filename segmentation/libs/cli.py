@@ -50,9 +50,16 @@ def overwrite_option(fn: Callable) -> Callable:
     return click.option("--overwrite", is_flag=True, help="delete the outputs of an earlier run and redo them all")(fn)
 
 
+def check_data_option(fn: Callable) -> Callable:
+    return click.option(
+        "--check-data/--no-check-data", default=True, show_default=True,
+        help="decode the split's images and masks (or training labels) and check them before starting",
+    )(fn)
+
+
 def jobs_option(fn: Callable) -> Callable:
     return click.option(
-        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes"
+        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes (pydensecrf) or file threads (torch backend)"
     )(fn)
 
 
@@ -83,12 +90,12 @@ def prediction_options(fn: Callable) -> Callable:
 
 def run_test(
     cfg: Dict, *, model_path: str | None, name: str | None, split: str, device: torch.device, overwrite: bool,
-    files: PredictionFiles,
+    files: PredictionFiles, check_data: bool = True,
 ) -> dict | None:
     """``test`` of ``split`` and then the prediction files asked for (one process group for both)."""
     with distributed.session(device):
         result = evaluate.test(cfg, model_path, split=split, device=device, overwrite=overwrite, name=name,
-                               save_labels=files.labels)
+                               save_labels=files.labels, check_data=check_data)
         if files.derived:
             paths = RunPaths.for_evaluation(cfg, model_path, name)
             write_prediction_files(paths, data_layout(cfg), split, crf=False, files=files)
@@ -97,14 +104,15 @@ def run_test(
 
 def run_crf(
     cfg: Dict, *, model_path: str | None, name: str | None, split: str, n_jobs: int, overwrite: bool,
-    files: PredictionFiles, keep_labels: bool = False,
+    files: PredictionFiles, keep_labels: bool = False, device: str | torch.device = "cpu", check_data: bool = True,
 ) -> dict | None:
-    """``crf`` of ``split`` and then the prediction files asked for; ``keep_labels``: always write label PNGs."""
+    """``crf`` of ``split`` (on ``device``, see ``CRF.BACKEND``) and then the prediction files asked for;
+    ``keep_labels``: always write label PNGs."""
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     label_dir = paths.label_crf_dir(split) if files.labels or keep_labels else None
     with distributed.session("cpu"):
         result = evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
-                              model_path=model_path, name=name)
+                              model_path=model_path, name=name, device=device, check_data=check_data)
         if files.derived:
             write_prediction_files(paths, data_layout(cfg), split, crf=True, files=files)
     return result

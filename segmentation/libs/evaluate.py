@@ -5,18 +5,23 @@ image's stride-8 logits for the CRF, scores the bilinearly upsampled argmax
 and writes scores.json. ``crf`` upsamples the saved logits to image size,
 applies softmax and the dense CRF, scores the argmax (scores_crf.json, or
 scores_crf_rgb.json for the 8-bit RGB CRF input) and,
-when asked, writes the labels as palette PNGs (stage 5).
+when asked, writes the labels as palette PNGs (stage 5). The CRF runs with
+pydensecrf in joblib processes or, with ``CRF.BACKEND`` torch, in batches in
+this process (on the GPU under ``auto``).
 
 Under ``torchrun`` ``test`` splits the image list over the processes (each
 writes its own logits), sums the confusion matrices and lets rank 0 write the
-scores; ``crf`` does the same with its images (gloo), each rank with ``-j`` workers.
+scores; ``crf`` does the same with its images (gloo), each rank with ``-j`` workers
+or its own GPU.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import joblib
 import numpy as np
@@ -33,10 +38,10 @@ from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
 from nsrom.provenance import Producer, prepare_output_dir
 
-from .datasets import EvalDataset, class_names, data_layout, mean_bgr
+from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr
 from .models import build_model
 from .models.init_weights import load_checkpoint
-from .utils.crf import DenseCRF, wrapped_image
+from .utils.crf import BACKEND_TORCH, DenseCRF, wrapped_image
 from .utils.paths import RunPaths
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +93,7 @@ def test(
     overwrite: bool = False,
     name: str | None = None,
     save_labels: bool = False,
+    check_data: bool = True,
 ) -> dict | None:
     """Predict ``split`` (default DATASET.SPLIT.VAL), save logits, write and return scores.json.
 
@@ -95,10 +101,18 @@ def test(
     outputs go under ``name`` (default: its file stem; see RunPaths.for_evaluation).
     Logits already made by the same checkpoint are reused unless ``overwrite``.
     ``save_labels`` also writes each prediction as a palette PNG in ``label/``.
+    ``check_data``: check the split's images and masks first.
     """
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session(device) as info:
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "test")
         return _test(cfg, paths, model_path, split, distributed.local_device(device), overwrite, save_labels, info)
+
+
+def _check_split(cfg: Dict, split: str, what: str) -> None:
+    layout = data_layout(cfg)
+    check_split(layout, split, layout.ids(split), len(class_names(cfg)), f"{what} on {split}")
 
 
 def _test(
@@ -175,6 +189,16 @@ class CrfJob:
     overwrite: bool
 
 
+def class_probabilities(logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Softmax over classes of the logits upsampled to the image ``size``: the CRF's input (on the logits' device)."""
+    return F.softmax(upsample_logits(logits, size), dim=0)
+
+
+def crf_input_image(rgb: np.ndarray, wrapped_mean_bgr: tuple[float, float, float] | None) -> np.ndarray:
+    """The 8-bit image the CRF sees: ``rgb``, or with ``wrapped_mean_bgr`` deeplab-pytorch's wrapped one."""
+    return rgb if wrapped_mean_bgr is None else wrapped_image(rgb, wrapped_mean_bgr)
+
+
 def crf_label(
     rgb: np.ndarray,
     logits: np.ndarray | torch.Tensor,
@@ -187,26 +211,81 @@ def crf_label(
     by the CRF, which sees ``rgb`` or, with ``wrapped_mean_bgr``, deeplab-pytorch's
     wrapped mean-subtracted image (``CRF.WRAPPED_IMAGE``).
     """
-    prob = F.softmax(upsample_logits(logits, rgb.shape[:2]), dim=0).numpy()
-    image = rgb if wrapped_mean_bgr is None else wrapped_image(rgb, wrapped_mean_bgr)
-    return postprocessor(image, prob).argmax(axis=0).astype(np.uint8)
+    prob = class_probabilities(torch.as_tensor(logits).to(postprocessor.device), rgb.shape[:2])
+    return postprocessor.labels([crf_input_image(rgb, wrapped_mean_bgr)], [prob])[0]
 
 
-def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
-    """CRF of one image; writes the label PNG when asked; returns its confusion matrix (None without GT).
-
-    An existing label PNG is reused unless ``job.overwrite`` (see :mod:`nsrom.provenance`).
-    """
-    label = None
+def _existing_label(job: CrfJob) -> np.ndarray | None:
+    """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :mod:`nsrom.provenance`)."""
     if job.label_path is not None and not job.overwrite and job.label_path.is_file():
-        label = read_label(job.label_path, "CRF label")
-    if label is None:
-        label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
-        if job.label_path is not None:
-            write_label(job.label_path, label)
+        return read_label(job.label_path, "CRF label")
+    return None
+
+
+def _finish(job: CrfJob, label: np.ndarray, new: bool) -> np.ndarray | None:
+    """Write a new label PNG when asked; the image's confusion matrix (None without ground truth)."""
+    if new and job.label_path is not None:
+        write_label(job.label_path, label)
     if job.gt_path is None:
         return None
     return confusion_matrix(read_label(job.gt_path, "ground-truth mask"), label, job.n_classes)
+
+
+def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
+    """CRF of one image (pydensecrf backend, in a joblib worker); see :func:`_finish`."""
+    label = _existing_label(job)
+    if label is not None:
+        return _finish(job, label, new=False)
+    label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
+    return _finish(job, label, new=True)
+
+
+def _inputs(job: CrfJob) -> tuple[np.ndarray, np.ndarray]:
+    """(CRF image, logits) of one image."""
+    return crf_input_image(read_rgb(job.image_path), job.wrapped_mean_bgr), np.load(job.logit_path)
+
+
+def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(existing label, None, None) or (None, CRF image, logits)."""
+    label = _existing_label(job)
+    if label is not None:
+        return label, None, None
+    return None, *_inputs(job)
+
+
+def crf_batches(
+    jobs: list[CrfJob], postprocessor: DenseCRF, batch_size: int, n_threads: int
+) -> Iterator[np.ndarray | None]:
+    """CRF of ``jobs`` in batches in this process (torch backend); yields each image's :func:`_finish`.
+
+    Files are read and written by ``n_threads`` threads while the CRF runs:
+    the next batch is read and the previous one written during each batch.
+    A batch with a label still to make is computed whole, so that every label
+    is computed with the batch neighbours of an uninterrupted run (a resumed run
+    writes the same bytes); existing labels are kept as they are.
+    """
+    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+    with ThreadPoolExecutor(max(1, n_threads)) as pool:
+        loading = [pool.submit(_load, job) for job in batches[0]] if batches else []
+        writing: list = []
+        for k, batch in enumerate(batches):
+            loaded = [f.result() for f in loading]
+            loading = [pool.submit(_load, job) for job in batches[k + 1]] if k + 1 < len(batches) else []
+            todo = list(range(len(loaded))) if any(label is None for label, _, _ in loaded) else []
+            loaded = [(label, *_inputs(job)) if todo and label is not None else (label, image, logits)
+                      for job, (label, image, logits) in zip(batch, loaded)]
+            images = [loaded[i][1] for i in todo]
+            probs = [
+                class_probabilities(torch.from_numpy(loaded[i][2]).to(postprocessor.device), image.shape[:2])
+                for i, image in zip(todo, images)
+            ]
+            labels = dict(zip(todo, postprocessor.labels(images, probs)))
+            yield from (f.result() for f in writing)
+            writing = [
+                pool.submit(_finish, job, labels[i] if loaded[i][0] is None else loaded[i][0], loaded[i][0] is None)
+                for i, job in enumerate(batch)
+            ]
+        yield from (f.result() for f in writing)
 
 
 def crf(
@@ -216,8 +295,10 @@ def crf(
     n_jobs: int = 1,
     label_dir: str | Path | None = None,
     overwrite: bool = False,
+    device: str | torch.device = "cpu",
     model_path: str | Path | None = None,
     name: str | None = None,
+    check_data: bool = True,
 ) -> dict | None:
     """Dense CRF on the logits of ``split`` (default DATASET.SPLIT.VAL); writes and returns its scores.
 
@@ -225,12 +306,17 @@ def crf(
     used to find them). With ``label_dir`` each CRF label is also saved there as
     ``<id>.png`` (stage 5, ``--save-png``); the score file is named by the CRF input.
     The CRF sees the original 8-bit image, or deeplab-pytorch's wrapped one with
-    ``CRF.WRAPPED_IMAGE: true``. Under torchrun the images are split over the
-    processes (each with ``n_jobs`` CRF workers; gloo sums the scores).
+    ``CRF.WRAPPED_IMAGE: true``. ``CRF.BACKEND`` is resolved for ``device``:
+    pydensecrf runs the images in ``n_jobs`` processes, torch runs
+    ``CRF.BATCH_SIZE`` images per call on ``device`` in this process (``n_jobs``
+    threads read and write the files). Under torchrun the images are split over
+    the processes (gloo sums the scores).
     """
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     with distributed.session("cpu") as info:
-        return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, info)
+        if check_data:
+            _check_split(cfg, split or cfg.DATASET.SPLIT.VAL, "crf")
+        return _crf(cfg, paths, split, n_jobs, label_dir, overwrite, distributed.local_device(device), info)
 
 
 def _crf(
@@ -240,6 +326,7 @@ def _crf(
     n_jobs: int,
     label_dir: str | Path | None,
     overwrite: bool,
+    device: torch.device,
     info: distributed.DistInfo,
 ) -> dict | None:
     split = split or cfg.DATASET.SPLIT.VAL
@@ -253,9 +340,12 @@ def _crf(
             "run the test command first (crf finds the logits of a --model-path/--name given to test "
             "only with the same option)"
         )
+    postprocessor = DenseCRF.from_config(cfg.CRF, device)
+    LOG.info("CRF backend %s on %s", postprocessor.backend, postprocessor.device)
     if label_dir is not None:
         # Labels of this producer are kept (resume); another's stop the run unless overwrite.
-        producer = Producer("segmentation.crf", {"crf": cfg.CRF.to_dict()},
+        crf_settings = {k: v for k, v in cfg.CRF.to_dict().items() if k not in ("BACKEND", "BATCH_SIZE")}
+        producer = Producer("segmentation.crf", {"crf": crf_settings, "backend": postprocessor.backend},
                             inputs={"logits": logit_dir, "images": layout.image_dir})
         overwrite = distributed.run_on_main(
             lambda: prepare_output_dir(Path(label_dir), producer, overwrite, LABEL_PATTERN))
@@ -271,10 +361,12 @@ def _crf(
         )
         for i in distributed.shard(ids)
     ]
-    postprocessor = DenseCRF.from_config(cfg.CRF)
-    results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        joblib.delayed(crf_one)(job, postprocessor) for job in jobs
-    )
+    if postprocessor.backend == BACKEND_TORCH:
+        results = crf_batches(jobs, postprocessor, cfg.CRF.BATCH_SIZE, n_jobs)
+    else:
+        results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            joblib.delayed(crf_one)(job, postprocessor) for job in jobs
+        )
     acc, missing_gt = ConfusionAccumulator(len(names)), 0
     for matrix in tqdm(results, total=len(jobs), desc=f"crf {split}", dynamic_ncols=True, disable=not info.is_main):
         if matrix is None:

@@ -32,7 +32,7 @@ class Predictor:
         self.model = build_model(cfg.MODEL, len(self.class_names))
         load_checkpoint(self.model, model_path)
         self.model.eval().to(self.device)
-        self.postprocessor = DenseCRF.from_config(cfg.CRF)
+        self.postprocessor = DenseCRF.from_config(cfg.CRF, self.device)  # CRF.BACKEND auto: torch on a GPU
         self.wrapped_mean_bgr = tuple(self.mean) if cfg.CRF.WRAPPED_IMAGE else None
 
     @torch.no_grad()

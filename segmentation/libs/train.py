@@ -1,16 +1,29 @@
 """``main.py train``: DeepLab-v2 MSC training on pseudo or masked labels (docs/method.md, stages 4 and 7).
 
+Batches come from an endless stream over passes of the data (each pass
+reshuffled, the last partial batch of a pass kept, as the original's
+DataLoader does); a step accumulates the next ITER_SIZE batches of the stream.
+
 Single process or ``torchrun --nproc_per_node N main.py train ...`` (DDP): the
 global batch SOLVER.BATCH_SIZE.TRAIN is split evenly over the processes,
 ITER_SIZE batches are still accumulated per step, the loss means divide by the
 global count of labelled pixels (so a step equals the single-process step on
 the same global batch), BN stays frozen, and only rank 0 writes checkpoints,
-config, log file and TensorBoard.
+config, log file and TensorBoard. The last partial batch of a pass is split
+over the ranks too: the distributed sampler pads it with repeated images so
+that every rank has one, and those repeats have every pixel ignored, so the
+partial batch counts exactly the images one process would see.
+
+Every checkpoint (``checkpoint_<step>.pth`` every ITER_SAVE steps, and
+``checkpoint_recent.pth`` every ITER_SAVE_RECENT steps / MINUTES_SAVE_RECENT
+minutes, replaced each time) holds the whole state: ``--resume`` continues the
+interrupted run exactly (see :mod:`nsrom.training_state`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import deque
 from pathlib import Path
@@ -19,16 +32,20 @@ from typing import Iterator
 import torch
 from addict import Dict
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from nsrom import distributed
 from nsrom.errors import NsromError
-from nsrom.files import atomic_path, atomic_write_text
+from nsrom.files import atomic_write_text, ensure_writable_dir, remove_leftover_temporaries
 from nsrom.precision import Precision
+from nsrom.training_state import (
+    CheckpointCadence, ResumableSampler, gather_rng, load_state, most_advanced, reseed_loader, restore_rank_rng,
+    save_state,
+)
 
-from .datasets import TrainDataset, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
+from .datasets import TrainDataset, check_split, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
 from .models import build_model, freeze_bn
 from .models.init_weights import load_init
 from .train_step import CountReducer, train_step
@@ -39,38 +56,78 @@ from .val_monitor import ValMonitor
 
 LOG = logging.getLogger(__name__)
 RESUME_LATEST = "latest"
-"""``--resume`` without a path: the newest ``checkpoint_<step>.pth`` of the model dir."""
+"""``--resume`` without a path: the most advanced of ``checkpoint_recent.pth`` and ``checkpoint_<step>.pth``."""
 SEED_RANGE = 2**31 - 1
 """Shuffling/augmentation seed drawn from torch's generator (``torch.manual_seed`` makes runs repeatable)."""
 
 
-def latest_checkpoint(model_dir: Path) -> Path:
-    """The ``checkpoint_<step>.pth`` with the highest step in ``model_dir``."""
-    found = []
-    for path in model_dir.glob("checkpoint_*.pth"):
+def latest_checkpoint(paths: RunPaths) -> Path:
+    """The most advanced training checkpoint of a run: checkpoint_recent.pth or the highest checkpoint_<step>.pth."""
+    numbered = []
+    for path in paths.model_dir.glob("checkpoint_*.pth"):
         match = re.fullmatch(r"checkpoint_(\d+)\.pth", path.name)
         if match:
-            found.append((int(match.group(1)), path))
-    if not found:
-        raise NsromError(f"--resume: no checkpoint_<step>.pth in {model_dir}; start without --resume")
-    return max(found)[1]
+            numbered.append((int(match.group(1)), path))
+    candidates = [path for _, path in sorted(numbered, reverse=True)] + [paths.recent_checkpoint]
+    best = most_advanced(candidates)
+    if best is None:
+        raise NsromError(f"--resume: no checkpoint_<step>.pth or {paths.recent_checkpoint.name} in {paths.model_dir}; "
+                         "start without --resume")
+    return best
 
 
-def _batches(loader: DataLoader, sampler: DistributedSampler, dataset: TrainDataset) -> Iterator:
-    """Endless stream of batches; each pass over the data reshuffles and redraws the augmentation."""
-    epoch = 0
-    while True:
-        sampler.set_epoch(epoch)
-        dataset.epoch = epoch
-        yield from loader
-        epoch += 1
+class BatchStream:
+    """The endless stream of training batches, and where it stands: batch ``batch`` of pass ``epoch`` comes next.
 
+    Each pass over the data is a new permutation of a :class:`ResumableSampler`
+    (a function of the seed and the pass), the augmentation of an item is
+    seeded by (seed, pass, index) in the dataset, and the last partial batch
+    of a pass is kept. Yields ``(images, labels)``; under DDP the sampler's
+    padding repeats get an all-ignore label, so they add no loss and no
+    labelled pixels (the partial batch is then the one-process partial batch).
+    A stream built at a saved position yields what the saved one would have.
+    """
 
-def _on_device(batches: Iterator, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    non_blocking = device.type == "cuda"
-    while True:
-        _, images, labels = next(batches)
-        yield images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)
+    def __init__(self, dataset: TrainDataset, batch_size: int, num_workers: int, device: torch.device,
+                 seed: int, ignore_label: int, epoch: int = 0, batch: int = 0):
+        self.dataset, self.batch_size, self.device, self.seed = dataset, batch_size, device, seed
+        self.ignore_label = ignore_label
+        self.epoch, self.batch = epoch, batch
+        self.sampler = ResumableSampler(dataset, seed)
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers, drop_last=False,
+            worker_init_fn=seed_worker, pin_memory=device.type == "cuda", generator=self.generator,
+        )
+        self._iterator = self._stream()
+
+    @property
+    def batches_per_pass(self) -> int:
+        return math.ceil(self.sampler.num_samples / self.batch_size)
+
+    def position(self) -> dict[str, int]:
+        """The next batch: ``{"epoch": pass, "batch": index in the pass}``."""
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return next(self._iterator)
+
+    def _stream(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        non_blocking = self.device.type == "cuda"
+        while True:
+            self.sampler.set_epoch(self.epoch, self.batch * self.batch_size)
+            reseed_loader(self.generator, self.seed, self.epoch)
+            self.dataset.epoch = self.epoch
+            for index, (_, images, labels) in enumerate(self.loader, start=self.batch):
+                real = distributed.real_samples(len(self.dataset), index, self.batch_size, len(labels))
+                if not all(real):
+                    labels[~torch.tensor(real)] = self.ignore_label
+                self.batch = index + 1
+                yield images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+            self.epoch, self.batch = self.epoch + 1, 0
 
 
 def global_count_reducer(info: distributed.DistInfo) -> CountReducer | None:
@@ -89,21 +146,26 @@ def global_count_reducer(info: distributed.DistInfo) -> CountReducer | None:
     return reduce
 
 
-def save_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    step: int,
-    cfg: Dict,
-    scaler: torch.amp.GradScaler | None = None,
-) -> None:
-    """Model, optimiser, step and config (and the fp16 loss scale) in one file, written atomically."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": cfg.to_dict()}
-    if scaler is not None and scaler.is_enabled():
-        state["scaler"] = scaler.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    LOG.info("saved %s", path)
+class _Checkpointer:
+    """Writes training checkpoints with the whole state of the run (every rank takes part; rank 0 writes)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                 cfg: Dict, stream: BatchStream, recent: deque, device: torch.device):
+        self.model, self.optimizer, self.scaler, self.cfg = model, optimizer, scaler, cfg
+        self.stream, self.recent, self.device = stream, recent, device
+
+    def save(self, path: Path, step: int) -> None:
+        rng = gather_rng(self.device)
+        losses = distributed.gather_to_main([float(v) for v in self.recent])  # each rank's logging window
+        if not distributed.current().is_main:
+            return
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": step,
+                 "config": self.cfg.to_dict(), "stream": self.stream.position(), "data_seed": self.stream.seed,
+                 "rng": rng, "recent_losses": losses}
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        save_state(path, state)
+        LOG.info("saved %s", path)
 
 
 def train(
@@ -114,17 +176,21 @@ def train(
     resume: str | Path | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    check_data: bool = True,
 ) -> Path:
     """Train the model of ``cfg`` on ``DATASET.LABEL_DIR``; returns the final checkpoint path.
 
     Stage 4 rules: augmentation of :mod:`..datasets.transforms`, MSC loss summed
     over the four outputs, ITER_SIZE batches per step, three SGD groups, frozen
     BN, poly lr every LR_DECAY steps. ``resume`` is a checkpoint path or
-    ``"latest"``. An existing checkpoint_final.pth is kept unless ``overwrite``.
-    Under torchrun the processes join one DDP job (see the module docstring).
+    ``"latest"`` (the most advanced checkpoint of the run). An existing
+    checkpoint_final.pth is kept unless ``overwrite``. Under torchrun the
+    processes join one DDP job (see the module docstring). ``check_data``: check every
+    training image and label first (:func:`..datasets.check_split`).
     """
     with distributed.session(device) as info:
-        return _train(cfg, info, fully_supervised, init, resume, distributed.local_device(device), overwrite)
+        return _train(cfg, info, fully_supervised, init, resume, distributed.local_device(device), overwrite,
+                      check_data)
 
 
 def _train(
@@ -135,6 +201,7 @@ def _train(
     resume: str | Path | None,
     device: torch.device,
     overwrite: bool,
+    check_data: bool = True,
 ) -> Path:
     paths = RunPaths.from_config(cfg)
     solver = cfg.SOLVER
@@ -145,8 +212,11 @@ def _train(
     layout = data_layout(cfg)
     n_classes = len(class_names(cfg))
     label_dir = training_label_dir(cfg, layout, fully_supervised)
+    if info.is_main:
+        ensure_writable_dir(paths.model_dir)
+        ensure_writable_dir(paths.log_dir)
+        remove_leftover_temporaries(paths.model_dir)
     model = build_model(cfg.MODEL, n_classes)
-    start = 0
     if resume is None:
         if init and cfg.MODEL.INIT_MODEL:
             load_init(model.base, cfg.MODEL.INIT_MODEL)
@@ -159,15 +229,9 @@ def _train(
     )
     LOG.info("%d training images of %s, %d classes, %d process(es) x batch %d",
              len(dataset), cfg.DATASET.SPLIT.TRAIN, n_classes, info.world_size, batch_size)
-    dataset.seed = distributed.broadcast_from_main(int(torch.randint(SEED_RANGE, ())))
-    full_batches = len(dataset) >= solver.BATCH_SIZE.TRAIN
-    sampler = DistributedSampler(
-        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=dataset.seed, drop_last=full_batches
-    )
-    loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
-        drop_last=full_batches, worker_init_fn=seed_worker, pin_memory=device.type == "cuda",
-    )
+    if check_data:
+        check_split(layout, cfg.DATASET.SPLIT.TRAIN, dataset.ids, n_classes, "training", label_dir)
+    seed = distributed.broadcast_from_main(int(torch.randint(SEED_RANGE, ())))
 
     model.train()
     freeze_bn(model)
@@ -176,30 +240,46 @@ def _train(
     precision.prepare_model(model)
     optimizer = build_optimizer(model, solver)
     scaler = precision.grad_scaler()
+    state, start = None, 0
     if resume is not None:
-        start = _resume(model, optimizer, paths, resume, scaler)
+        path = latest_checkpoint(paths) if str(resume) == RESUME_LATEST else Path(resume)
+        state = _resume(model, optimizer, distributed.broadcast_from_main(path), scaler)
+        start = int(state["step"])
+        seed = int(state.get("data_seed", seed))
+    position = state.get("stream", {}) if state is not None else {}
+    dataset.seed = seed
+    stream = BatchStream(dataset, batch_size, cfg.DATALOADER.NUM_WORKERS, device, seed, cfg.DATASET.IGNORE_LABEL,
+                         epoch=position.get("epoch", 0), batch=position.get("batch", 0))
+    LOG.info("%d batches per pass over the data (the last one partial: %s)", stream.batches_per_pass,
+             "yes" if len(dataset) % solver.BATCH_SIZE.TRAIN else "no")
     net = model
     if info.enabled:  # BN is frozen: no buffers change, none need broadcasting
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
         )
+    if state is not None and "rng" in state:
+        restore_rank_rng(state["rng"], device)  # after every start-up draw (model init, data seed)
 
     writer = None
     if info.is_main:
-        paths.model_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths.model_dir / "config.yaml", to_yaml(cfg))
-        writer = SummaryWriter(str(paths.log_dir))
+        # purge_step drops what the interrupted run logged after its checkpoint
+        writer = SummaryWriter(str(paths.log_dir), purge_step=start + 1 if state is not None else None)
     val_monitor = ValMonitor.from_config(cfg, layout, class_names(cfg), device)  # SOLVER.ITER_VAL, off by default
-    batches = _batches(loader, sampler, dataset)
     reduce_counts = global_count_reducer(info)
     recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
+    saved_losses = (state or {}).get("recent_losses", [])
+    for value in saved_losses[info.rank] if info.rank < len(saved_losses) else []:
+        recent.append(torch.tensor(value, dtype=torch.float32, device=device))
+    cadence = CheckpointCadence(solver.ITER_SAVE_RECENT, solver.MINUTES_SAVE_RECENT)
+    checkpointer = _Checkpointer(model, optimizer, scaler, cfg, stream, recent, device)
     try:
         bar = tqdm(range(start, solver.ITER_MAX), initial=start, total=solver.ITER_MAX, desc="train",
                    dynamic_ncols=True, disable=not info.is_main)
         for step in bar:
             set_poly_lr(optimizer, step, solver.ITER_MAX, solver.POLY_POWER, solver.LR_DECAY)
             step_loss = train_step(
-                net, optimizer, _on_device(batches, device), iter_size=solver.ITER_SIZE,
+                net, optimizer, stream, iter_size=solver.ITER_SIZE,
                 ignore_label=cfg.DATASET.IGNORE_LABEL, precision=precision, scaler=scaler,
                 reduce_counts=reduce_counts,
             )
@@ -209,13 +289,18 @@ def _train(
                 _log_step(writer, bar, optimizer, recent, done, solver.ITER_TB)
             if val_monitor is not None:
                 val_monitor.after_step(model, done, writer)
-            if done % solver.ITER_SAVE == 0 and info.is_main:
-                save_checkpoint(paths.checkpoint(done), model, optimizer, done, cfg, scaler)
+            if done % solver.ITER_SAVE == 0:
+                checkpointer.save(paths.checkpoint(done), done)
+                cadence.saved()
+            elif done < solver.ITER_MAX and cadence.due(done):
+                checkpointer.save(paths.recent_checkpoint, done)
+                cadence.saved()
     finally:
         if writer is not None:
             writer.close()
+    checkpointer.save(paths.final_checkpoint, solver.ITER_MAX)
     if info.is_main:
-        save_checkpoint(paths.final_checkpoint, model, optimizer, solver.ITER_MAX, cfg, scaler)
+        paths.recent_checkpoint.unlink(missing_ok=True)  # the run is complete
     distributed.barrier()  # every rank returns once the final checkpoint exists
     return paths.final_checkpoint
 
@@ -249,20 +334,25 @@ def _log_step(
 def _resume(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    paths: RunPaths,
-    resume: str | Path,
+    path: Path,
     scaler: torch.amp.GradScaler | None = None,
-) -> int:
-    """Restore model, optimiser and step from a training checkpoint; returns the step."""
-    path = latest_checkpoint(paths.model_dir) if str(resume) == RESUME_LATEST else Path(resume)
+) -> dict:
+    """Restore model, optimiser and loss scale from a training checkpoint; returns the whole checkpoint.
+
+    A checkpoint without a stream position (an older version) resumes at the
+    start of a pass, with a warning: the data order then differs from the
+    interrupted run's.
+    """
     if not path.is_file():
         raise NsromError(f"--resume: checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "optimizer" not in state or "step" not in state:
+    state = load_state(path, "training checkpoint")
+    if "optimizer" not in state or "step" not in state:
         raise NsromError(f"--resume: {path} is a weights-only file; resuming needs a training checkpoint of main.py train")
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and scaler.is_enabled() and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+    if "stream" not in state:
+        LOG.warning("%s predates exact resume: the data order restarts at a new pass", path)
     LOG.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
+    return state

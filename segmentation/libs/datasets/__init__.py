@@ -7,8 +7,10 @@ from pathlib import Path
 
 from addict import Dict
 
+from nsrom import distributed
 from nsrom.classes import read_class_names, load_class_names
 from nsrom.data import DataLayout
+from nsrom.data_check import DEFAULT_WORKERS, FileJob, run_checks
 from nsrom.errors import ConfigError
 
 from ..utils.config import dataset_overrides
@@ -99,7 +101,31 @@ def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) ->
     return label_dir
 
 
+def check_split(
+    layout: DataLayout, split: str, ids: list[str], num_classes: int, what: str, label_dir: Path | None = None
+) -> None:
+    """Before a stage reads ``split``: every image decodes, and its mask (or training label in ``label_dir``)
+    is an 8-bit class-index PNG of the image's size with values below ``num_classes`` or 255.
+
+    Raises one :class:`~nsrom.errors.DataError` listing every problem (on rank 0, for every rank);
+    a missing mask is not an error (the image is not scored).
+    """
+    def run() -> None:
+        jobs = [
+            FileJob(image_id=i, split=split, image=layout.image_path(i),
+                    mask=layout.mask_path(i) if label_dir is None else None,
+                    label=Path(label_dir) / f"{i}.png" if label_dir is not None else None, num_classes=num_classes)
+            for i in ids
+        ]
+        report = run_checks(layout.root, jobs, workers=DEFAULT_WORKERS)
+        LOG.info("data check of %d %s images: %d errors, %d warnings (%.1f s)",
+                 len(ids), split, len(report.errors), len(report.warnings), report.seconds)
+        report.raise_for(None, what)
+
+    distributed.run_on_main(run)
+
+
 __all__ = [
-    "DATASETS", "EvalDataset", "TrainDataset", "class_names", "data_layout", "mean_bgr",
+    "DATASETS", "EvalDataset", "TrainDataset", "check_split", "class_names", "data_layout", "mean_bgr",
     "seed_worker", "training_label_dir",
 ]

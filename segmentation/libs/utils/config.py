@@ -25,6 +25,8 @@ from addict import Dict
 from nsrom.errors import ConfigError
 from nsrom.precision import AMP_MODES, AMP_OFF
 
+from .crf import BACKEND_AUTO, BACKENDS as CRF_BACKENDS
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "voc12.yaml"
 """The paper's settings and the schema of every config."""
@@ -36,10 +38,14 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "DATASET.LABEL_DIR": None,
     "MODEL.WIDTH_DIV": 1,
     "CRF.WRAPPED_IMAGE": True,  # a config without it is deeplab-pytorch's, whose CRF input wraps
+    "CRF.BACKEND": BACKEND_AUTO,
+    "CRF.BATCH_SIZE": 8,
     "SOLVER.AMP": AMP_OFF,
     "MODEL.CHANNELS_LAST": False,
     "SOLVER.ITER_VAL": 0,  # val mIoU during training: off
     "SOLVER.VAL_IMAGES": 0,
+    "SOLVER.ITER_SAVE_RECENT": 0,
+    "SOLVER.MINUTES_SAVE_RECENT": 10.0,
 }
 """Keys this project added to deeplab-pytorch's schema, with their value when absent."""
 
@@ -348,10 +354,17 @@ def _check_semantics(cfg: Dict, where: str) -> None:
     for key in ("ITER_VAL", "VAL_IMAGES"):
         if cfg.SOLVER[key] < 0:
             raise ConfigError(f"{where}: SOLVER.{key} must be >= 0 (0: off / all images), got {cfg.SOLVER[key]}")
+    for key in ("ITER_SAVE_RECENT", "MINUTES_SAVE_RECENT"):
+        if cfg.SOLVER[key] < 0:
+            raise ConfigError(f"{where}: SOLVER.{key} must be >= 0 (0: off), got {cfg.SOLVER[key]}")
     if cfg.SOLVER.OPTIMIZER.lower() != "sgd":
         raise ConfigError(f"{where}: SOLVER.OPTIMIZER {cfg.SOLVER.OPTIMIZER!r} not supported (only sgd)")
     if cfg.SOLVER.AMP not in AMP_MODES:
         raise ConfigError(f"{where}: SOLVER.AMP must be one of {', '.join(AMP_MODES)}, got {cfg.SOLVER.AMP!r}")
+    if cfg.CRF.BACKEND not in CRF_BACKENDS:
+        raise ConfigError(f"{where}: CRF.BACKEND must be one of {', '.join(CRF_BACKENDS)}, got {cfg.CRF.BACKEND!r}")
+    if cfg.CRF.BATCH_SIZE < 1:
+        raise ConfigError(f"{where}: CRF.BATCH_SIZE must be >= 1, got {cfg.CRF.BATCH_SIZE}")
     if cfg.SOLVER.BATCH_SIZE.TEST != 1:
         raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TEST must be 1 (test runs whole images at native size)")
 

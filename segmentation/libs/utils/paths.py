@@ -2,7 +2,8 @@
 
 Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
-    OUTPUT_DIR/models/<run>/<train split>/checkpoint_<step>.pth, checkpoint_final.pth, config.yaml
+    OUTPUT_DIR/models/<run>/<train split>/checkpoint_<step>.pth, checkpoint_recent.pth, checkpoint_final.pth,
+                                           config.yaml
     OUTPUT_DIR/logs/<run>/<train split>/          TensorBoard events, train.log
     OUTPUT_DIR/features/<run>/<split>/logit/<id>.npy     stride-8 logits of test
     OUTPUT_DIR/features/<run>/<split>/label_crf/<id>.png CRF labels (trainaug_pred.py crf, crf --save-png)
@@ -26,6 +27,7 @@ from pathlib import Path
 from addict import Dict
 
 from nsrom.errors import ConfigError
+from nsrom.training_state import RECENT_CHECKPOINT
 
 FINAL_CHECKPOINT = "checkpoint_final.pth"
 EVAL_NAME_SEPARATOR = "@"
@@ -109,6 +111,11 @@ class RunPaths:
 
     def checkpoint(self, step: int) -> Path:
         return self.model_dir / f"checkpoint_{step}.pth"
+
+    @property
+    def recent_checkpoint(self) -> Path:
+        """The recent-state checkpoint (SOLVER.ITER_SAVE_RECENT / MINUTES_SAVE_RECENT), replaced each time."""
+        return self.model_dir / RECENT_CHECKPOINT
 
     @property
     def crf_tag(self) -> str:

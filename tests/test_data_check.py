@@ -1,0 +1,151 @@
+"""The data check (nsrom.data_check, tools/check_data.py): every problem at once, with names, before work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classification import train as cls_train
+from nsrom.data import DataLayout
+from nsrom.data_check import SALIENCY, WARNING, FileJob, check_dataset, check_files
+from nsrom.errors import DataError
+from runner import run as runner, stages as stage_module
+from runner.context import RunContext
+from runner.presets import get_preset
+from runner.run import run_pipeline
+from segmentation import main as seg_main
+from segmentation.libs.utils.config import CONFIG_DIR
+from tools import check_data
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture()
+def broken(synthetic_root, tmp_path) -> tuple[DataLayout, dict[str, str]]:
+    """A copy of the synthetic set with one problem of each kind; returns it and the expected error per file."""
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    train, val = layout.ids("train_aug"), layout.ids("val")
+    jpeg = layout.image_path(train[0])
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    mask = layout.mask_path(train[1])
+    mask.write_bytes(mask.read_bytes()[: mask.stat().st_size // 2])
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(layout.saliency_path(train[2]))
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(layout.saliency_path(train[3]))  # 16-bit
+    values = np.asarray(Image.open(layout.mask_path(val[0]))).copy()
+    values[0, 0] = 9
+    Image.fromarray(values).save(layout.mask_path(val[0]))
+    lines = layout.cls_list_path.read_text().splitlines()
+    lines[4] = f"{lines[4].split()[0]} 7"
+    layout.cls_list_path.write_text("\n".join(lines) + "\n")
+    layout.saliency_path(train[5]).unlink()
+    expected = {
+        str(jpeg): "cannot decode the image",
+        str(mask): "cannot decode the mask",
+        str(layout.saliency_path(train[2])): "saliency map is 7x5 (WxH) but its image",
+        str(layout.saliency_path(train[3])): "mode I;16",
+        str(layout.mask_path(val[0])): "values [9] outside 0..3 and 255",
+        f"{layout.cls_list_path}:5": "class index 7 outside 0..2",
+    }
+    return layout, expected
+
+
+def test_every_problem_is_reported_at_once_with_its_file(broken):
+    layout, expected = broken
+    report = check_dataset(layout, workers=2)
+    errors = {p.path: p.message for p in report.errors}
+    assert set(errors) == set(expected)
+    for path, text in expected.items():
+        assert text in errors[path], path
+    missing = layout.saliency_path(layout.ids("train_aug")[5])
+    assert [(p.path, p.part) for p in report.warnings] == [(str(missing), SALIENCY)]
+    assert report.checked["images"] == 12 and report.checked["saliency"] == 7
+    with pytest.raises(DataError) as exc:
+        report.raise_for([(SALIENCY, "train_aug")], "stage 3")
+    assert str(exc.value).count("\n") == 2  # the two saliency errors, nothing else
+    report.raise_for([(SALIENCY, "val")], "nothing")  # no saliency error concerns val
+
+
+def test_cli_prints_every_problem_and_exits_1(broken, capsys, tmp_path):
+    layout, expected = broken
+    assert check_data.main([str(layout.root), "-j", "1", "--json", str(tmp_path / "report.json")]) == 1
+    out = capsys.readouterr().out
+    assert all(path in out for path in expected) and "6 error(s)" in out and "images/s" in out
+    assert (tmp_path / "report.json").is_file()
+
+
+def test_saliency_coverage_and_empty_or_full_maps(tmp_path):
+    image = tmp_path / "x.jpg"
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(image)
+    found = {}
+    for name, values in (("empty", np.zeros((4, 4))), ("full", np.full((4, 4), 255)),
+                         ("half", np.array([[127, 128, 0, 255]] * 4))):
+        Image.fromarray(values.astype(np.uint8)).save(tmp_path / f"{name}.png")
+        result = check_files(FileJob(name, "train_aug", image, saliency=tmp_path / f"{name}.png"))
+        assert result.problems == []
+        found[name] = result.coverage
+    assert found == {"empty": 0.0, "full": 1.0, "half": 0.5}
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
+    result = check_files(FileJob("rgb", "train_aug", image, saliency=tmp_path / "rgb.png"))
+    assert [p.severity for p in result.problems] == [WARNING]  # read as luminance, said so
+
+
+def test_classifier_stops_before_training_on_a_corrupt_image(broken, tmp_path, capsys):
+    layout, expected = broken
+    with pytest.raises(SystemExit) as exc:
+        cls_train.main(["--data-root", str(layout.root), "--runs-dir", str(tmp_path / "runs"), "--no-pretrained",
+                        "--device", "cpu", "--num-workers", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(layout.image_path(layout.ids("train_aug")[0])) in err and f"{layout.cls_list_path}:5" in err
+    assert not list((tmp_path / "runs").rglob("*.pth"))
+
+
+def test_deeplab_stops_before_training_on_a_bad_label(synthetic_root, tmp_path, capsys):
+    labels = tmp_path / "labels"
+    shutil.copytree(synthetic_root.mask_dir, labels)
+    bad = labels / f"{synthetic_root.ids('train_aug')[2]}.png"
+    values = np.asarray(Image.open(bad)).copy()
+    values[0, 0] = 40
+    Image.fromarray(values).save(bad)
+    with pytest.raises(SystemExit) as exc:
+        seg_main.main(["train", "-c", str(CONFIG_DIR / "demo.yaml"), "--cpu", "--set",
+                       f"DATASET.ROOT={synthetic_root.root}", "--set", f"DATASET.LABEL_DIR={labels}",
+                       "--set", f"EXP.OUTPUT_DIR={tmp_path / 'out'}"])
+    assert exc.value.code == 2
+    assert f"{bad}: training label holds values [40]" in capsys.readouterr().err
+    assert not list((tmp_path / "out").rglob("*.pth"))
+
+
+def test_pipeline_checks_before_stage_1_and_only_what_the_remaining_stages_read(broken, tmp_path, monkeypatch):
+    layout, _ = broken
+    called = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: called.append(n))
+                                           for s in stage_module.STAGES])
+    ctx = RunContext(layout.root, tmp_path / "w", get_preset("tiny"), device="cpu")
+    with pytest.raises(DataError, match="saliency map is 7x5"):
+        run_pipeline(ctx)
+    assert called == [] and (tmp_path / "w" / "data_check.json").is_file()
+    # the image and the train mask are broken too; stages that read only val data still stop on the val mask
+    with pytest.raises(DataError) as exc:
+        run_pipeline(ctx, from_stage="seg2_test")
+    assert "val_" in str(exc.value) and "saliency" not in str(exc.value) and called == []
+
+
+def test_training_masks_are_needed_only_where_train_cls_does_not_list_the_image(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    train = layout.ids("train_aug")
+    for image_id in train:
+        layout.mask_path(image_id).unlink()  # no training masks at all: fine while train_cls.txt lists every image
+    assert check_dataset(layout, workers=1).problems == []
+    lines = layout.cls_list_path.read_text().splitlines()
+    layout.cls_list_path.write_text("\n".join(lines[1:]) + "\n")  # the first image loses its labels
+    report = check_dataset(layout, workers=1)
+    assert [(p.severity, p.path) for p in report.problems] == [
+        (WARNING, str(layout.cls_list_path)), ("error", str(layout.mask_path(train[0])))]
+    assert "labels come from the masks" in report.errors[0].message
