@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nsrom.errors import exit_on_error
-from nsrom.files import atomic_path
+from nsrom.training_state import save_state
 from nsrom.logs import setup_logging
 from nsrom.source_task import NUM_SOURCE_CLASSES, recalibrate_batchnorm, source_set, train_dense
 
@@ -96,8 +96,7 @@ def make_vgg16_standin(
     state = {f"features.{k}": v.clone() for k, v in model.folded_features().state_dict().items()}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    save_state(out_path, state)  # atomic, and the same bytes for the same weights
     LOG.info("VGG16 stand-in (width 1/%d, %d px, %d steps) written to %s", width_div, input_size, steps, out_path)
     return out_path
 

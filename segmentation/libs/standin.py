@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from nsrom.files import atomic_path
+from nsrom.training_state import save_state
 from nsrom.source_task import NUM_SOURCE_CLASSES, recalibrate_batchnorm, source_set, train_dense
 
 from .models.deeplabv2 import DeepLabV2
@@ -68,8 +68,7 @@ def make_deeplab_standin(
     state = {k: v for k, v in base.state_dict().items() if not k.startswith(HEAD_PREFIX)}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    save_state(out_path, state)  # atomic, and the same bytes for the same weights
     LOG.info("DeepLab stand-in (blocks %s, width 1/%d, crop %d, %d steps) written to %s",
              list(n_blocks), width_div, crop_size, steps, out_path)
     return out_path
