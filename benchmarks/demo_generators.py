@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--blob-max-size", type=int, default=200, help="largest image side of the blob data")
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
+    p.add_argument("--json", type=Path, help="also write every row's figures to this JSON file")
     return p
 
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
+    rows = []
     for generator in args.generators:
         for seed in args.seeds:
             base = Path(args.out) / f"{generator}_seed{seed}"
@@ -105,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             r = summary(json.loads((work / "results.json").read_text()))
             missed = [name for name, ok in TARGETS if not ok(r)]
             failures += bool(missed)
+            rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed})
             cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
                                               "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
             print(f"| {generator} seed {seed} | " + " | ".join(cells)
                   + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=1))
     return 1 if failures else 0
 
 
