@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> Path | None:
         return None
     seed_everything(args.seed)
     samples, num_classes = samples_from_args(args)
-    dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size))
+    dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size, args.hue_jitter))
     model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     return fit(args, model, dataset, dirs, classification_loss, accumulator)
 

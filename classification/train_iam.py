@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> Path | None:
     seed_everything(args.seed)
     args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
     samples, num_classes = samples_from_args(args)
-    dataset = IAMDataset(samples, num_classes, train_transform(args.input_size), args.accu_dir, cam_size(args.input_size))
+    dataset = IAMDataset(samples, num_classes, train_transform(args.input_size, args.hue_jitter), args.accu_dir, cam_size(args.input_size))
     model = vgg1.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]))
 

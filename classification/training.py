@@ -42,7 +42,7 @@ from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state
 from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
 from .run_layout import RunDirs
-from .transforms import DEFAULT_INPUT_SIZE
+from .transforms import DEFAULT_INPUT_SIZE, HUE
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
                    help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")
+    p.add_argument("--hue-jitter", type=float, default=HUE,
+                   help="largest hue shift of the colour jitter, a fraction of the hue circle (default 0.1, the "
+                        "paper's); lower it where classes differ by colour, or a shift turns one into another")
     p.add_argument("--width-div", type=int, default=1,
                    help="divide every channel count (CPU demo; needs --no-pretrained unless 1)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,

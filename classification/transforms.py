@@ -106,9 +106,9 @@ class InputTransform:
         return to_normalized_tensor(img)
 
 
-def train_transform(size: int = DEFAULT_INPUT_SIZE) -> InputTransform:
-    """Stage 1/2 training input: resize, colour jitter, normalise."""
-    return InputTransform(size, ColorJitter())
+def train_transform(size: int = DEFAULT_INPUT_SIZE, hue: float = HUE) -> InputTransform:
+    """Stage 1/2 training input: resize, colour jitter (hue shifts up to ``hue`` of the circle), normalise."""
+    return InputTransform(size, ColorJitter(hue=hue))
 
 
 def export_transform(size: int = DEFAULT_INPUT_SIZE) -> InputTransform:

@@ -6,8 +6,8 @@ so every stage is also run on this data, through the same code paths.
 Each image has a textured background and 1 to 3 objects of ``num_classes``
 classes; a class is a (shape, colour, texture) combination, so a classifier
 can tell classes apart. The saliency map is a blurred, noisy copy of the
-object masks in which "non-salient" objects (small ones, and low-contrast
-ones) are faint or missing: these are the objects NSROM's potential object
+object masks in which "non-salient" objects (most small ones, half the
+low-contrast ones and a few others) are faint or missing: these are the objects NSROM's potential object
 mining and non-salient region masking are meant to recover. Ground-truth masks
 carry a 1-pixel ignore (255) border between regions, as VOC's do.
 
@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, classes_in_mask, write_cls_list, write_ids
 from .files import write_json
 from .images import write_grey, write_label, write_rgb
+from .objects import ObjectRecord, write_objects, write_record
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "star")
 TEXTURES = ("solid", "stripes", "dots", "checker")
@@ -35,6 +36,12 @@ SMALL_RADIUS = 0.14
 """Objects whose radius is below this fraction of the short side count as small."""
 LOW_CONTRAST_PROB = 0.2
 """Chance that an object is drawn blended into the background (low contrast)."""
+NON_SALIENT_PROB = {"small": 0.8, "low_contrast": 0.5, "other": 0.15}
+"""Chance that the saliency map misses an object (faint or missing), by kind. A detector misses
+small and low-contrast objects more often, and any object now and then; every kind is also
+salient in other images, so what the saliency map misses can be learnt from what it finds."""
+SALIENCY_FLOOR = 4.0
+"""Below this (0..255) the saliency map is 0: a detector's map is empty away from what it found."""
 MISSING_PROB = 0.5
 """Chance that a non-salient object is absent from the saliency map (else faint)."""
 
@@ -138,7 +145,8 @@ class SyntheticSample:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     mask: np.ndarray  # (H, W) uint8, 0 bg, k+1 class k, 255 border
     saliency: np.ndarray  # (H, W) uint8
-    objects: list[dict]  # class, radius, salient/faint/missing
+    objects: list[dict]  # instance, class, radius, salient/faint/missing
+    instances: np.ndarray  # (H, W) uint8, 0 bg, i for objects[i - 1], 255 border
 
 
 def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle]) -> SyntheticSample:
@@ -147,6 +155,7 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
     h, w = (short_side, long_side) if rng.random() < 0.7 else (long_side, short_side)
     image = _background(rng, h, w)
     label = np.zeros((h, w), dtype=np.uint8)
+    instances = np.zeros((h, w), dtype=np.uint8)
     saliency = np.zeros((h, w), dtype=np.float32)
     objects = []
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
@@ -165,41 +174,47 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
         fill = colour[None, None, :] * (1 + 0.25 * mod[..., None]) + rng.normal(0, 5, (h, w, 3))
         image = np.where(obj[..., None] > 0, fill, image)
         label[obj > 0] = k + 1
-        small = r < SMALL_RADIUS * min(h, w)
-        if small or low_contrast:
+        instances[obj > 0] = len(objects) + 1
+        kind = "small" if r < SMALL_RADIUS * min(h, w) else "low_contrast" if low_contrast else "other"
+        if rng.random() < NON_SALIENT_PROB[kind]:
             status = "missing" if rng.random() < MISSING_PROB else "faint"
         else:
             status = "salient"
         strength = {"salient": rng.uniform(200, 255), "faint": rng.uniform(40, 90), "missing": 0.0}[status]
         saliency = np.where(obj > 0, strength, saliency)
-        objects.append({"class": k, "radius": round(r, 1), "saliency": status})
+        objects.append({"instance": len(objects) + 1, "class": k, "radius": round(r, 1), "saliency": status})
     sigma = max(1.0, min(h, w) / 40)
-    saliency = cv2.GaussianBlur(saliency, (0, 0), sigma) + rng.normal(0, 8, (h, w))
+    saliency = cv2.GaussianBlur(saliency, (0, 0), sigma)
+    # Detector noise where the map responds; elsewhere 0, as a detector's 8-bit output is.
+    saliency = np.where(saliency > SALIENCY_FLOOR, saliency + rng.normal(0, 8, (h, w)), 0.0)
     border = np.zeros((h, w), dtype=bool)
     border[:, 1:] |= label[:, 1:] != label[:, :-1]
     border[1:, :] |= label[1:, :] != label[:-1, :]
     label[border] = IGNORE_INDEX
+    instances[border] = IGNORE_INDEX
     return SyntheticSample(
         image=np.clip(image, 0, 255).astype(np.uint8),
         mask=label,
         saliency=np.clip(saliency, 0, 255).astype(np.uint8),
         objects=objects,
+        instances=instances,
     )
 
 
 def generate(
     out_dir: str | Path,
-    num_train: int = 48,
-    num_val: int = 16,
-    size: int = 128,
+    num_train: int = 200,
+    num_val: int = 40,
+    size: int = 160,
     num_classes: int = 5,
     seed: int = 0,
 ) -> DataLayout:
     """Write a synthetic dataset in the VOC layout under ``out_dir``; return its layout.
 
     Writes JPEGImages, SegmentationClassAug (palette PNGs), saliency (every
-    image), ImageSets/Segmentation/{train_aug,val,train_cls}.txt, labels.txt and
-    synthetic.json (the parameters and each object's saliency status).
+    image), ImageSets/Segmentation/{train_aug,val,train_cls}.txt, labels.txt,
+    the record of the objects (``SegmentationObject/`` and ``objects.json``, see
+    :mod:`nsrom.objects`) and synthetic.json (the parameters).
     """
     if num_train < 1 or num_val < 0 or size < 32:
         raise ConfigError("need num_train >= 1, num_val >= 0 and size >= 32")
@@ -210,7 +225,7 @@ def generate(
     splits = {TRAIN_SPLIT: [f"train_{i:05d}" for i in range(num_train)],
               VAL_SPLIT: [f"val_{i:05d}" for i in range(num_val)]}
     all_ids = splits[TRAIN_SPLIT] + splits[VAL_SPLIT]
-    meta: dict[str, list[dict]] = {}
+    record: dict[str, list[ObjectRecord]] = {}
     cls_labels: dict[str, list[int]] = {}
     for image_id, child in zip(all_ids, children):
         rng = np.random.default_rng(child)
@@ -220,13 +235,14 @@ def generate(
         write_rgb(layout.image_path(image_id), sample.image)
         write_label(layout.mask_path(image_id), sample.mask)
         write_grey(layout.saliency_path(image_id), sample.saliency)
-        meta[image_id] = sample.objects
+        write_objects(layout.root, image_id, sample.instances)
+        record[image_id] = [ObjectRecord(o["instance"], o["class"], o["saliency"]) for o in sample.objects]
         cls_labels[image_id] = classes_in_mask(sample.mask, num_classes)
     for split, ids in splits.items():
         write_ids(layout.list_path(split), ids)
     write_cls_list(layout.cls_list_path, {i: cls_labels[i] for i in splits[TRAIN_SPLIT]})
+    write_record(layout.root, record)
     write_json(layout.root / "synthetic.json", {
-        "num_train": num_train, "num_val": num_val, "size": size,
-        "num_classes": num_classes, "seed": seed, "objects": meta,
+        "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
     })
     return layout

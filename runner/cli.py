@@ -6,9 +6,11 @@ The dataset's folder names, image extension and split names come from
 ROOT/dataset.yaml (VOC's without it; see README, "Data layout"); the layout
 flags below override it for every stage of the run.
 
-Stages: cam_train, cam_export, iam_train, oacam_export, pseudo_label,
-seg1_train, seg1_test, seg1_crf, trainaug_pred, masked_label, seg2_train,
-seg2_test, seg2_crf, report. Completed stages are skipped; an interrupted run
+Stages: pretrain (stand-in weights, demo preset only), cam_train, cam_export,
+iam_train, oacam_export, pseudo_label, seg1_train, seg1_test, seg1_crf,
+trainaug_pred, masked_label, seg2_train, seg2_test, seg2_crf,
+seg2_trainaug_pred and missed_objects (datasets with an object record),
+report. Completed stages are skipped; an interrupted run
 resumes; ``--from STAGE`` runs that stage and all later ones again.
 Scores go to W/results.json and W/results.md, the figures to W/figures/.
 

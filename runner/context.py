@@ -25,7 +25,9 @@ class RunContext:
     """Paths and settings shared by the stages of one run.
 
     ``W/classification/runs/{exp1,exp2}``: classifier and IAM runs (CAMs, OA-CAMs);
+    ``W/pretrained``: stand-in pretrained weights (presets that make their own);
     ``W/pseudo_labels``, ``W/masked_labels``: stage 3 and 6 labels;
+    ``W/pseudo_labels_no_pom``: stage 3 without POM (the ablation);
     ``W/segmentation``: DeepLab-v2 OUTPUT_DIR, EXP.ID ``round1`` / ``round2``;
     ``W/results.json``, ``W/results.md``, ``W/figures/`` (:data:`FIGURES`).
 
@@ -80,6 +82,11 @@ class RunContext:
         return self.work_dir / "pseudo_labels"
 
     @property
+    def pseudo_no_pom_dir(self) -> Path:
+        """Stage-3 labels made without potential object mining (the POM ablation)."""
+        return self.work_dir / "pseudo_labels_no_pom"
+
+    @property
     def masked_dir(self) -> Path:
         return self.work_dir / "masked_labels"
 
@@ -94,6 +101,26 @@ class RunContext:
     @property
     def figures_dir(self) -> Path:
         return self.work_dir / "figures"
+
+    @property
+    def standin_dir(self) -> Path:
+        """Stand-in pretrained weights of a preset that makes its own (``W/pretrained``)."""
+        return self.work_dir / "pretrained"
+
+    @property
+    def vgg_standin_path(self) -> Path:
+        return self.standin_dir / "vgg16_standin.pth"
+
+    @property
+    def deeplab_standin_path(self) -> Path:
+        return self.standin_dir / "deeplab_standin.pth"
+
+    @property
+    def standin_classifier_args(self) -> list[str]:
+        """``--pretrained-path`` of the stand-in for stages 1 and 2 (nothing without one)."""
+        if self.preset.standin is None:
+            return []
+        return ["--pretrained", "--pretrained-path", str(self.vgg_standin_path)]
 
     def figure_path(self, name: str) -> Path:
         """``W/figures/<name>.png`` for a name of :data:`FIGURES`."""
@@ -116,6 +143,7 @@ class RunContext:
             f"EXP.OUTPUT_DIR={self.seg_output_dir}",
             f"EXP.ID={round_id}",
             *self.preset.seg_overrides,
+            *([f"MODEL.INIT_MODEL={self.deeplab_standin_path}"] if self.preset.standin is not None else []),
             *self.seg_overrides,
         ]
 

@@ -6,6 +6,14 @@ results.json keys (each an object with at least ``miou`` in [0, 1] and
 (and ``ignored_fraction``), ``seg_round2``, ``seg_round2_crf``; plus
 ``stage_seconds``. CAMs, OA-CAMs and labels are scored on train_aug, the
 segmentation rounds on val.
+
+The evidence for the method's claims, in their own sections of results.md:
+``pseudo_label_no_pom`` (stage 3 without potential object mining, the
+ablation), round 1 against round 2 (from the keys above) and, for datasets
+that record their objects (nsrom/objects.py), ``missed_objects``: for each
+stage, the shares of the pixels of the objects the saliency map misses that
+are labelled with their class, ignored, background or another class.
+``machine`` says where the run was timed (CPU cores, torch threads).
 """
 
 from __future__ import annotations
@@ -26,6 +34,15 @@ RESULT_KEYS = {
     "seg_round2_crf": "DeepLab-v2 round 2 + CRF (val): the reported number",
 }
 
+
+MISSED_OBJECT_ROWS = {
+    "pseudo_label_no_pom": "pseudo labels without POM (ablation)",
+    "pseudo_label": "pseudo labels (stage 3, with POM)",
+    "masked_label": "masked labels (stage 6, NSRM)",
+    "seg_round1": "round-1 predictions + CRF (stage 5)",
+    "seg_round2": "round-2 predictions + CRF",
+}
+"""Rows of the missed-objects table: results.json ``missed_objects`` keys and what they are."""
 
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
@@ -73,6 +90,7 @@ def render_markdown(
     notes = results.get(NOTES_KEY, {})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
+    lines += _evidence(results)
     if keys:
         classes = list(results[keys[0]]["class_iou"])
         lines += ["", "Per-class IoU (%):", "", "| class | " + " | ".join(keys) + " |",
@@ -84,9 +102,48 @@ def render_markdown(
     for stage, seconds in stage_seconds.items():
         lines.append(f"| {stage} | {stage_descriptions.get(stage, '')} | {seconds:.1f} |")
     lines.append(f"| total | | {sum(stage_seconds.values()):.1f} |")
+    if "machine" in results:
+        machine = results["machine"]
+        lines += ["", f"Timed on {machine['cpu_cores']} CPU cores ({machine['torch_threads']} torch threads), "
+                      f"device {machine['device']}."]
     if figures:
         lines += ["", "Figures:", ""] + [f"- [{caption}]({path})" for caption, path in figures]
     return "\n".join(lines) + "\n"
+
+
+def _signed(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _evidence(results: dict) -> list[str]:
+    """The sections on POM, round 1 against round 2 and the missed objects (those results present)."""
+    lines: list[str] = []
+    if "pseudo_label_no_pom" in results and "pseudo_label" in results:
+        lines += ["", "Potential object mining (stage 3, train_aug):", "",
+                  "| pseudo labels | mIoU over non-ignored (%) | ignored (%) |", "|---|---:|---:|"]
+        for key, name in (("pseudo_label_no_pom", "without POM"), ("pseudo_label", "with POM (the method)")):
+            entry = results[key]
+            lines.append(f"| {name} | {_pct(entry['miou'])} | {_pct(entry.get('ignored_fraction'))} |")
+    rows = [(name, results.get(f"seg_round1{suffix}"), results.get(f"seg_round2{suffix}"))
+            for name, suffix in (("DeepLab-v2", ""), ("DeepLab-v2 + CRF", "_crf"))]
+    rows = [(name, a, b) for name, a, b in rows if a is not None and b is not None]
+    if rows:
+        lines += ["", "Round 1 (pseudo labels) against round 2 (masked labels), val mIoU (%):", "",
+                  "| model | round 1 | round 2 | round 2 - round 1 |", "|---|---:|---:|---:|"]
+        for name, a, b in rows:
+            lines.append(f"| {name} | {_pct(a['miou'])} | {_pct(b['miou'])} | {_signed(b['miou'] - a['miou'])} |")
+    missed = results.get("missed_objects")
+    if missed:
+        first = next(iter(missed.values()))
+        lines += ["", f"Objects the saliency map misses ({first['objects']} objects, {first['pixels']} pixels of "
+                      "train_aug): where their pixels end up (%):", "",
+                  "| stage | own class | ignored | background | other class |", "|---|---:|---:|---:|---:|"]
+        for key, name in MISSED_OBJECT_ROWS.items():
+            if key in missed:
+                e = missed[key]
+                lines.append(f"| {name} | {_pct(e['right_class'])} | {_pct(e['ignored'])} | "
+                             f"{_pct(e['background'])} | {_pct(e['other_class'])} |")
+    return lines
 
 
 def write_markdown(path: Path, text: str) -> None:

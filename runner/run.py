@@ -9,7 +9,10 @@ markers, results.json and results.md.
 from __future__ import annotations
 
 import logging
+import os
 import time
+
+import torch
 
 from nsrom import distributed
 from nsrom.data_check import DataReport, check_dataset
@@ -87,6 +90,11 @@ def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
     return {name for name in STAGE_NAMES if state.is_done(name)}
 
 
+def machine_info(device: str) -> dict:
+    """Where the stages were timed: CPU cores of the machine, torch's threads, the device asked for."""
+    return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device}
+
+
 def _prepare(ctx: RunContext, stages: list[Stage]) -> None:
     """Before the first stage (rank 0): delete temporaries a killed run left, check the data."""
     removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
@@ -123,7 +131,7 @@ def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
-    results = update_results(ctx.results_path, {"stage_seconds": seconds})
+    results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device)})
     figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
                for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
     write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

@@ -13,6 +13,7 @@ rank 0 alone (label generation, the report) while the others wait.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -23,9 +24,10 @@ from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
+from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
 from .results import NOTES_KEY
-from .seg_rounds import round_label_dir, seg_paths, seg_scores
+from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +53,36 @@ class Stage:
     """Under torchrun: True, every process runs the stage; False, rank 0 alone (CPU work)."""
     needs: tuple[Need, ...] = ()
     """What the stage reads of the dataset: the pipeline stops before it when the data check finds an error there."""
+
+
+# --- stand-in pretrained weights (presets that make their own) ---------------------
+
+
+def pretrain(ctx: RunContext) -> None:
+    """Make the preset's stand-ins for the ImageNet VGG16 and COCO DeepLab weights (see presets.Standin).
+
+    Their sizes are those of the networks that load them: ``--width-div`` and
+    ``--input-size`` of the classifier flags, ``MODEL.*`` and the crop of the
+    segmentation config. Files that exist are kept (unless the stage is re-run).
+    """
+    spec = ctx.preset.standin
+    if spec is None:
+        LOG.info("preset %s starts from the real pretrained weights: nothing to make", ctx.preset.name)
+        return
+    from classification import train
+    from classification.standin import make_vgg16_standin
+    from segmentation.libs.datasets import mean_bgr
+    from segmentation.libs.standin import make_deeplab_standin
+
+    if ctx.overwrite or not ctx.vgg_standin_path.is_file():
+        cls = train.build_parser().parse_args([*ctx.preset.classifier_args, *ctx.classifier_extra])
+        make_vgg16_standin(ctx.vgg_standin_path, cls.width_div, cls.input_size, spec.images, spec.vgg_steps,
+                           spec.batch_size, spec.lr, spec.seed)
+    if ctx.overwrite or not ctx.deeplab_standin_path.is_file():
+        cfg = seg_config(ctx, "round1")
+        make_deeplab_standin(ctx.deeplab_standin_path, cfg.MODEL.N_BLOCKS, cfg.MODEL.ATROUS_RATES,
+                             cfg.MODEL.WIDTH_DIV, cfg.IMAGE.SIZE.TRAIN, mean_bgr(cfg), spec.images,
+                             spec.deeplab_steps, spec.batch_size, spec.lr, spec.seed)
 
 
 # --- classification: stages 1, 1b, 2 ------------------------------------------------
@@ -90,7 +122,8 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
 
 def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
     args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
-            *ctx.classifier_extra, NO_CHECK, "--overwrite" if ctx.overwrite else "--resume"]
+            *ctx.standin_classifier_args, *ctx.classifier_extra, NO_CHECK,
+            "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
 
@@ -133,7 +166,7 @@ def _check_status(status: int, what: str) -> None:
         raise NsromError(f"{what} did not finish for every image (see the summary above)")
 
 
-def pseudo_label(ctx: RunContext) -> dict:
+def _gen_label(ctx: RunContext, out_dir, rules) -> None:
     from classification import gen_label
     from classification.labeling.settings import rules_to_argv
 
@@ -141,12 +174,26 @@ def pseudo_label(ctx: RunContext) -> dict:
         "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
-        "--out-dir", str(ctx.pseudo_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
-        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra,
+        "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
+        *rules_to_argv(rules), *ctx.pseudo_label_extra,
     ])
     _check_status(status, "gen_label.py")
-    return score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
+
+
+def pseudo_label(ctx: RunContext) -> dict:
+    """Stage 3, and the same labels without POM (the ablation, ``W/pseudo_labels_no_pom``, scored too)."""
+    _gen_label(ctx, ctx.pseudo_dir, ctx.preset.pom_rules)
+    entries = score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
         ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers))
+    if ctx.preset.pom_rules.pom:
+        _gen_label(ctx, ctx.pseudo_no_pom_dir, dataclasses.replace(ctx.preset.pom_rules, pom=False))
+        ablation = score_train_output(ctx, "pseudo_label_no_pom", lambda: evaluate_labels(
+            ctx.layout, ctx.train_split, ctx.pseudo_no_pom_dir, ctx.preset.label_workers))
+        notes = {**ablation.pop(NOTES_KEY, {}), **entries.pop(NOTES_KEY, {})}
+        entries.update(ablation)
+        if notes:
+            entries[NOTES_KEY] = notes
+    return entries
 
 
 def masked_label(ctx: RunContext) -> dict:
@@ -203,16 +250,57 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
     return {f"seg_{round_id}{'_crf' if crf else ''}": seg_scores(read_json(path))}
 
 
-def _trainaug_pred(ctx: RunContext) -> None:
+def _trainaug_pred(ctx: RunContext, round_id: str = "round1") -> None:
     from segmentation import trainaug_pred as tp
     from segmentation.libs.cli import run_group
 
-    round_args = ctx.seg_args("round1", ctx.pseudo_dir)
+    round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
     run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "trainaug_pred.py")
     run_group(
         tp.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
         "trainaug_pred.py",
     )
+
+
+# --- the paper's claim: where the objects the saliency map misses end up ----------
+
+MISSED_OBJECTS_KEY = "missed_objects"
+"""results.json key of the shares of the pixels of the objects the saliency map misses."""
+
+
+def _round2_trainaug_pred(ctx: RunContext) -> None:
+    """Round-2 predictions + CRF on train_aug, for :func:`missed_objects` (only with an object record)."""
+    if not has_record(ctx.data_root):
+        LOG.info("no object record (objects.json) in %s: round-2 predictions on %s not needed",
+                 ctx.data_root, ctx.train_split)
+        return
+    _trainaug_pred(ctx, "round2")
+
+
+def missed_objects(ctx: RunContext) -> dict:
+    """Where the pixels of the objects the saliency map misses end up, at each stage (nsrom/objects.py).
+
+    Over train_aug, for the labels without and with POM (stage 3), the masked
+    labels (stage 6) and the round-1 and round-2 predictions with CRF: the
+    share labelled with the object's class, ignored, background or another
+    class. Needs the dataset's object record; real VOC has none (nothing is added).
+    """
+    if not has_record(ctx.data_root):
+        LOG.info("no object record (objects.json) in %s: no analysis of the missed objects", ctx.data_root)
+        return {}
+    from nsrom.objects import object_shares, read_record
+
+    record = read_record(ctx.data_root)
+    ids = ctx.layout.ids(ctx.train_split)
+    folders = {
+        "pseudo_label_no_pom": ctx.pseudo_no_pom_dir,
+        "pseudo_label": ctx.pseudo_dir,
+        "masked_label": ctx.masked_dir,
+        "seg_round1": seg_paths(ctx, "round1").label_crf_dir(ctx.train_split),
+        "seg_round2": seg_paths(ctx, "round2").label_crf_dir(ctx.train_split),
+    }
+    return {MISSED_OBJECTS_KEY: {key: object_shares(ctx.layout, ids, folder, record=record)
+                                 for key, folder in folders.items() if folder.is_dir()}}
 
 
 def report(ctx: RunContext) -> None:
@@ -225,6 +313,7 @@ def report(ctx: RunContext) -> None:
 
 
 STAGES: list[Stage] = [
+    Stage("pretrain", "stand-in pretrained weights (presets that make their own)", pretrain),
     Stage("cam_train", "stage 1: OAA classifier + online attention accumulation", cam_train, parallel=True,
           needs=CLASSIFIER_NEEDS),
     Stage("cam_export", "stage 1b: CAMs of the training images", cam_export, parallel=True, needs=SCORED_ON_TRAIN),
@@ -248,6 +337,10 @@ STAGES: list[Stage] = [
           parallel=True, needs=VAL_NEEDS),
     Stage("seg2_crf", "stage 7: DeepLab-v2 round 2, CRF on val", lambda ctx: _seg_eval(ctx, "round2", True),
           parallel=True, needs=VAL_NEEDS),
+    Stage("seg2_trainaug_pred", "round-2 predictions + CRF on train_aug (datasets with an object record)",
+          _round2_trainaug_pred, parallel=True, needs=SCORED_ON_TRAIN),
+    Stage("missed_objects", "where the pixels of the objects the saliency map misses end up, per stage",
+          missed_objects, needs=SCORED_ON_TRAIN),
     Stage("report", "results.md, the figure grid and the CAM threshold curves", report,
           needs=(*SCORED_ON_TRAIN, *VAL_NEEDS)),
 ]

@@ -113,18 +113,14 @@ def test_width_div_must_divide_the_channel_counts():
         vgg.vgg16(num_classes=3, width_div=3)
 
 
-def test_pretrained_needs_full_width():
-    with pytest.raises(ConfigError, match="--no-pretrained"):
-        vgg.vgg16(pretrained=True, num_classes=3, width_div=8)
-
-
-def fake_torchvision_vgg16() -> dict[str, torch.Tensor]:
+def fake_torchvision_vgg16(width_div: int = 1) -> dict[str, torch.Tensor]:
     """A state dict laid out like torchvision's vgg16 (features + a small stand-in classifier)."""
     gen = torch.Generator().manual_seed(3)
     state = {}
     for i, out_c, in_c in FEATURE_CONVS:
-        state[f"features.{i}.weight"] = torch.randn(out_c, in_c, 3, 3, generator=gen)
-        state[f"features.{i}.bias"] = torch.randn(out_c, generator=gen)
+        in_c = in_c if i == 0 else in_c // width_div
+        state[f"features.{i}.weight"] = torch.randn(out_c // width_div, in_c, 3, 3, generator=gen)
+        state[f"features.{i}.bias"] = torch.randn(out_c // width_div, generator=gen)
     state["classifier.0.weight"] = torch.randn(4, 8, generator=gen)
     state["classifier.0.bias"] = torch.randn(4, generator=gen)
     return state
@@ -173,3 +169,19 @@ def test_original_dataparallel_checkpoint_loads_and_wrong_arch_is_refused(tmp_pa
         assert torch.equal(dst.state_dict()[key], value)
     with pytest.raises(ConfigError, match="--arch"):
         load_checkpoint(vgg1.vgg16(num_classes=3, width_div=16), path)
+
+
+def test_narrow_network_loads_weights_of_its_own_width(tmp_path):
+    """--width-div > 1 takes a pretrained file when its shapes are the network's (the demo's stand-in)."""
+    path = tmp_path / "narrow.pth"
+    state = fake_torchvision_vgg16(width_div=8)
+    torch.save(state, path)
+    model = vgg.vgg16(pretrained=True, num_classes=3, width_div=8, pretrained_path=str(path))
+    assert torch.equal(model.state_dict()["features.28.weight"], state["features.28.weight"])
+
+
+def test_width_mismatch_names_the_tensor_and_the_fix(tmp_path):
+    path = tmp_path / "vgg16-397923af.pth"
+    torch.save(fake_torchvision_vgg16(), path)
+    with pytest.raises(ConfigError, match=r"features\.0\.weight has shape \(64, 3, 3, 3\).*\(8, 3, 3, 3\).*another width"):
+        vgg.vgg16(pretrained=True, num_classes=3, width_div=8, pretrained_path=str(path))

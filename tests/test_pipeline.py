@@ -27,7 +27,7 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
-    assert set(results) == {"cam", "oacam", "pseudo_label", "stage_seconds"}
+    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "stage_seconds", "machine"}
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
     return ctx, results
 
@@ -57,6 +57,51 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
         assert figure.is_file() and figure.stat().st_size > 1000
         assert f"](figures/{name}.png)" in md
     assert json.loads(ctx.results_path.read_text()) == results
+
+
+def test_stand_in_weights_are_made_and_loaded_through_the_real_flags(finished_run):
+    ctx, _ = finished_run
+    assert ctx.vgg_standin_path.is_file() and ctx.deeplab_standin_path.is_file()
+    for exp in ("exp1", "exp2"):  # stages 1 and 2: --pretrained-path, as the ImageNet file
+        args = read_json(ctx.runs_dir / exp / "train_args.json")
+        assert args["pretrained"] is True and args["pretrained_path"] == str(ctx.vgg_standin_path)
+        assert f"from {ctx.vgg_standin_path}" in (ctx.runs_dir / exp / "logs" / "train.log").read_text()
+    for round_id in ("round1", "round2"):  # stages 4 and 7: MODEL.INIT_MODEL, as the COCO file
+        config = (stage_module.seg_paths(ctx, round_id).model_dir / "config.yaml").read_text()
+        assert f"INIT_MODEL: {ctx.deeplab_standin_path}" in config
+
+
+def test_pom_ablation_and_missed_objects(finished_run, synthetic_root):
+    ctx, results = finished_run
+    no_pom = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_no_pom_dir)
+    assert no_pom["miou"] == pytest.approx(results["pseudo_label_no_pom"]["miou"])
+    # POM only turns background into ignore: the labels differ only there.
+    from nsrom.images import read_label
+
+    for image_id in synthetic_root.ids("train_aug"):
+        with_pom, without = read_label(ctx.pseudo_dir / f"{image_id}.png"), read_label(ctx.pseudo_no_pom_dir / f"{image_id}.png")
+        changed = with_pom != without
+        assert (without[changed] == 0).all() and (with_pom[changed] == 255).all()
+    missed = results["missed_objects"]
+    assert list(missed) == ["pseudo_label_no_pom", "pseudo_label", "masked_label", "seg_round1", "seg_round2"]
+    for entry in missed.values():
+        assert entry["objects"] > 0 and entry["status"] == "missing"
+        assert sum(entry[k] for k in ("right_class", "ignored", "background", "other_class")) == pytest.approx(1)
+    assert missed["pseudo_label"]["background"] <= missed["pseudo_label_no_pom"]["background"]
+    md = (ctx.work_dir / "results.md").read_text()
+    assert "| without POM |" in md and "Objects the saliency map misses" in md and "| round 2 - round 1 |" in md
+    assert f"Timed on {results['machine']['cpu_cores']} CPU cores" in md
+
+
+def test_no_object_record_no_missed_objects(finished_run, synthetic_root, tmp_path):
+    import shutil
+
+    ctx, _ = finished_run
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    (root / "objects.json").unlink()
+    bare = dataclasses.replace(ctx, data_root=root)
+    assert stage_module.missed_objects(bare) == {}
 
 
 def test_completed_stages_are_skipped(finished_run, synthetic_root, monkeypatch, tiny_preset):
@@ -116,7 +161,7 @@ def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthet
 
 
 def test_stage_selection_errors():
-    assert select_stages("seg2_test", None) == ["seg2_test", "seg2_crf", "report"]
+    assert select_stages("seg2_test", None) == ["seg2_test", "seg2_crf", "seg2_trainaug_pred", "missed_objects", "report"]
     with pytest.raises(ConfigError, match="unknown stage 'seg3'"):
         select_stages("seg3", None)
     with pytest.raises(ConfigError, match="comes after"):

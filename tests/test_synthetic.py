@@ -11,7 +11,7 @@ import pytest
 
 from nsrom.classes import IGNORE_INDEX
 from nsrom.data import DataLayout, classes_in_mask, derive_image_labels, read_cls_list
-from nsrom.files import read_json
+from nsrom.objects import read_record
 from nsrom.images import read_grey, read_label, read_rgb
 from nsrom.synthetic import generate
 
@@ -47,8 +47,8 @@ def test_image_labels_equal_classes_in_masks(synthetic_root: DataLayout):
 
 def test_saliency_misses_non_salient_objects(tmp_path):
     layout = generate(tmp_path, num_train=24, num_val=0, size=96, num_classes=4, seed=3)
-    objects = read_json(layout.root / "synthetic.json")["objects"]
-    statuses = [o["saliency"] for objs in objects.values() for o in objs]
+    objects = read_record(layout.root)
+    statuses = [o.saliency for objs in objects.values() for o in objs]
     assert "salient" in statuses and "missing" in statuses
     # Saliency inside salient-only objects is high, inside missing-only objects low.
     high, low = [], []
@@ -56,7 +56,7 @@ def test_saliency_misses_non_salient_objects(tmp_path):
         mask, sal = read_label(layout.mask_path(image_id)), read_grey(layout.saliency_path(image_id))
         by_class = {}
         for o in objs:
-            by_class.setdefault(o["class"], set()).add(o["saliency"])
+            by_class.setdefault(o.cls, set()).add(o.saliency)
         for k, st in by_class.items():
             region = sal[mask == k + 1]
             if region.size and st == {"salient"}:

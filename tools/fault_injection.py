@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -50,7 +51,8 @@ VOLATILE = ("*.log", "events.out.tfevents.*", ".stages/*", "results.md", "data_c
 VOLATILE_RESULT_KEYS = ("stage_seconds",)
 TEMPORARY = "*.partial-*"
 """Names of the temporary files of atomic writes (nsrom.files): a kill may leave some; never under a final name."""
-STAGE_MARK = "] stage"
+STAGE_START = re.compile(r"runner\.run: \[(\w+)\] (?!finished in|done earlier)")
+"""The runner's line announcing a stage: ``runner.run: [<name>] <description>``."""
 TIMING_FILE = "fault_injection_timing.json"
 
 
@@ -85,9 +87,9 @@ def start(command: list[str], log_path: Path) -> tuple[subprocess.Popen, RunLog,
         with open(log_path, "w") as out:
             for line in proc.stdout:
                 out.write(line)
-                if STAGE_MARK in line and "[" in line:
-                    name = line.split("[", 1)[1].split("]", 1)[0]
-                    log.stages.append((time.monotonic() - log.started, name))
+                match = STAGE_START.search(line)
+                if match:
+                    log.stages.append((time.monotonic() - log.started, match.group(1)))
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()

@@ -9,16 +9,16 @@ import argparse
 from collections import Counter
 
 from nsrom.errors import exit_on_error
-from nsrom.files import read_json
+from nsrom.objects import read_record
 from nsrom.synthetic import generate
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="dataset root to write (the ROOT of the layout)")
-    p.add_argument("--num-train", type=int, default=48, help="train_aug images (default 48)")
-    p.add_argument("--num-val", type=int, default=16, help="val images (default 16)")
-    p.add_argument("--size", type=int, default=128, help="long image side in pixels (default 128)")
+    p.add_argument("--num-train", type=int, default=200, help="train_aug images (default 200, the demo's)")
+    p.add_argument("--num-val", type=int, default=40, help="val images (default 40)")
+    p.add_argument("--size", type=int, default=160, help="long image side in pixels (default 160)")
     p.add_argument("--classes", type=int, default=5, help="foreground classes K (default 5, at most 28)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
     return p
@@ -28,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     layout = generate(args.out, args.num_train, args.num_val, args.size, args.classes, args.seed)
-    objects = read_json(layout.root / "synthetic.json")["objects"]
-    status = Counter(o["saliency"] for objs in objects.values() for o in objs)
+    status = Counter(o.saliency for objs in read_record(layout.root).values() for o in objs)
     print(
         f"wrote {args.num_train} train_aug + {args.num_val} val images, {args.classes} classes, "
         f"to {layout.root}\nobjects by saliency: "

@@ -150,12 +150,12 @@ def build_attention_net(
     width_div: int = 1,
     pretrained_path: str | None = None,
 ) -> AttentionNet:
-    """Build the network; with ``pretrained`` load ImageNet VGG16 weights into ``features``."""
-    if pretrained and width_div != 1:
-        raise ConfigError(
-            f"ImageNet VGG16 weights only fit the full-width network; --width-div {width_div} "
-            "needs --no-pretrained (the reduced width is for the CPU demo)"
-        )
+    """Build the network; with ``pretrained`` load VGG16 weights into ``features``.
+
+    The weight file's ``features.*`` shapes must be those of this network: the
+    ImageNet file fits ``width_div`` 1; a narrower network needs a file of its
+    own width (the CPU demo makes one, see tools/make_standin_weights.py).
+    """
     model = AttentionNet(num_classes, head, width_div)
     if pretrained:
         load_imagenet_vgg16(model, pretrained_path)

@@ -97,7 +97,8 @@ def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], what: str
             if own[key].shape != value.shape:
                 raise ConfigError(
                     f"{what}: {key} has shape {tuple(value.shape)}, the model expects "
-                    f"{tuple(own[key].shape)} (ImageNet weights need --width-div 1)"
+                    f"{tuple(own[key].shape)}: the weights were made for another width "
+                    f"(the ImageNet file fits --width-div 1; a narrower network needs a file of its width)"
                 )
             to_load[key] = value
             report.loaded.append(key)

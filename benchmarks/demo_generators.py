@@ -1,0 +1,121 @@
+"""The demo preset on data of both synthetic generators: its figures, its claims, its time.
+
+    python benchmarks/demo_generators.py [--out /tmp/demo_check] [--seeds 0 1] [--generators synthetic blob]
+
+For each generator and seed: make a dataset (``synthetic``: tools/make_synthetic_voc.py
+with its defaults, the data of tools/demo.sh; ``blob``: tools/blob_voc.py, a
+differently made generator, with 4 to 6 classes and image sides up to
+``--blob-max-size``), run ``pipeline.py --preset demo`` on it in a fresh
+process, read its results.json and print one row: CAM, OA-CAM, pseudo labels
+(and the share ignored), both DeepLab rounds with CRF, where the pixels of the
+objects missing from the saliency map end up (background in the labels
+without and with POM, own class in the round-2 predictions), wall and CPU
+time, and which of the demo's targets the run misses. A run that exists is
+read, not redone (``--redo`` to run again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TARGETS = (
+    ("CAM >= 45", lambda r: r["cam"] >= 45),
+    ("OA-CAM >= CAM", lambda r: r["oacam"] >= r["cam"]),
+    ("pseudo >= 65", lambda r: r["pseudo"] >= 65),
+    ("ignored <= 40%", lambda r: r["ignored"] <= 40),
+    ("R1+CRF >= 50", lambda r: r["r1crf"] >= 50),
+    ("R2+CRF >= R1+CRF+2", lambda r: r["r2crf"] >= r["r1crf"] + 2),
+    ("final >= 60", lambda r: r["r2crf"] >= 60),
+)
+"""What the demo has to reach on such data (README, "Quick start")."""
+
+
+def make_data(generator: str, seed: int, root: Path, blob_max_size: int) -> None:
+    if generator == "synthetic":
+        cmd = [sys.executable, "tools/make_synthetic_voc.py", "--out", str(root), "--seed", str(seed)]
+    else:
+        cmd = [sys.executable, "tools/blob_voc.py", "--out", str(root), "--seed", str(seed),
+               "--classes", str(4 + seed % 3), "--max-size", str(blob_max_size)]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
+def run_demo(data: Path, work: Path) -> tuple[float, float]:
+    """``pipeline.py --preset demo``; returns its wall and CPU seconds (user + system, children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(work.parent / "pipeline.out", "w") as log:
+        subprocess.run([sys.executable, "pipeline.py", "--data-root", str(data), "--work-dir", str(work),
+                        "--preset", "demo", "--device", "cpu"], cwd=REPO, check=True, stdout=log, stderr=log)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def summary(results: dict) -> dict:
+    pct = {k: 100 * results[key]["miou"] for k, key in (
+        ("cam", "cam"), ("oacam", "oacam"), ("pseudo", "pseudo_label"), ("r1crf", "seg_round1_crf"),
+        ("masked", "masked_label"), ("r2crf", "seg_round2_crf"))}
+    pct["ignored"] = 100 * results["pseudo_label"]["ignored_fraction"]
+    missed = results.get("missed_objects", {})
+    share = lambda key, outcome: 100 * missed[key][outcome] if key in missed else float("nan")  # noqa: E731
+    pct["bg_no_pom"] = share("pseudo_label_no_pom", "background")
+    pct["bg_pom"] = share("pseudo_label", "background")
+    pct["r1_own"] = share("seg_round1", "right_class")
+    pct["r2_own"] = share("seg_round2", "right_class")
+    return pct
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="/tmp/nsrom_demo_generators", help="where datasets and runs go")
+    p.add_argument("--generators", nargs="+", default=["synthetic", "blob"], choices=["synthetic", "blob"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--blob-max-size", type=int, default=200, help="largest image side of the blob data")
+    p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
+    p.add_argument("--json", type=Path, help="also write every row's figures to this JSON file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    header = ("data", "CAM", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
+              "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed")
+    print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
+    failures = 0
+    rows = []
+    for generator in args.generators:
+        for seed in args.seeds:
+            base = Path(args.out) / f"{generator}_seed{seed}"
+            data, work = base / "data", base / "work"
+            timing_path = base / "timing.json"
+            if args.redo or not timing_path.is_file():
+                if not (data / "labels.txt").is_file():
+                    make_data(generator, seed, data, args.blob_max_size)
+                wall, cpu = run_demo(data, work)
+                timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
+            timing = json.loads(timing_path.read_text())
+            r = summary(json.loads((work / "results.json").read_text()))
+            missed = [name for name, ok in TARGETS if not ok(r)]
+            failures += bool(missed)
+            rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed})
+            cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
+                                              "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
+            print(f"| {generator} seed {seed} | " + " | ".join(cells)
+                  + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=1))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
