@@ -95,7 +95,6 @@ def make_vgg16_standin(
     recalibrate_batchnorm(model, imagenet_input, data, batch_size)
     state = {f"features.{k}": v.clone() for k, v in model.folded_features().state_dict().items()}
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     save_state(out_path, state)  # atomic, and the same bytes for the same weights
     LOG.info("VGG16 stand-in (width 1/%d, %d px, %d steps) written to %s", width_div, input_size, steps, out_path)
     return out_path

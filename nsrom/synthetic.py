@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -201,6 +202,34 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
     )
 
 
+GeneratedImage = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[ObjectRecord]]
+"""Image id, RGB image, ground truth, saliency map, instance mask and object record of one generated image."""
+
+
+def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], num_classes: int,
+                            images: Iterable[GeneratedImage], jpeg_quality: int = 95) -> None:
+    """Write generated images into ``layout`` with the lists, ``train_cls.txt`` and the object record.
+
+    ``images`` gives every id of ``splits`` once; each image is written as it
+    comes (image, palette mask, saliency map, instance mask), then the split
+    lists, the training images' class list (from their masks) and ``objects.json``.
+    Both synthetic generators (this module and tools/blob_voc.py) write through it.
+    """
+    records: dict[str, list[ObjectRecord]] = {}
+    classes: dict[str, list[int]] = {}
+    for image_id, image, mask, saliency, instances, objects in images:
+        write_rgb(layout.image_path(image_id), image, quality=jpeg_quality)
+        write_label(layout.mask_path(image_id), mask)
+        write_grey(layout.saliency_path(image_id), saliency)
+        write_objects(layout.root, image_id, instances)
+        records[image_id] = objects
+        classes[image_id] = classes_in_mask(mask, num_classes)
+    for split, ids in splits.items():
+        write_ids(layout.list_path(split), ids)
+    write_cls_list(layout.cls_list_path, {i: classes[i] for i in splits[TRAIN_SPLIT]})
+    write_record(layout.root, records)
+
+
 def generate(
     out_dir: str | Path,
     num_train: int = 200,
@@ -224,24 +253,19 @@ def generate(
     children = np.random.SeedSequence(seed).spawn(num_train + num_val)
     splits = {TRAIN_SPLIT: [f"train_{i:05d}" for i in range(num_train)],
               VAL_SPLIT: [f"val_{i:05d}" for i in range(num_val)]}
-    all_ids = splits[TRAIN_SPLIT] + splits[VAL_SPLIT]
-    record: dict[str, list[ObjectRecord]] = {}
-    cls_labels: dict[str, list[int]] = {}
-    for image_id, child in zip(all_ids, children):
+
+    def draw(child: np.random.SeedSequence) -> SyntheticSample:
         rng = np.random.default_rng(child)
         sample = render_sample(rng, size, styles)
         while not classes_in_mask(sample.mask, num_classes):
             sample = render_sample(rng, size, styles)
-        write_rgb(layout.image_path(image_id), sample.image)
-        write_label(layout.mask_path(image_id), sample.mask)
-        write_grey(layout.saliency_path(image_id), sample.saliency)
-        write_objects(layout.root, image_id, sample.instances)
-        record[image_id] = [ObjectRecord(o["instance"], o["class"], o["saliency"]) for o in sample.objects]
-        cls_labels[image_id] = classes_in_mask(sample.mask, num_classes)
-    for split, ids in splits.items():
-        write_ids(layout.list_path(split), ids)
-    write_cls_list(layout.cls_list_path, {i: cls_labels[i] for i in splits[TRAIN_SPLIT]})
-    write_record(layout.root, record)
+        return sample
+
+    samples = (draw(child) for child in children)
+    write_generated_dataset(layout, splits, num_classes, (
+        (image_id, s.image, s.mask, s.saliency, s.instances,
+         [ObjectRecord(o["instance"], o["class"], o["saliency"]) for o in s.objects])
+        for image_id, s in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], samples)))
     write_json(layout.root / "synthetic.json", {
         "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
     })

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from classification.labeling.nsrm import NsrmRules
 from classification.labeling.pom import PomRules
+from classification.standin import DEFAULTS as VGG_STANDIN
 from nsrom.errors import ConfigError
+from segmentation.libs.standin import DEFAULTS as DEEPLAB_STANDIN
 from segmentation.libs.utils.config import CONFIG_DIR as SEGMENTATION_CONFIGS
 
 SEGMENTATION_DIR = SEGMENTATION_CONFIGS.parent
@@ -34,14 +36,14 @@ class Standin:
     VGG16) and ``MODEL.INIT_MODEL`` (COCO DeepLab).
     """
 
-    images: int = 600
+    images: int = VGG_STANDIN["images"]
     """Source images drawn (once, at the VGG input size and at the DeepLab crop size)."""
-    vgg_steps: int = 400
-    deeplab_steps: int = 300
-    batch_size: int = 16
-    lr: float = 1e-3
+    vgg_steps: int = VGG_STANDIN["steps"]
+    deeplab_steps: int = DEEPLAB_STANDIN["steps"]
+    batch_size: int = VGG_STANDIN["batch_size"]
+    lr: float = VGG_STANDIN["lr"]
     """Adam rate of both (poly decay)."""
-    seed: int = 0
+    seed: int = VGG_STANDIN["seed"]
 
 
 @dataclass(frozen=True)

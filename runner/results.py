@@ -44,6 +44,9 @@ MISSED_OBJECT_ROWS = {
 }
 """Rows of the missed-objects table: results.json ``missed_objects`` keys and what they are."""
 
+MISSED_OBJECTS_KEY = "missed_objects"
+"""results.json key of the shares of the pixels of the objects the saliency map misses."""
+
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
 
@@ -132,7 +135,7 @@ def _evidence(results: dict) -> list[str]:
                   "| model | round 1 | round 2 | round 2 - round 1 |", "|---|---:|---:|---:|"]
         for name, a, b in rows:
             lines.append(f"| {name} | {_pct(a['miou'])} | {_pct(b['miou'])} | {_signed(b['miou'] - a['miou'])} |")
-    missed = results.get("missed_objects")
+    missed = results.get(MISSED_OBJECTS_KEY)
     if missed:
         first = next(iter(missed.values()))
         lines += ["", f"Objects the saliency map misses ({first['objects']} objects, {first['pixels']} pixels of "
@@ -151,5 +154,5 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
+    "MISSED_OBJECTS_KEY", "NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
 ]

@@ -26,7 +26,7 @@ from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from .results import NOTES_KEY
+from .results import MISSED_OBJECTS_KEY, NOTES_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -263,10 +263,6 @@ def _trainaug_pred(ctx: RunContext, round_id: str = "round1") -> None:
 
 
 # --- the paper's claim: where the objects the saliency map misses end up ----------
-
-MISSED_OBJECTS_KEY = "missed_objects"
-"""results.json key of the shares of the pixels of the objects the saliency map misses."""
-
 
 def _round2_trainaug_pred(ctx: RunContext) -> None:
     """Round-2 predictions + CRF on train_aug, for :func:`missed_objects` (only with an object record)."""

@@ -34,11 +34,11 @@ import cv2
 import numpy as np
 
 from nsrom.classes import IGNORE_INDEX, write_class_names
-from nsrom.data import TRAIN_SPLIT, VAL_SPLIT, DataLayout, classes_in_mask, write_cls_list, write_ids
+from nsrom.data import TRAIN_SPLIT, VAL_SPLIT, DataLayout, classes_in_mask
 from nsrom.errors import ConfigError, exit_on_error
 from nsrom.files import write_json
-from nsrom.images import write_grey, write_label, write_rgb
-from nsrom.objects import ObjectRecord, read_record, write_objects, write_record
+from nsrom.objects import ObjectRecord, read_record
+from nsrom.synthetic import write_generated_dataset
 
 SHAPES = ("blob", "ellipse", "rounded_box", "crescent", "hexagon", "capsule")
 TEXTURES = ("noise", "rings", "grid", "speckle", "shading")
@@ -239,24 +239,17 @@ def generate_blobs(
     splits = {TRAIN_SPLIT: [f"blob_{i:06d}" for i in range(num_train)],
               VAL_SPLIT: [f"blob_{num_train + i:06d}" for i in range(num_val)]}
     seeds = np.random.SeedSequence([seed, 2]).spawn(num_train + num_val)
-    records: dict[str, list[ObjectRecord]] = {}
-    image_classes: dict[str, list[int]] = {}
-    for image_id, child in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], seeds):
+
+    def draw(image_id: str, child: np.random.SeedSequence):
         rng = np.random.default_rng(child)
         while True:
             image, label, saliency, instances, record = render(rng, classes, min_size, max_size, missing)
             if classes_in_mask(label, num_classes):
-                break
-        write_rgb(layout.image_path(image_id), image, quality=90)
-        write_label(layout.mask_path(image_id), label)
-        write_grey(layout.saliency_path(image_id), saliency)
-        write_objects(layout.root, image_id, instances)
-        records[image_id] = record
-        image_classes[image_id] = classes_in_mask(label, num_classes)
-    for split, ids in splits.items():
-        write_ids(layout.list_path(split), ids)
-    write_cls_list(layout.cls_list_path, {i: image_classes[i] for i in splits[TRAIN_SPLIT]})
-    write_record(layout.root, records)
+                return image_id, image, label, saliency, instances, record
+
+    write_generated_dataset(layout, splits, num_classes,
+                            (draw(i, child) for i, child in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], seeds)),
+                            jpeg_quality=90)
     write_json(layout.root / "blob_voc.json", {
         "generator": "tools/blob_voc.py", "num_train": num_train, "num_val": num_val, "num_classes": num_classes,
         "min_size": min_size, "max_size": max_size, "missing": missing, "seed": seed,

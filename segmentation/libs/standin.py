@@ -67,7 +67,6 @@ def make_deeplab_standin(
     recalibrate_batchnorm(base, to_input, data, batch_size)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith(HEAD_PREFIX)}
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     save_state(out_path, state)  # atomic, and the same bytes for the same weights
     LOG.info("DeepLab stand-in (blocks %s, width 1/%d, crop %d, %d steps) written to %s",
              list(n_blocks), width_div, crop_size, steps, out_path)
