@@ -6,9 +6,14 @@ so every stage is also run on this data, through the same code paths.
 Each image has a textured background and 1 to 3 objects of ``num_classes``
 classes; a class is a (shape, colour, texture) combination, so a classifier
 can tell classes apart. The saliency map is a blurred, noisy copy of the
-object masks in which "non-salient" objects (most small ones, half the
-low-contrast ones and a few others) are faint or missing: these are the objects NSROM's potential object
-mining and non-salient region masking are meant to recover. Ground-truth masks
+object masks in which "non-salient" objects are faint or missing: these are the
+objects NSROM's potential object mining and non-salient region masking are
+meant to recover. As a real detector, the simulated one misses small and
+low-contrast objects more often than others, and it misses some classes far
+more often than the rest (the first ``rarely_salient`` classes): on VOC, chairs,
+tables, bottles and potted plants are seldom the salient object of a photo.
+Whether an object is salient is drawn from a random stream of its own, so the
+images of a seed do not depend on the saliency settings. Ground-truth masks
 carry a 1-pixel ignore (255) border between regions, as VOC's do.
 
 Output is deterministic for a seed (:func:`generate`).
@@ -37,10 +42,14 @@ SMALL_RADIUS = 0.14
 """Objects whose radius is below this fraction of the short side count as small."""
 LOW_CONTRAST_PROB = 0.2
 """Chance that an object is drawn blended into the background (low contrast)."""
-NON_SALIENT_PROB = {"small": 0.8, "low_contrast": 0.5, "other": 0.15}
+NON_SALIENT_PROB = {"small": 0.6, "low_contrast": 0.4, "other": 0.1}
 """Chance that the saliency map misses an object (faint or missing), by kind. A detector misses
 small and low-contrast objects more often, and any object now and then; every kind is also
 salient in other images, so what the saliency map misses can be learnt from what it finds."""
+RARELY_SALIENT_PROB = 0.75
+"""Chance that the saliency map misses (leaves out) an object of a rarely salient class, whatever its kind."""
+RARELY_SALIENT_CLASSES = 1
+"""Default number of rarely salient classes (the first ones)."""
 SALIENCY_FLOOR = 4.0
 """Below this (0..255) the saliency map is 0: a detector's map is empty away from what it found."""
 MISSING_PROB = 0.5
@@ -150,8 +159,30 @@ class SyntheticSample:
     instances: np.ndarray  # (H, W) uint8, 0 bg, i for objects[i - 1], 255 border
 
 
-def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle]) -> SyntheticSample:
-    """One image with its mask and saliency map (see the module docstring)."""
+def saliency_status(rng: np.random.Generator, kind: str, rarely_salient: bool) -> str:
+    """``salient``, ``faint`` or ``missing``: how the simulated detector sees one object.
+
+    An object of a rarely salient class is missing with :data:`RARELY_SALIENT_PROB`;
+    otherwise (and for the other classes) the object is non-salient with the
+    chance of its kind (:data:`NON_SALIENT_PROB`), and a non-salient object is
+    missing with :data:`MISSING_PROB`, else faint.
+    """
+    if rarely_salient and rng.random() < RARELY_SALIENT_PROB:
+        return "missing"
+    if rng.random() < NON_SALIENT_PROB[kind]:
+        return "missing" if rng.random() < MISSING_PROB else "faint"
+    return "salient"
+
+
+def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle],
+                  saliency_rng: np.random.Generator | None = None,
+                  rarely_salient: int = RARELY_SALIENT_CLASSES) -> SyntheticSample:
+    """One image with its mask and saliency map (see the module docstring).
+
+    ``saliency_rng`` draws the saliency map (``rng`` when None); the first
+    ``rarely_salient`` classes of ``styles`` are the ones the detector seldom finds.
+    """
+    saliency_rng = rng if saliency_rng is None else saliency_rng
     long_side, short_side = size, int(rng.integers(int(0.7 * size), size + 1))
     h, w = (short_side, long_side) if rng.random() < 0.7 else (long_side, short_side)
     image = _background(rng, h, w)
@@ -177,17 +208,15 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle])
         label[obj > 0] = k + 1
         instances[obj > 0] = len(objects) + 1
         kind = "small" if r < SMALL_RADIUS * min(h, w) else "low_contrast" if low_contrast else "other"
-        if rng.random() < NON_SALIENT_PROB[kind]:
-            status = "missing" if rng.random() < MISSING_PROB else "faint"
-        else:
-            status = "salient"
-        strength = {"salient": rng.uniform(200, 255), "faint": rng.uniform(40, 90), "missing": 0.0}[status]
+        status = saliency_status(saliency_rng, kind, k < rarely_salient)
+        strength = {"salient": lambda: saliency_rng.uniform(200, 255), "faint": lambda: saliency_rng.uniform(40, 90),
+                    "missing": lambda: 0.0}[status]()
         saliency = np.where(obj > 0, strength, saliency)
         objects.append({"instance": len(objects) + 1, "class": k, "radius": round(r, 1), "saliency": status})
     sigma = max(1.0, min(h, w) / 40)
     saliency = cv2.GaussianBlur(saliency, (0, 0), sigma)
     # Detector noise where the map responds; elsewhere 0, as a detector's 8-bit output is.
-    saliency = np.where(saliency > SALIENCY_FLOOR, saliency + rng.normal(0, 8, (h, w)), 0.0)
+    saliency = np.where(saliency > SALIENCY_FLOOR, saliency + saliency_rng.normal(0, 8, (h, w)), 0.0)
     border = np.zeros((h, w), dtype=bool)
     border[:, 1:] |= label[:, 1:] != label[:, :-1]
     border[1:, :] |= label[1:, :] != label[:-1, :]
@@ -233,20 +262,25 @@ def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], nu
 def generate(
     out_dir: str | Path,
     num_train: int = 200,
-    num_val: int = 40,
+    num_val: int = 100,
     size: int = 160,
     num_classes: int = 5,
     seed: int = 0,
+    rarely_salient: int = RARELY_SALIENT_CLASSES,
 ) -> DataLayout:
     """Write a synthetic dataset in the VOC layout under ``out_dir``; return its layout.
 
     Writes JPEGImages, SegmentationClassAug (palette PNGs), saliency (every
     image), ImageSets/Segmentation/{train_aug,val,train_cls}.txt, labels.txt,
     the record of the objects (``SegmentationObject/`` and ``objects.json``, see
-    :mod:`nsrom.objects`) and synthetic.json (the parameters).
+    :mod:`nsrom.objects`) and synthetic.json (the parameters). The first
+    ``rarely_salient`` classes are seldom in the saliency maps. The train
+    images of a seed do not depend on ``num_val`` or on the saliency settings.
     """
     if num_train < 1 or num_val < 0 or size < 32:
         raise ConfigError("need num_train >= 1, num_val >= 0 and size >= 32")
+    if not 0 <= rarely_salient <= num_classes:
+        raise ConfigError(f"rarely_salient must be in 0..{num_classes} (the class count), got {rarely_salient}")
     layout = DataLayout(out_dir)
     styles = class_styles(num_classes)
     write_class_names(layout.labels_path, ["background", *(s.name for s in styles)])
@@ -255,10 +289,10 @@ def generate(
               VAL_SPLIT: [f"val_{i:05d}" for i in range(num_val)]}
 
     def draw(child: np.random.SeedSequence) -> SyntheticSample:
-        rng = np.random.default_rng(child)
-        sample = render_sample(rng, size, styles)
+        scene, detector = (np.random.default_rng(c) for c in child.spawn(2))
+        sample = render_sample(scene, size, styles, detector, rarely_salient)
         while not classes_in_mask(sample.mask, num_classes):
-            sample = render_sample(rng, size, styles)
+            sample = render_sample(scene, size, styles, detector, rarely_salient)
         return sample
 
     samples = (draw(child) for child in children)
@@ -268,5 +302,6 @@ def generate(
         for image_id, s in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], samples)))
     write_json(layout.root / "synthetic.json", {
         "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
+        "rarely_salient": rarely_salient,
     })
     return layout

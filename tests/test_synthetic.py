@@ -66,6 +66,28 @@ def test_saliency_misses_non_salient_objects(tmp_path):
     assert min(high) > 120 and max(low) < 60
 
 
+def test_rarely_salient_classes_are_missed_far_more_often(tmp_path):
+    layout = generate(tmp_path, num_train=60, num_val=0, size=48, num_classes=3, seed=5, rarely_salient=1)
+    statuses: dict[bool, list[str]] = {False: [], True: []}
+    for objs in read_record(layout.root).values():
+        for o in objs:
+            statuses[o.cls == 0].append(o.saliency)
+    missed = {rare: sum(s == "missing" for s in st) / len(st) for rare, st in statuses.items()}
+    assert len(statuses[True]) >= 20 and len(statuses[False]) >= 40
+    assert missed[True] > 0.6 and missed[False] < 0.35, missed
+
+
+def test_images_do_not_depend_on_saliency_settings_or_val_count(tmp_path):
+    a = generate(tmp_path / "a", num_train=4, num_val=1, size=48, num_classes=3, seed=2, rarely_salient=0)
+    b = generate(tmp_path / "b", num_train=4, num_val=3, size=48, num_classes=3, seed=2, rarely_salient=2)
+    for image_id in a.ids("train_aug") + a.ids("val"):
+        assert a.image_path(image_id).read_bytes() == b.image_path(image_id).read_bytes(), image_id
+        assert a.mask_path(image_id).read_bytes() == b.mask_path(image_id).read_bytes(), image_id
+    assert any(a.saliency_path(i).read_bytes() != b.saliency_path(i).read_bytes() for i in a.ids("train_aug"))
+    with pytest.raises(Exception, match="rarely_salient"):
+        generate(tmp_path / "c", num_train=1, num_val=0, size=48, num_classes=3, rarely_salient=4)
+
+
 def test_deterministic_for_a_seed(tmp_path):
     a = generate(tmp_path / "a", num_train=3, num_val=1, size=48, num_classes=3, seed=7)
     b = generate(tmp_path / "b", num_train=3, num_val=1, size=48, num_classes=3, seed=7)

@@ -10,16 +10,19 @@ from collections import Counter
 
 from nsrom.errors import exit_on_error
 from nsrom.objects import read_record
-from nsrom.synthetic import generate
+from nsrom.synthetic import RARELY_SALIENT_CLASSES, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="dataset root to write (the ROOT of the layout)")
     p.add_argument("--num-train", type=int, default=200, help="train_aug images (default 200, the demo's)")
-    p.add_argument("--num-val", type=int, default=40, help="val images (default 40)")
+    p.add_argument("--num-val", type=int, default=100, help="val images (default 100)")
     p.add_argument("--size", type=int, default=160, help="long image side in pixels (default 160)")
     p.add_argument("--classes", type=int, default=5, help="foreground classes K (default 5, at most 28)")
+    p.add_argument("--rarely-salient", type=int, default=RARELY_SALIENT_CLASSES,
+                   help="how many classes (the first ones) the saliency maps seldom show "
+                        f"(default {RARELY_SALIENT_CLASSES}; 0: every class alike)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
     return p
 
@@ -27,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    layout = generate(args.out, args.num_train, args.num_val, args.size, args.classes, args.seed)
+    layout = generate(args.out, args.num_train, args.num_val, args.size, args.classes, args.seed,
+                      args.rarely_salient)
     status = Counter(o.saliency for objs in read_record(layout.root).values() for o in objs)
     print(
         f"wrote {args.num_train} train_aug + {args.num_val} val images, {args.classes} classes, "
