@@ -10,6 +10,7 @@ import pytest
 from classification import gen_masked_label
 from classification.labeling.nsrm import dilated_object_mask, fill_missed_objects, make_masked_label
 from nsrom.images import read_grey, read_label, write_grey, write_label
+from nsrom.synthetic import generate
 
 IGN = 255
 
@@ -92,9 +93,12 @@ def test_two_class_image_needs_pseudo_and_saliency():
 
 # ---------------------------------------------------------------- the CLI on synthetic images
 @pytest.fixture()
-def stage6_inputs(synthetic_root, tmp_path):
-    """P = ground truth (255 -> 0), L = ground truth, S = the synthetic saliency maps."""
-    layout = synthetic_root
+def stage6_inputs(tmp_path):
+    """P = ground truth (255 -> 0), L = ground truth, S = the synthetic saliency maps.
+
+    12 training images: enough for 4 with two or more classes and 3 with one.
+    """
+    layout = generate(tmp_path / "data", num_train=12, num_val=2, size=64, num_classes=3, seed=0)
     for image_id in layout.ids("train_aug"):
         mask = read_label(layout.mask_path(image_id))
         write_label(tmp_path / "pred" / f"{image_id}.png", np.where(mask == IGN, 0, mask))
@@ -133,7 +137,7 @@ def test_cli_masks_multi_class_images_and_reports_problems(stage6_inputs, capsys
     written = sorted([multi[0], *multi[4:], single[0], *single[2:]])
     assert sorted(p.stem for p in (tmp / "out").glob("*.png")) == written
     assert f"pseudo label not found: {tmp / 'pseudo' / multi[1]}.png" in err
-    assert f"saliency map {tmp / 'sal' / multi[2]}.png is 63x" in err
+    assert f"saliency map {tmp / 'sal' / multi[2]}.png is {sal2.shape[1] - 1}x{sal2.shape[0]}" in err
     assert f"prediction {tmp / 'pred' / multi[3]}.png holds class values [9]" in err
     assert f"{tmp / 'pred' / single[1]}.png" in err
     assert f"{len(labels)} images: {len(written)} written, 0 exists, 1 missing, 3 failed" in err
