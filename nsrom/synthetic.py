@@ -209,8 +209,8 @@ def render_sample(rng: np.random.Generator, size: int, styles: list[ClassStyle],
         instances[obj > 0] = len(objects) + 1
         kind = "small" if r < SMALL_RADIUS * min(h, w) else "low_contrast" if low_contrast else "other"
         status = saliency_status(saliency_rng, kind, k < rarely_salient)
-        strength = {"salient": lambda: saliency_rng.uniform(200, 255), "faint": lambda: saliency_rng.uniform(40, 90),
-                    "missing": lambda: 0.0}[status]()
+        strength = (saliency_rng.uniform(200, 255) if status == "salient"
+                    else saliency_rng.uniform(40, 90) if status == "faint" else 0.0)
         saliency = np.where(obj > 0, strength, saliency)
         objects.append({"instance": len(objects) + 1, "class": k, "radius": round(r, 1), "saliency": status})
     sigma = max(1.0, min(h, w) / 40)
