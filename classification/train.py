@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from nsrom.errors import exit_on_error
 from nsrom import distributed
 
-from .attention_accumulation import AttentionAccumulator
+from .attention_accumulation import PROBABILITY_GATE, AttentionAccumulator
 from .datasets import ImageLabelDataset
 from .models import vgg
 from .models.attention_net import class_logits
@@ -33,7 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p)
     p.add_argument("--accu-dir", "--att-dir", dest="accu_dir", default=None,
                    help="accumulated attention maps (default runs/<exp>/accu_att)")
+    p.add_argument("--accu-gate", type=gate_value, default=PROBABILITY_GATE,
+                   help=f"a CAM is accumulated only if its class probability is at least this "
+                        f"(default {PROBABILITY_GATE}, the paper's; the CPU demo uses a higher one)")
     return p
+
+
+def gate_value(text: str) -> float:
+    """``--accu-gate``: a probability in [0, 1]."""
+    message = f"must be a probability between 0 and 1, got {text!r}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(message)
+    return value
 
 
 def classification_loss(cam: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -50,7 +65,7 @@ def run(args: argparse.Namespace) -> Path | None:
 def _run(args: argparse.Namespace) -> Path | None:
     dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, accu_dir=args.accu_dir, log_dir=args.log_dir)
     distributed.setup_rank_logging(dirs.logs / "train.log")
-    accumulator = AttentionAccumulator(dirs.accu_att, args.epochs)
+    accumulator = AttentionAccumulator(dirs.accu_att, args.epochs, gate=args.accu_gate)
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, accumulator)):
         return None
     seed_everything(args.seed)

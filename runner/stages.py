@@ -137,7 +137,7 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
 def cam_train(ctx: RunContext) -> None:
     from classification import train
 
-    _train_classifier(train, ctx, CLASSIFIER_EXP, [], [])
+    _train_classifier(train, ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args)
 
 
 def cam_export(ctx: RunContext) -> dict:
