@@ -64,6 +64,22 @@ def test_probability_gate(tmp_path):
     assert acc.update(2, *batch(CAM_A, -2.0)) == 1  # sigmoid(-2) = 0.119 >= 0.1
 
 
+def test_a_higher_gate_skips_maps_the_default_one_fuses(tmp_path):
+    # sigmoid(2) = 0.881: fused at the paper's 0.1, skipped at 0.9 (the CPU demo's); sigmoid(3) = 0.953 passes both
+    acc = AttentionAccumulator(tmp_path, num_epochs=15, gate=0.9)
+    assert acc.update(1, *batch(CAM_A, HIGH)) == 0
+    assert acc.update(2, *batch(CAM_B, 3.0)) == 1
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_B)
+    assert acc.update(3, *batch(CAM_A, HIGH)) == 0  # a stored map is not fused with one below the gate
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_B)
+
+
+def test_the_last_epoch_fill_ignores_a_higher_gate_too(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=3, gate=0.9)
+    assert acc.update(2, *batch(CAM_A, HIGH)) == 1
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_A)
+
+
 def test_element_wise_max_fusion_and_gate_on_fusion(tmp_path):
     acc = AttentionAccumulator(tmp_path, num_epochs=15)
     acc.update(1, *batch(CAM_A, HIGH))

@@ -169,9 +169,30 @@ def test_script_defaults_are_the_papers(tmp_path, script, module, exp):
         assert (args.epochs, args.batch_size, args.lr, args.decay_points) == (15, 5, 0.001, [5, 10])
         assert args.width_div == 1 and args.pretrained is True and args.model_dir == f"./runs/{exp}/model"
         assert args.accu_dir == "./runs/exp1/accu_att"
+        if module is train:
+            assert args.accu_gate == 0.1
     else:
         assert args.checkpoint == f"./runs/{exp}/model/checkpoint_final.pth"
         assert args.attention_dir == f"./runs/{exp}/attention"
+
+
+def test_accu_gate_reaches_the_accumulator_and_is_checked(synthetic_root, tmp_path, monkeypatch, capsys):
+    seen = []
+
+    class Recorder(train.AttentionAccumulator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.gate)
+
+    monkeypatch.setattr(train, "AttentionAccumulator", Recorder)
+    train.main(common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "1", "--accu-gate", "0.9"])
+    assert seen == [0.9]
+    assert json.loads((tmp_path / "exp1" / "train_args.json").read_text())["accu_gate"] == 0.9
+    for bad in ("1.5", "-0.1", "high"):
+        with pytest.raises(SystemExit) as info:
+            train.build_parser().parse_args(["--accu-gate", bad])
+        assert info.value.code == 2
+        assert f"--accu-gate: must be a probability between 0 and 1, got '{bad}'" in capsys.readouterr().err
 
 
 def test_missing_data_is_a_message_not_a_traceback(tmp_path, capsys):
