@@ -1,6 +1,7 @@
 """The demo preset on data of both synthetic generators: its figures, its claims, its time.
 
     python benchmarks/demo_generators.py [--out /tmp/demo_check] [--seeds 0 1] [--generators synthetic blob]
+                                         [--deeplab-seeds 1 2]
 
 For each generator and seed: make a dataset (``synthetic``: tools/make_synthetic_voc.py
 with its defaults, the data of tools/demo.sh; ``blob``: tools/blob_voc.py, a
@@ -12,6 +13,12 @@ objects missing from the saliency map end up (background in the labels
 without and with POM, own class in the round-2 predictions), wall and CPU
 time, and which of the demo's targets the run misses. A run that exists is
 read, not redone (``--redo`` to run again).
+
+``--deeplab-seeds`` asks how much of the difference between the rounds is the
+DeepLab seed's: for each run and each seed given, a copy of its work folder
+runs the segmentation stages again (``pipeline.py --from seg1_train --seed S``,
+same pseudo labels), and a second table prints round 1 + CRF, round 2 + CRF and
+their difference per DeepLab seed (the preset's own, 0, first) with the mean.
 """
 
 from __future__ import annotations
@@ -20,10 +27,14 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from runner.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,13 +59,14 @@ def make_data(generator: str, seed: int, root: Path, blob_max_size: int) -> None
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
 
 
-def run_demo(data: Path, work: Path) -> tuple[float, float]:
-    """``pipeline.py --preset demo``; returns its wall and CPU seconds (user + system, children included)."""
+def run_demo(data: Path, work: Path, extra: tuple[str, ...] = (),
+             log_name: str = "pipeline.out") -> tuple[float, float]:
+    """``pipeline.py --preset demo`` plus ``extra``; its wall and CPU seconds (user + system, children included)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    with open(work.parent / "pipeline.out", "w") as log:
+    with open(work.parent / log_name, "w") as log:
         subprocess.run([sys.executable, "pipeline.py", "--data-root", str(data), "--work-dir", str(work),
-                        "--preset", "demo", "--device", "cpu"], cwd=REPO, check=True, stdout=log, stderr=log)
+                        "--preset", "demo", "--device", "cpu", *extra], cwd=REPO, check=True, stdout=log, stderr=log)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -74,6 +86,34 @@ def summary(results: dict) -> dict:
     return pct
 
 
+PRESET_DEEPLAB_SEED = get_preset("demo").seed
+"""The DeepLab seed of the main run (the demo preset's)."""
+
+
+def rerun_rounds(data: Path, work: Path, seed: int, redo: bool) -> dict:
+    """Both DeepLab rounds again with DeepLab seed ``seed`` on a copy of ``work``'s labels; its summary."""
+    copy = work.parent / f"work_deeplab_seed{seed}"
+    if redo or not (copy / "segmentation_done.json").is_file():
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(work, copy)
+        run_demo(data, copy, ("--from", "seg1_train", "--seed", str(seed)), f"pipeline_deeplab_seed{seed}.out")
+        (copy / "segmentation_done.json").write_text(json.dumps({"seed": seed}))
+    return summary(json.loads((copy / "results.json").read_text()))
+
+
+def round_rows(name: str, per_seed: dict[int, dict]) -> list[str]:
+    """Markdown rows: R1+CRF, R2+CRF and their difference for each DeepLab seed, then the mean."""
+    rows, diffs = [], []
+    for seed, r in per_seed.items():
+        diffs.append(r["r2crf"] - r["r1crf"])
+        rows.append(f"| {name} | {seed} | {r['r1crf']:.1f} | {r['r2crf']:.1f} | {diffs[-1]:+.1f} |")
+    mean = lambda key: statistics.fmean(r[key] for r in per_seed.values())  # noqa: E731
+    rows.append(f"| {name} | mean of {len(per_seed)} | {mean('r1crf'):.1f} | {mean('r2crf'):.1f} | "
+                f"{statistics.fmean(diffs):+.1f} |")
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/nsrom_demo_generators", help="where datasets and runs go")
@@ -81,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--blob-max-size", type=int, default=200, help="largest image side of the blob data")
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
+    p.add_argument("--deeplab-seeds", nargs="*", type=int, default=[],
+                   help="also run both DeepLab rounds of every run with these seeds (same labels)")
     p.add_argument("--json", type=Path, help="also write every row's figures to this JSON file")
     return p
 
@@ -92,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
-    rows = []
+    rows, round_tables = [], []
     for generator in args.generators:
         for seed in args.seeds:
             base = Path(args.out) / f"{generator}_seed{seed}"
@@ -112,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
                                               "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
             print(f"| {generator} seed {seed} | " + " | ".join(cells)
                   + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} |", flush=True)
+            extra_seeds = [s for s in args.deeplab_seeds if s != PRESET_DEEPLAB_SEED]
+            if extra_seeds:
+                per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}
+                rows[-1]["deeplab_seeds"] = {str(s): {k: v[k] for k in ("r1crf", "r2crf")} for s, v in per_seed.items()}
+                round_tables.extend(round_rows(f"{generator} seed {seed}", per_seed))
+    if round_tables:
+        print("\nBoth DeepLab rounds with other seeds on the same labels (mIoU %, val, with CRF):")
+        print("| data | DeepLab seed | R1+CRF | R2+CRF | R2 - R1 |\n|---|---|---|---|---|")
+        print("\n".join(round_tables), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=1))
     return 1 if failures else 0

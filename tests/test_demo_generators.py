@@ -1,0 +1,55 @@
+"""benchmarks/demo_generators.py's seed study: the rounds rerun on a copy with another DeepLab seed, and the table."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import demo_generators as bench
+
+
+def results_json(r1: float, r2: float) -> dict:
+    """A results.json with only what ``summary`` reads (fractions, as the pipeline writes them)."""
+    keys = ("cam", "oacam", "pseudo_label", "masked_label")
+    results = {k: {"miou": 0.5} for k in keys}
+    results["pseudo_label"]["ignored_fraction"] = 0.1
+    results["seg_round1_crf"] = {"miou": r1}
+    results["seg_round2_crf"] = {"miou": r2}
+    return results
+
+
+def test_round_rows_give_each_seed_and_the_mean():
+    per_seed = {0: {"r1crf": 90.0, "r2crf": 91.0}, 1: {"r1crf": 88.0, "r2crf": 92.0},
+                2: {"r1crf": 89.0, "r2crf": 88.0}}
+    rows = bench.round_rows("blob seed 0", per_seed)
+    assert rows == [
+        "| blob seed 0 | 0 | 90.0 | 91.0 | +1.0 |",
+        "| blob seed 0 | 1 | 88.0 | 92.0 | +4.0 |",
+        "| blob seed 0 | 2 | 89.0 | 88.0 | -1.0 |",
+        "| blob seed 0 | mean of 3 | 89.0 | 90.3 | +1.3 |",
+    ]
+
+
+def test_rerun_rounds_works_on_a_copy_and_is_not_redone(tmp_path, monkeypatch):
+    work = tmp_path / "run" / "work"
+    (work / "pseudo_labels").mkdir(parents=True)
+    (work / "pseudo_labels" / "a.png").write_bytes(b"label")
+    (work / "results.json").write_text(json.dumps(results_json(0.80, 0.81)))
+    calls = []
+
+    def fake_run(data, copy, extra, log_name):
+        calls.append((copy, extra, log_name))
+        assert (copy / "pseudo_labels" / "a.png").read_bytes() == b"label"  # the same labels
+        (copy / "results.json").write_text(json.dumps(results_json(0.70, 0.75)))
+        return 1.0, 1.0
+
+    monkeypatch.setattr(bench, "run_demo", fake_run)
+    r = bench.rerun_rounds(tmp_path / "data", work, 3, redo=False)
+    copy = tmp_path / "run" / "work_deeplab_seed3"
+    assert calls == [(copy, ("--from", "seg1_train", "--seed", "3"), "pipeline_deeplab_seed3.out")]
+    assert (round(r["r1crf"], 6), round(r["r2crf"], 6)) == (70.0, 75.0)
+    assert json.loads((work / "results.json").read_text())["seg_round1_crf"]["miou"] == 0.80  # original untouched
+
+    assert bench.rerun_rounds(tmp_path / "data", work, 3, redo=False)["r2crf"] == r["r2crf"]
+    assert len(calls) == 1  # read, not run again
+    bench.rerun_rounds(tmp_path / "data", work, 3, redo=True)
+    assert len(calls) == 2
