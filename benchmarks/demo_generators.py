@@ -19,6 +19,14 @@ DeepLab seed's: for each run and each seed given, a copy of its work folder
 runs the segmentation stages again (``pipeline.py --from seg1_train --seed S``,
 same pseudo labels), and a second table prints round 1 + CRF, round 2 + CRF and
 their difference per DeepLab seed (the preset's own, 0, first) with the mean.
+
+``--full-supervision`` asks how far both rounds are from what the demo's DeepLab
+can reach at all: for each run, the same DeepLab-v2 (preset, stand-in init,
+steps, seed) is trained on the ground-truth masks of train_aug
+(``main.py train --fully-supervised``, in ``full_supervision/`` next to the run's
+work folder) and tested on val without and with CRF; a third table sets it
+beside both rounds. Where round 1 is already within 2 points of it, no later
+round can add 2 points.
 """
 
 from __future__ import annotations
@@ -34,7 +42,10 @@ import sys
 import time
 from pathlib import Path
 
+from runner.context import RunContext
 from runner.presets import get_preset
+from segmentation.libs.utils.config import load_config
+from segmentation.libs.utils.paths import RunPaths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,6 +125,47 @@ def round_rows(name: str, per_seed: dict[int, dict]) -> list[str]:
     return rows
 
 
+FULL_SUPERVISION_ID = "full_supervision"
+"""EXP.ID and folder (next to the run's work folder) of the fully supervised DeepLab-v2."""
+
+
+def full_supervision_args(data: Path, work: Path) -> list[str]:
+    """``-c CONFIG --set ...`` of the demo's DeepLab-v2 on the ground-truth masks of ``data``.
+
+    The rounds' own config and stand-in init (``work/pretrained``), written to
+    ``work/../full_supervision`` instead of ``work/segmentation``.
+    """
+    ctx = RunContext(data, work, get_preset("demo"),
+                     seg_overrides=[f"EXP.OUTPUT_DIR={work.parent / FULL_SUPERVISION_ID}"])
+    return ctx.seg_args(FULL_SUPERVISION_ID, ctx.layout.mask_dir)
+
+
+def full_supervision(data: Path, work: Path, redo: bool) -> dict:
+    """Val mIoU (%) of the fully supervised DeepLab-v2 without (``full``) and with CRF (``full_crf``).
+
+    Trained, tested and CRF-ed unless its CRF scores exist (``redo``: again).
+    """
+    args = full_supervision_args(data, work)
+    config, sets = args[1], args[3::2]
+    paths = RunPaths.from_config(load_config(config, sets))
+    if redo or not paths.score_path("val", crf=True).is_file():
+        seed = get_preset("demo").seed
+        steps = (["train", *args, "--cpu", "--fully-supervised", "--seed", str(seed), "--overwrite"],
+                 ["test", *args, "--cpu", "--overwrite"], ["crf", *args, "--cpu", "--overwrite"])
+        with open(work.parent / f"{FULL_SUPERVISION_ID}.out", "w") as log:
+            for step in steps:
+                subprocess.run([sys.executable, "-m", "segmentation.main", *step], cwd=REPO, check=True,
+                               stdout=log, stderr=log)
+    score = lambda crf: 100 * json.loads(paths.score_path("val", crf).read_text())["Mean IoU"]  # noqa: E731
+    return {"full": score(False), "full_crf": score(True)}
+
+
+def full_supervision_row(name: str, r: dict) -> str:
+    """Markdown row: fully supervised without / with CRF, both rounds with CRF, and each round's distance to it."""
+    return (f"| {name} | {r['full']:.1f} | {r['full_crf']:.1f} | {r['r1crf']:.1f} | {r['r2crf']:.1f} | "
+            f"{r['r1crf'] - r['full_crf']:+.1f} | {r['r2crf'] - r['full_crf']:+.1f} |")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/nsrom_demo_generators", help="where datasets and runs go")
@@ -123,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
     p.add_argument("--deeplab-seeds", nargs="*", type=int, default=[],
                    help="also run both DeepLab rounds of every run with these seeds (same labels)")
+    p.add_argument("--full-supervision", action="store_true",
+                   help="also train the demo's DeepLab-v2 on the ground-truth masks of every run (the upper bound)")
     p.add_argument("--json", type=Path, help="also write every row's figures to this JSON file")
     return p
 
@@ -134,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
-    rows, round_tables = [], []
+    rows, round_tables, full_table = [], [], []
     for generator in args.generators:
         for seed in args.seeds:
             base = Path(args.out) / f"{generator}_seed{seed}"
@@ -159,10 +213,19 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}
                 rows[-1]["deeplab_seeds"] = {str(s): {k: v[k] for k in ("r1crf", "r2crf")} for s, v in per_seed.items()}
                 round_tables.extend(round_rows(f"{generator} seed {seed}", per_seed))
+            if args.full_supervision:
+                full = full_supervision(data, work, args.redo)
+                rows[-1].update(full)
+                full_table.append(full_supervision_row(f"{generator} seed {seed}", {**r, **full}))
     if round_tables:
         print("\nBoth DeepLab rounds with other seeds on the same labels (mIoU %, val, with CRF):")
         print("| data | DeepLab seed | R1+CRF | R2+CRF | R2 - R1 |\n|---|---|---|---|---|")
         print("\n".join(round_tables), flush=True)
+    if full_table:
+        print("\nThe same DeepLab-v2 trained on the ground-truth masks (mIoU %, val; last columns: each round "
+              "with CRF minus it with CRF):")
+        print("| data | full sup. | full sup. + CRF | R1+CRF | R2+CRF | R1 - full | R2 - full |\n|" + "---|" * 7)
+        print("\n".join(full_table), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=1))
     return 1 if failures else 0

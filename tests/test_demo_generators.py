@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 from benchmarks import demo_generators as bench
+from runner.presets import get_preset
+from segmentation.libs.utils.config import load_config
+from segmentation.libs.utils.paths import RunPaths
 
 
 def results_json(r1: float, r2: float) -> dict:
@@ -53,3 +56,50 @@ def test_rerun_rounds_works_on_a_copy_and_is_not_redone(tmp_path, monkeypatch):
     assert len(calls) == 1  # read, not run again
     bench.rerun_rounds(tmp_path / "data", work, 3, redo=True)
     assert len(calls) == 2
+
+
+def test_full_supervision_trains_the_rounds_deeplab_on_the_ground_truth(synthetic_root, tmp_path):
+    work = tmp_path / "run" / "work"
+    args = bench.full_supervision_args(synthetic_root.root, work)
+    sets = dict(item.split("=", 1) for item in args[3::2])
+    assert args[:2] == ["-c", str(get_preset("demo").seg_config)]
+    assert sets["DATASET.LABEL_DIR"] == str(synthetic_root.mask_dir)
+    assert sets["MODEL.INIT_MODEL"] == str(work.resolve() / "pretrained" / "deeplab_standin.pth")
+    assert sets["EXP.ID"] == "full_supervision"
+    # the rounds write to work/segmentation; the last EXP.OUTPUT_DIR wins and moves it out of the run
+    output_dirs = [v for k, v in (item.split("=", 1) for item in args[3::2]) if k == "EXP.OUTPUT_DIR"]
+    assert output_dirs[-1] == str(tmp_path / "run" / "full_supervision")
+    cfg = load_config(args[1], args[3::2])
+    assert cfg.EXP.OUTPUT_DIR == str(tmp_path / "run" / "full_supervision")
+    assert cfg.SOLVER.ITER_MAX == load_config(get_preset("demo").seg_config).SOLVER.ITER_MAX
+
+
+def test_full_supervision_reads_existing_scores_and_runs_train_test_crf_otherwise(synthetic_root, tmp_path,
+                                                                               monkeypatch):
+    work = tmp_path / "run" / "work"
+    work.mkdir(parents=True)
+    args = bench.full_supervision_args(synthetic_root.root, work)
+    paths = RunPaths.from_config(load_config(args[1], args[3::2]))
+    calls = []
+
+    def fake_run(cmd, cwd, check, stdout, stderr):
+        calls.append(cmd[3])
+        if cmd[3] == "crf":
+            for crf, miou in ((False, 0.8), (True, 0.85)):
+                path = paths.score_path("val", crf)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"Mean IoU": miou}))
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    r = bench.full_supervision(synthetic_root.root, work, redo=False)
+    assert calls == ["train", "test", "crf"]
+    assert (round(r["full"], 6), round(r["full_crf"], 6)) == (80.0, 85.0)
+    assert bench.full_supervision(synthetic_root.root, work, redo=False) == r
+    assert len(calls) == 3  # read, not trained again
+    bench.full_supervision(synthetic_root.root, work, redo=True)
+    assert len(calls) == 6
+
+
+def test_full_supervision_row_gives_each_rounds_distance():
+    row = bench.full_supervision_row("blob seed 1", {"full": 87.8, "full_crf": 92.3, "r1crf": 88.9, "r2crf": 91.1})
+    assert row == "| blob seed 1 | 87.8 | 92.3 | 88.9 | 91.1 | -3.4 | -1.2 |"
