@@ -129,15 +129,15 @@ FULL_SUPERVISION_ID = "full_supervision"
 """EXP.ID and folder (next to the run's work folder) of the fully supervised DeepLab-v2."""
 
 
-def full_supervision_args(data: Path, work: Path) -> list[str]:
-    """``-c CONFIG --set ...`` of the demo's DeepLab-v2 on the ground-truth masks of ``data``.
+def full_supervision_context(data: Path, work: Path) -> RunContext:
+    """The demo run of ``work`` with its DeepLab-v2 output moved to ``work/../full_supervision``.
 
-    The rounds' own config and stand-in init (``work/pretrained``), written to
-    ``work/../full_supervision`` instead of ``work/segmentation``.
+    Its ``seg_args`` / ``seg_sets`` for :data:`FULL_SUPERVISION_ID` and the
+    ground-truth masks are the rounds' own config and stand-in init
+    (``work/pretrained``) with the masks as training labels.
     """
-    ctx = RunContext(data, work, get_preset("demo"),
-                     seg_overrides=[f"EXP.OUTPUT_DIR={work.parent / FULL_SUPERVISION_ID}"])
-    return ctx.seg_args(FULL_SUPERVISION_ID, ctx.layout.mask_dir)
+    return RunContext(data, work, get_preset("demo"),
+                      seg_overrides=[f"EXP.OUTPUT_DIR={work.parent / FULL_SUPERVISION_ID}"])
 
 
 def full_supervision(data: Path, work: Path, redo: bool) -> dict:
@@ -145,9 +145,10 @@ def full_supervision(data: Path, work: Path, redo: bool) -> dict:
 
     Trained, tested and CRF-ed unless its CRF scores exist (``redo``: again).
     """
-    args = full_supervision_args(data, work)
-    config, sets = args[1], args[3::2]
-    paths = RunPaths.from_config(load_config(config, sets))
+    ctx = full_supervision_context(data, work)
+    masks = ctx.layout.mask_dir
+    args = ctx.seg_args(FULL_SUPERVISION_ID, masks)
+    paths = RunPaths.from_config(load_config(ctx.seg_config_path, ctx.seg_sets(FULL_SUPERVISION_ID, masks)))
     if redo or not paths.score_path("val", crf=True).is_file():
         seed = get_preset("demo").seed
         steps = (["train", *args, "--cpu", "--fully-supervised", "--seed", str(seed), "--overwrite"],

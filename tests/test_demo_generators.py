@@ -60,17 +60,15 @@ def test_rerun_rounds_works_on_a_copy_and_is_not_redone(tmp_path, monkeypatch):
 
 def test_full_supervision_trains_the_rounds_deeplab_on_the_ground_truth(synthetic_root, tmp_path):
     work = tmp_path / "run" / "work"
-    args = bench.full_supervision_args(synthetic_root.root, work)
-    sets = dict(item.split("=", 1) for item in args[3::2])
-    assert args[:2] == ["-c", str(get_preset("demo").seg_config)]
-    assert sets["DATASET.LABEL_DIR"] == str(synthetic_root.mask_dir)
-    assert sets["MODEL.INIT_MODEL"] == str(work.resolve() / "pretrained" / "deeplab_standin.pth")
-    assert sets["EXP.ID"] == "full_supervision"
-    # the rounds write to work/segmentation; the last EXP.OUTPUT_DIR wins and moves it out of the run
-    output_dirs = [v for k, v in (item.split("=", 1) for item in args[3::2]) if k == "EXP.OUTPUT_DIR"]
-    assert output_dirs[-1] == str(tmp_path / "run" / "full_supervision")
-    cfg = load_config(args[1], args[3::2])
-    assert cfg.EXP.OUTPUT_DIR == str(tmp_path / "run" / "full_supervision")
+    ctx = bench.full_supervision_context(synthetic_root.root, work)
+    sets = ctx.seg_sets(bench.FULL_SUPERVISION_ID, ctx.layout.mask_dir)
+    values = dict(item.split("=", 1) for item in sets)  # the last of a key wins, as in load_config
+    assert ctx.seg_config_path == get_preset("demo").seg_config
+    assert values["DATASET.LABEL_DIR"] == str(synthetic_root.mask_dir)
+    assert values["MODEL.INIT_MODEL"] == str(work.resolve() / "pretrained" / "deeplab_standin.pth")
+    assert values["EXP.ID"] == "full_supervision"
+    cfg = load_config(ctx.seg_config_path, sets)
+    assert cfg.EXP.OUTPUT_DIR == str(tmp_path / "run" / "full_supervision")  # not the rounds' work/segmentation
     assert cfg.SOLVER.ITER_MAX == load_config(get_preset("demo").seg_config).SOLVER.ITER_MAX
 
 
@@ -78,12 +76,16 @@ def test_full_supervision_reads_existing_scores_and_runs_train_test_crf_otherwis
                                                                                monkeypatch):
     work = tmp_path / "run" / "work"
     work.mkdir(parents=True)
-    args = bench.full_supervision_args(synthetic_root.root, work)
-    paths = RunPaths.from_config(load_config(args[1], args[3::2]))
+    ctx = bench.full_supervision_context(synthetic_root.root, work)
+    paths = RunPaths.from_config(load_config(ctx.seg_config_path,
+                                             ctx.seg_sets(bench.FULL_SUPERVISION_ID, ctx.layout.mask_dir)))
     calls = []
 
     def fake_run(cmd, cwd, check, stdout, stderr):
+        assert cmd[1:3] == ["-m", "segmentation.main"]
         calls.append(cmd[3])
+        if cmd[3] == "train":
+            assert "--fully-supervised" in cmd
         if cmd[3] == "crf":
             for crf, miou in ((False, 0.8), (True, 0.85)):
                 path = paths.score_path("val", crf)
