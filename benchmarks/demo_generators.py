@@ -150,8 +150,7 @@ def full_supervision(data: Path, work: Path, redo: bool) -> dict:
     args = ctx.seg_args(FULL_SUPERVISION_ID, masks)
     paths = RunPaths.from_config(load_config(ctx.seg_config_path, ctx.seg_sets(FULL_SUPERVISION_ID, masks)))
     if redo or not paths.score_path("val", crf=True).is_file():
-        seed = get_preset("demo").seed
-        steps = (["train", *args, "--cpu", "--fully-supervised", "--seed", str(seed), "--overwrite"],
+        steps = (["train", *args, "--cpu", "--fully-supervised", "--seed", str(PRESET_DEEPLAB_SEED), "--overwrite"],
                  ["test", *args, "--cpu", "--overwrite"], ["crf", *args, "--cpu", "--overwrite"])
         with open(work.parent / f"{FULL_SUPERVISION_ID}.out", "w") as log:
             for step in steps:
