@@ -183,3 +183,12 @@ def test_cli_reports_missing_data_root(tmp_path, capsys):
         main(["--data-root", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "w"), "--preset", "demo"])
     assert exc.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_classifier_seed_benchmark_reads_one_loss_per_epoch_from_the_real_log(finished_run, tiny_preset):
+    from benchmarks.classifier_seeds import epoch_losses
+
+    ctx, _ = finished_run
+    losses = epoch_losses(ctx.runs_dir / "exp1" / "logs" / "train.log")
+    epochs = tiny_preset.classifier_args[tiny_preset.classifier_args.index("--epochs") + 1]
+    assert len(losses) == int(epochs) and all(0 < v < 10 for v in losses)
