@@ -108,6 +108,8 @@ PRESETS: dict[str, Preset] = {
         # blob data 5e-4 lost no class with any of four classifier seeds, 7e-4 lost one with
         # two of them (benchmarks/classifier_seeds.py, README); but in the whole demo its OA-CAMs fell
         # below its CAMs on three of four benchmark runs: 7e-4 misses fewer targets.
+        # At 192 px the CAMs scored higher on most runs, but the four benchmark runs missed
+        # as many targets (7e-4) or more (5e-4) and stages 1-2 took about 60 s longer (README).
         # The classes of synthetic data differ by colour, so the colour jitter keeps
         # its hue: a hue shift of up to 0.1 of the circle would turn one class into
         # another (ImageNet's classes are not hues).
