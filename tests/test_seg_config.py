@@ -35,6 +35,14 @@ def test_demo_config_is_valid():
     assert cfg.MODEL.WIDTH_DIV > 1 and cfg.MODEL.INIT_MODEL is None
 
 
+def test_demo_crf_is_the_papers_on_the_8bit_image():
+    """The demo shrinks the network, not the CRF: every kernel value and the iteration count are voc12's."""
+    demo, paper = load_config(CONFIG_DIR / "demo.yaml").CRF, load_config(CONFIG_DIR / "voc12.yaml").CRF
+    keys = ("ITER_MAX", "POS_W", "POS_XY_STD", "BI_W", "BI_XY_STD", "BI_RGB_STD")
+    assert [demo[k] for k in keys] == [paper[k] for k in keys]
+    assert demo.WRAPPED_IMAGE is False  # the corrected CRF input (docs/method.md, stage 4)
+
+
 def test_overrides_are_typed():
     cfg = load_config(None, ["SOLVER.ITER_MAX=100", "SOLVER.LR=1e-3", "MODEL.INIT_MODEL=null", "CRF.WRAPPED_IMAGE=true"])
     assert cfg.SOLVER.ITER_MAX == 100 and cfg.SOLVER.LR == 1e-3 and isinstance(cfg.SOLVER.LR, float)
