@@ -108,6 +108,7 @@ PRESETS: dict[str, Preset] = {
         # blob data 5e-4 lost no class with any of four classifier seeds, 7e-4 lost one with
         # two of them (benchmarks/classifier_seeds.py, README); but in the whole demo its OA-CAMs fell
         # below its CAMs on three of four benchmark runs: 7e-4 misses fewer targets.
+        # On a second machine (10 CRF iterations) six runs missed six targets at 5e-4, three at 7e-4.
         # At 192 px the CAMs scored higher on most runs, but the four benchmark runs missed
         # as many targets (7e-4) or more (5e-4) and stages 1-2 took about 60 s longer (README).
         # The classes of synthetic data differ by colour, so the colour jitter keeps
