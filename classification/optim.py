@@ -2,8 +2,10 @@
 
 SGD (momentum 0.9, Nesterov, weight decay 5e-4) over four parameter groups;
 the learning rate is multiplied by 0.1 at the start of each decay epoch. The
-rate of an epoch is computed from the base rate (not by repeated
-multiplication), so a resumed run gets the same rates.
+rate of a step is computed from the base rate, the epoch and the global step
+(not by repeated multiplication), so a resumed run gets the same rates.
+An optional linear warm-up (not in the paper, whose default is none) scales
+the first steps' rates by ``(step + 1) / warmup_steps``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,28 @@ def lr_at_epoch(base_lr: float, epoch: int, decay_points: Iterable[int] = DEFAUL
     return base_lr * DECAY_FACTOR ** sum(epoch >= p for p in decay_points)
 
 
+def lr_at_step(
+    base_lr: float,
+    epoch: int,
+    step: int,
+    decay_points: Iterable[int] = DEFAULT_DECAY_POINTS,
+    warmup_steps: int = 0,
+) -> float:
+    """Base rate of global ``step`` (0-based) in ``epoch``: :func:`lr_at_epoch`, times
+    ``(step + 1) / warmup_steps`` while ``step < warmup_steps``."""
+    lr = lr_at_epoch(base_lr, epoch, decay_points)
+    if step < warmup_steps:
+        lr *= (step + 1) / warmup_steps
+    return lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
+    """Set every group's rate to ``lr`` times its multiplier; returns ``lr``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+    return lr
+
+
 def set_epoch_lr(
     optimizer: torch.optim.Optimizer,
     base_lr: float,
@@ -63,7 +87,4 @@ def set_epoch_lr(
     decay_points: Iterable[int] = DEFAULT_DECAY_POINTS,
 ) -> float:
     """Set every group's rate for ``epoch``; returns the base rate."""
-    lr = lr_at_epoch(base_lr, epoch, decay_points)
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_mult", 1.0)
-    return lr
+    return set_lr(optimizer, lr_at_epoch(base_lr, epoch, decay_points))

@@ -40,7 +40,7 @@ from .attention_accumulation import AttentionAccumulator, records_from_state, re
 from .datasets import ImageLabelDataset, Sample, load_samples
 from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state
-from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, set_epoch_lr
+from .optim import DEFAULT_DECAY_POINTS, DEFAULT_LR, WEIGHT_DECAY, build_optimizer, lr_at_step, set_epoch_lr, set_lr
 from .run_layout import RunDirs
 from .transforms import DEFAULT_INPUT_SIZE, HUE
 
@@ -63,6 +63,17 @@ def int_list(text: str) -> list[int]:
         return [int(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def count(text: str) -> int:
+    """A whole number >= 0 (argparse type for --warmup-steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,6 +123,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
                    help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")
+    p.add_argument("--warmup-steps", type=count, default=0, metavar="N",
+                   help="raise the rate linearly over the first N steps (default 0: none, the paper's; "
+                        "the CPU demo warms up from its stand-in weights)")
     p.add_argument("--hue-jitter", type=float, default=HUE,
                    help="largest hue shift of the colour jitter, a fraction of the hue circle (default 0.1, the "
                         "paper's); lower it where classes differ by colour, or a shift turns one into another")
@@ -335,6 +349,8 @@ def fit(
             step = position.step
             for index, batch in enumerate(bar, start=first):
                 batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                if step < getattr(args, "warmup_steps", 0):
+                    lr = set_lr(optimizer, lr_at_step(args.lr, epoch, step, args.decay_points, args.warmup_steps))
                 cam, loss = train_step(net, optimizer, batch, loss_fn, precision, scaler)
                 if accumulator is not None:
                     keep = distributed.real_samples(len(dataset), index, batch_size, len(batch["id"]))

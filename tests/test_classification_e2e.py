@@ -210,3 +210,17 @@ def test_diverging_training_stops_with_a_message(synthetic_root, tmp_path, capsy
     err = capsys.readouterr().err
     assert "training diverged" in err and "lower --lr" in err and "Traceback" not in err
     assert not (tmp_path / "exp1" / "model" / "checkpoint_final.pth").exists()
+
+
+def test_warmup_raises_the_rate_linearly_across_the_epoch_boundary(synthetic_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 2 steps per epoch, 2 epochs, 3 warm-up steps: the warm-up goes on into epoch 1,
+    # whose epoch rate (no decay before epoch 5) is set at its start.
+    assert math.ceil(len(synthetic_root.ids("train_aug")) / BATCH) == 2
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--lr", "0.0006", "--warmup-steps", "3",
+                                                            "--decay-points", "5"]
+    train.main(args)
+    events = EventAccumulator(str(tmp_path / "exp1" / "logs")).Reload()
+    rates = [e.value for e in sorted(events.Scalars("train/lr"), key=lambda e: e.step)]
+    assert rates == pytest.approx([2e-4, 4e-4, 6e-4, 6e-4])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from classification.models import vgg, vgg1
-from classification.optim import build_optimizer, lr_at_epoch, parameter_groups, set_epoch_lr
+from classification.optim import build_optimizer, lr_at_epoch, lr_at_step, parameter_groups, set_epoch_lr, set_lr
 
 
 @pytest.mark.parametrize("build", [vgg.vgg16, vgg1.vgg16])
@@ -47,3 +47,29 @@ def test_step_decay_at_epochs_5_and_10(epoch, lr):
 
 def test_no_decay_points():
     assert lr_at_epoch(0.01, 12, []) == 0.01
+
+
+def test_no_warmup_is_the_epoch_rate():
+    assert [lr_at_step(1e-3, e, s) for e, s in [(0, 0), (4, 99), (5, 100)]] == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+def test_linear_warmup_over_the_first_steps():
+    # 4 warm-up steps: 1/4, 2/4, 3/4, then the epoch's rate; a decay point inside the
+    # warm-up scales the decayed rate.
+    rates = [lr_at_step(8e-4, 0, s, (5, 10), warmup_steps=4) for s in range(6)]
+    assert rates == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 8e-4, 8e-4])
+    assert lr_at_step(8e-4, 1, 2, (1,), warmup_steps=4) == pytest.approx(8e-5 * 3 / 4)
+    opt = build_optimizer(vgg.vgg16(num_classes=3, width_div=16), lr=1e-3)
+    assert set_lr(opt, 5e-4) == 5e-4
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-4, 1e-3, 5e-3, 1e-2])
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "ten"])
+def test_warmup_steps_must_be_a_count(text, capsys):
+    from classification import train
+
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--warmup-steps", text])
+    assert "--warmup-steps" in capsys.readouterr().err
+    assert train.build_parser().parse_args(["--warmup-steps", "60"]).warmup_steps == 60
+    assert train.build_parser().parse_args([]).warmup_steps == 0  # the paper: no warm-up

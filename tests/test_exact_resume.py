@@ -54,7 +54,8 @@ def crash_on_call(monkeypatch, module, number: int) -> None:
 def cls_args(layout, runs: Path, *extra: str) -> list[str]:
     return ["--data-root", str(layout.root), "--runs-dir", str(runs), "--input-size", "32", "--num-workers", "0",
             "--device", "cpu", "--epochs", "3", "--batch-size", "3", "--width-div", "16", "--no-pretrained",
-            "--seed", "0", "--checkpoint-every-steps", "2", "--no-check-data", *extra]
+            "--seed", "0", "--checkpoint-every-steps", "2", "--no-check-data",
+            "--warmup-steps", "7", *extra]  # the crash and the resume fall inside the warm-up
 
 
 def test_classifier_killed_mid_epoch_resumes_to_identical_weights_and_maps(synthetic_root, tmp_path, monkeypatch):
