@@ -10,6 +10,7 @@ Writes ``runs/<exp>/model/checkpoint_{last,final}.pth``, the accumulated maps
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import torch
@@ -18,13 +19,15 @@ import torch.nn.functional as F
 from nsrom.errors import exit_on_error
 from nsrom import distributed
 
-from .attention_accumulation import PROBABILITY_GATE, AttentionAccumulator
+from .attention_accumulation import PROBABILITY_GATE, START_EPOCH, AttentionAccumulator
 from .datasets import ImageLabelDataset
 from .models import vgg
 from .models.attention_net import class_logits
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, resolve_device, samples_from_args, seed_everything
+from .training import add_train_args, count, fit, prepare_run, resolve_device, samples_from_args, seed_everything
 from .transforms import train_transform
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accu-gate", type=gate_value, default=PROBABILITY_GATE,
                    help=f"a CAM is accumulated only if its class probability is at least this "
                         f"(default {PROBABILITY_GATE}, the paper's; the CPU demo uses a higher one)")
+    p.add_argument("--accu-start-epoch", type=count, default=START_EPOCH, metavar="E",
+                   help=f"first epoch (0-based) whose CAMs are accumulated (default {START_EPOCH}, the paper's); "
+                        f"the last epoch still fills the maps that are missing")
     return p
 
 
@@ -65,7 +71,11 @@ def run(args: argparse.Namespace) -> Path | None:
 def _run(args: argparse.Namespace) -> Path | None:
     dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, accu_dir=args.accu_dir, log_dir=args.log_dir)
     distributed.setup_rank_logging(dirs.logs / "train.log")
-    accumulator = AttentionAccumulator(dirs.accu_att, args.epochs, gate=args.accu_gate)
+    if args.accu_start_epoch >= args.epochs:
+        log.warning("--accu-start-epoch %d with --epochs %d: no CAM is accumulated (stage 2 needs the maps)",
+                    args.accu_start_epoch, args.epochs)
+    accumulator = AttentionAccumulator(dirs.accu_att, args.epochs, start_epoch=args.accu_start_epoch,
+                                       gate=args.accu_gate)
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, accumulator)):
         return None
     seed_everything(args.seed)

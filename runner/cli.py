@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed each DeepLab-v2 training (init, shuffling, augmentation) for a repeatable run")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for both classification trainers, e.g. --cls-arg=--pretrained-path=vgg16.pth")
+    p.add_argument("--cam-arg", action="append", default=[], metavar="FLAG",
+                   help="extra flag for stage 1's trainer alone (train.py), after every other, "
+                        "e.g. --cam-arg=--accu-gate=0.1 (repeatable)")
     p.add_argument("--pseudo-label-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for gen_label.py (stage 3), after the preset's rules, "
                         "e.g. --pseudo-label-arg=--no-pom (repeatable)")
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
-                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg,
+                     seg_overrides=args.seg_set, classifier_extra=args.cls_arg, cam_extra=args.cam_arg,
                      pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
                      layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,9 @@ class RunContext:
     device: str = "auto"
     seg_overrides: list[str] = field(default_factory=list)
     classifier_extra: list[str] = field(default_factory=list)
+    """Flags for both classifier trainers after the preset's (``pipeline.py --cls-arg``)."""
+    cam_extra: list[str] = field(default_factory=list)
+    """Flags for stage 1's trainer alone, after all others (``pipeline.py --cam-arg``)."""
     pseudo_label_extra: list[str] = field(default_factory=list)
     """Flags for ``gen_label.py`` after the preset's rules (``pipeline.py --pseudo-label-arg``)."""
     masked_label_extra: list[str] = field(default_factory=list)

@@ -120,9 +120,10 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
     return entries
 
 
-def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = ()) -> None:
+def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = (),
+                      own_extra: list[str] = ()) -> None:
     args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
-            *ctx.standin_classifier_args, *ctx.classifier_extra, NO_CHECK,
+            *ctx.standin_classifier_args, *ctx.classifier_extra, *own_extra, NO_CHECK,
             "--overwrite" if ctx.overwrite else "--resume"]
     module.run(module.build_parser().parse_args(args))
 
@@ -137,7 +138,7 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
 def cam_train(ctx: RunContext) -> None:
     from classification import train
 
-    _train_classifier(train, ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args)
+    _train_classifier(train, ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, ctx.cam_extra)
 
 
 def cam_export(ctx: RunContext) -> dict:

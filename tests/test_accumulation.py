@@ -37,6 +37,23 @@ def test_epoch_0_is_ignored(tmp_path):
     assert len(acc) == 0
 
 
+def test_a_later_start_epoch_ignores_the_epochs_before_it(tmp_path):
+    acc = AttentionAccumulator(tmp_path, num_epochs=15, start_epoch=3)
+    assert [acc.update(e, *batch(CAM_A, HIGH)) for e in (1, 2)] == [0, 0]
+    assert acc.update(3, *batch(CAM_B, HIGH)) == 1
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_B)  # CAM_A of epochs 1-2 never fused
+
+
+def test_train_start_epoch_flag(capsys):
+    from classification import train
+
+    assert train.build_parser().parse_args([]).accu_start_epoch == START_EPOCH
+    assert train.build_parser().parse_args(["--accu-start-epoch", "0"]).accu_start_epoch == 0
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--accu-start-epoch", "-1"])
+    assert "--accu-start-epoch" in capsys.readouterr().err
+
+
 def test_first_store_is_the_normalised_8bit_map_only_for_present_classes(tmp_path):
     acc = AttentionAccumulator(tmp_path, num_epochs=15)
     assert acc.update(1, *batch(CAM_A, HIGH)) == 1

@@ -198,3 +198,34 @@ def test_pipeline_passes_the_preset_rules_then_the_extra_flags(stage, module, fi
     with pytest.raises(_Called):
         stage(ctx)
     assert seen == [dataclasses.replace(changed, min_foreground=0.02)]
+
+
+def test_cam_arg_reaches_stage_1_alone_after_the_flags_of_both_classifiers(monkeypatch, tmp_path):
+    from classification import train, train_iam
+
+    seen = {}
+
+    def fake_run(name, module):
+        def run(args):
+            seen[name] = args
+            raise _Called
+        monkeypatch.setattr(module, "run", run)
+
+    fake_run("cam", train)
+    fake_run("iam", train_iam)
+    ctx = RunContext(tmp_path, tmp_path / "work", PRESETS["demo"],
+                     classifier_extra=["--warmup-steps=5"], cam_extra=["--accu-gate=0.2", "--warmup-steps=7"])
+    for stage in (stages.cam_train, stages.iam_train):
+        with pytest.raises(_Called):
+            stage(ctx)
+    assert seen["iam"].warmup_steps == 5  # --cls-arg: both classifiers, after the preset's 60
+    assert seen["cam"].warmup_steps == 7  # --cam-arg: stage 1 alone, after --cls-arg
+    assert seen["cam"].accu_gate == 0.2  # ... and after the preset's cam_args (0.9)
+
+
+def test_pipeline_cli_takes_cam_args():
+    from runner import cli
+
+    args = cli.build_parser().parse_args(["--data-root", "d", "--work-dir", "w", "--cam-arg=--accu-start-epoch=4",
+                                          "--cam-arg=--accu-gate=0.5"])
+    assert args.cam_arg == ["--accu-start-epoch=4", "--accu-gate=0.5"]
