@@ -2,6 +2,7 @@
 
     python benchmarks/classifier_seeds.py --data-root D --out DIR [--seeds 0 1 2 3] [--lrs 0.0007 0.0005]
                                           [--to cam_export|oacam_export] [--preset demo]
+                                          [--cls-arg=--warmup-steps=60 ...]
 
 For each stage-1 rate and seed: ``pipeline.py --preset P --to STAGE
 --cls-arg=--lr=LR --cls-arg=--seed=S`` in its own work folder
@@ -12,7 +13,8 @@ loss of stage 1 and the largest rise of that loss from one epoch to the next
 (a rise means training left the minimum it was in: a class can be lost there).
 The seed is the one of ``--seed`` in the classifier flags (init, shuffling,
 jitter) and the rate is given to both classifiers (stage 1 and the IAM),
-as a change of the preset's ``--lr`` would be. A run that exists is read, not
+as a change of the preset's ``--lr`` would be; ``--cls-arg`` adds other
+classifier flags to every run (give each setting its own ``--out``). A run that exists is read, not
 redone (``--redo`` to run again). Minutes per run with the demo preset.
 """
 
@@ -78,7 +80,7 @@ def make_standin(data: Path, out: Path, preset: str) -> Path | None:
 
 
 def run_one(data: Path, out: Path, preset: str, lr: float, seed: int, to: str, standin: Path | None,
-            redo: bool) -> dict:
+            redo: bool, cls_args: list[str] = ()) -> dict:
     """One run's row (see the module docstring); runs the pipeline unless its results are there."""
     work = run_dir(out, lr, seed)
     ctx = RunContext(data, work, get_preset(preset))
@@ -90,7 +92,8 @@ def run_one(data: Path, out: Path, preset: str, lr: float, seed: int, to: str, s
         work.mkdir(parents=True)
         if standin is not None:
             shutil.copytree(standin, ctx.standin_dir)
-        pipeline(data, work, preset, ["--to", to, f"--cls-arg=--lr={lr}", f"--cls-arg=--seed={seed}"],
+        pipeline(data, work, preset, ["--to", to, f"--cls-arg=--lr={lr}", f"--cls-arg=--seed={seed}",
+                                             *(f"--cls-arg={a}" for a in cls_args)],
                  work.parent / f"{work.name}.out")
         results = json.loads(ctx.results_path.read_text())
     losses = epoch_losses(ctx.runs_dir / CLASSIFIER_EXP / "logs" / "train.log")
@@ -133,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage-1 (and IAM) rates (default: the preset's own)")
     p.add_argument("--to", default="cam_export", choices=STAGES,
                    help="last stage: the CAMs, or the OA-CAMs too (stage 2)")
+    p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
+                   help="one more classifier flag for every run, e.g. --cls-arg=--warmup-steps=60 (repeatable)")
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     return p
@@ -143,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs or [preset_lr(args.preset)]
     args.out.mkdir(parents=True, exist_ok=True)
     standin = make_standin(args.data_root, args.out, args.preset)
-    print(f"{args.data_root}, preset {args.preset}; mIoU (%) of train_aug with the best background threshold")
+    extra = f" + {' '.join(args.cls_arg)}" if args.cls_arg else ""
+    print(f"{args.data_root}, preset {args.preset}{extra}; mIoU (%) of train_aug with the best background threshold")
     print("| lr | seed | CAM | OA-CAM | OA-CAM - CAM | weakest class (CAM IoU) | last loss | largest rise |\n|"
           + "---|" * 8, flush=True)
     rows = []
     for lr in lrs:
         for seed in args.seeds:
-            rows.append(run_one(args.data_root, args.out, args.preset, lr, seed, args.to, standin, args.redo))
+            rows.append(run_one(args.data_root, args.out, args.preset, lr, seed, args.to, standin, args.redo,
+                                args.cls_arg))
             print(format_row(rows[-1]), flush=True)
     print("\n| lr | runs | mean CAM | lowest CAM | OA-CAM below CAM |\n|---|---|---|---|---|")
     print("\n".join(summary_rows(rows)))

@@ -65,6 +65,10 @@ def test_run_one_runs_the_pipeline_with_rate_and_seed_then_reads(tmp_path, monke
     assert len(calls) == 1  # read, not run again
     bench.run_one(tmp_path / "data", tmp_path, "demo", 0.0005, 3, "oacam_export", standin, redo=True)
     assert len(calls) == 2
+    bench.run_one(tmp_path / "data", tmp_path, "demo", 0.0005, 3, "oacam_export", standin, redo=True,
+                  cls_args=["--warmup-steps=0"])
+    assert calls[-1][2] == ["--to", "oacam_export", "--cls-arg=--lr=0.0005", "--cls-arg=--seed=3",
+                            "--cls-arg=--warmup-steps=0"]
 
 
 def test_summary_rows_per_rate():
