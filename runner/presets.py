@@ -104,13 +104,11 @@ PRESETS: dict[str, Preset] = {
         # accumulated maps fuse them all (with 8, the OA-CAMs scored below the CAMs).
         # A VGG16 at 1/8 of the paper's width: on a 2-core CPU it trains about 3.5x
         # faster than at 1/4 and its CAMs score a few points lower; the rate is raised
-        # to match (at 3e-4 the narrow net had not settled by the last epoch). On 300-image
-        # blob data 5e-4 lost no class with any of four classifier seeds, 7e-4 lost one with
-        # two of them (benchmarks/classifier_seeds.py, README); but in the whole demo its OA-CAMs fell
-        # below its CAMs on three of four benchmark runs: 7e-4 misses fewer targets.
-        # On a second machine (10 CRF iterations) six runs missed six targets at 5e-4, three at 7e-4.
-        # At 192 px the CAMs scored higher on most runs, but the four benchmark runs missed
-        # as many targets (7e-4) or more (5e-4) and stages 1-2 took about 60 s longer (README).
+        # to match (at 3e-4 the narrow net had not settled by the last epoch). Before the
+        # warm-up below: on 300-image blob data 5e-4 lost no class with any of four classifier
+        # seeds, 7e-4 lost one with two of them; but in the whole demo 5e-4 missed more targets
+        # (six against three on six runs), and 192 px inputs missed as many or more and took
+        # about 60 s longer (docs/demo_tuning.md).
         # The classes of synthetic data differ by colour, so the colour jitter keeps
         # its hue: a hue shift of up to 0.1 of the circle would turn one class into
         # another (ImageNet's classes are not hues).
@@ -118,8 +116,9 @@ PRESETS: dict[str, Preset] = {
         # data). The paper has no warm-up; its head starts on ImageNet features. Here the
         # He-initialised head on the stand-in's features starts with logits of a few units
         # (first losses 2.0-3.0), and full-rate SGD steps from there left stage 1 stuck at a
-        # loss of about 0.5 (CAM 34.5) with one of four seeds on 300-image blob data and
-        # lost a class with another; with the warm-up all four learnt (README).
+        # loss of about 0.5 (CAM 34.5) with one of eight seeds on 300-image blob data and
+        # lost a class with another; with the warm-up all eight learnt every class (README,
+        # "The warm-up").
         classifier_args=["--input-size", "128", "--width-div", "8", "--epochs", "15", "--decay-points", "10,13",
                          "--batch-size", "5", "--lr", "0.0007", "--warmup-steps", "60", "--hue-jitter", "0",
                          "--num-workers", "0", "--seed", "0"],
