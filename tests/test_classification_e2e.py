@@ -224,3 +224,10 @@ def test_warmup_raises_the_rate_linearly_across_the_epoch_boundary(synthetic_roo
     events = EventAccumulator(str(tmp_path / "exp1" / "logs")).Reload()
     rates = [e.value for e in sorted(events.Scalars("train/lr"), key=lambda e: e.step)]
     assert rates == pytest.approx([2e-4, 4e-4, 6e-4, 6e-4])
+
+
+def test_a_start_epoch_past_the_run_warns_that_nothing_is_accumulated(synthetic_root, tmp_path):
+    train.main(common(synthetic_root, tmp_path) + TINY_TRAIN + ["--accu-start-epoch", "2"])
+    log_text = (tmp_path / "exp1" / "logs" / "train.log").read_text()
+    assert "--accu-start-epoch 2 with --epochs 2: no CAM is accumulated" in log_text
+    assert not any((tmp_path / "exp1" / "accu_att").glob("*.png"))
