@@ -331,6 +331,7 @@ def fit(
         # purge_step drops what the interrupted run logged after its checkpoint
         writer = SummaryWriter(log_dir=str(dirs.logs), purge_step=position.step + 1 if state is not None else None)
     cadence = CheckpointCadence(getattr(args, "checkpoint_every_steps", 0), getattr(args, "checkpoint_every_minutes", 0))
+    warmup_steps = getattr(args, "warmup_steps", 0)
     saver = _Saver(dirs, model, optimizer, scaler, data_seed, device)
     log.info("%d images, %d steps per epoch, epochs %d..%d, device %s, %d process(es)",
              len(dataset), batches_per_epoch, position.epoch, args.epochs - 1, device, info.world_size)
@@ -349,8 +350,8 @@ def fit(
             step = position.step
             for index, batch in enumerate(bar, start=first):
                 batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-                if step < getattr(args, "warmup_steps", 0):
-                    lr = set_lr(optimizer, lr_at_step(args.lr, epoch, step, args.decay_points, args.warmup_steps))
+                if step < warmup_steps:
+                    lr = set_lr(optimizer, lr_at_step(args.lr, epoch, step, args.decay_points, warmup_steps))
                 cam, loss = train_step(net, optimizer, batch, loss_fn, precision, scaler)
                 if accumulator is not None:
                     keep = distributed.real_samples(len(dataset), index, batch_size, len(batch["id"]))
