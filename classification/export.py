@@ -23,13 +23,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from nsrom.cam import max_normalize, to_uint8
+from nsrom.cam import max_normalize, resize_to_image, to_uint8
 from nsrom.images import write_grey
 from nsrom import distributed
 from nsrom.provenance import Producer, prepare_output_dir
@@ -74,7 +73,7 @@ def attention_maps(cam: np.ndarray, classes: tuple[int, ...], size: tuple[int, i
     out = {}
     for c in classes:
         att = to_uint8(max_normalize(cam[c]))
-        out[c] = cv2.resize(att, (width, height), interpolation=cv2.INTER_CUBIC)
+        out[c] = resize_to_image(att, height, width)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 EPS = 1e-8
@@ -40,3 +41,12 @@ def minmax_normalize(cam: np.ndarray) -> np.ndarray:
     cam = np.asarray(cam, dtype=np.float32)
     lo = cam.min()
     return (cam - lo) / (cam.max() - lo + EPS)
+
+
+def resize_to_image(att: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An 8-bit map at CAM resolution resized to ``height x width`` with bicubic interpolation (stage 1b).
+
+    The export of CAMs / OA-CAMs uses it; scoring the accumulated maps of stage
+    1 (kept at CAM resolution) against the masks resizes them the same way.
+    """
+    return cv2.resize(np.asarray(att, dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)

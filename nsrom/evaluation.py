@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .cam import resize_to_image
 from .classes import IGNORE_INDEX
 from .data import DataLayout
 from .errors import ConfigError, DataError
@@ -98,7 +99,9 @@ def confusion_at_threshold(histogram: np.ndarray, threshold: float) -> np.ndarra
     return matrix
 
 
-def _cam_image(args: tuple[str, list[int]], layout: DataLayout, cam_dir: Path, n: int) -> tuple[np.ndarray, int]:
+def _cam_image(
+    args: tuple[str, list[int]], layout: DataLayout, cam_dir: Path, n: int, resize: bool = False
+) -> tuple[np.ndarray, int]:
     image_id, classes = args
     gt = _read_gt(layout, image_id, n - 1)
     cams, missing = {}, 0
@@ -108,6 +111,8 @@ def _cam_image(args: tuple[str, list[int]], layout: DataLayout, cam_dir: Path, n
             missing += 1
             continue
         cams[c] = read_grey(path, "CAM")
+        if resize and cams[c].shape != gt.shape:
+            cams[c] = resize_to_image(cams[c], *gt.shape)
         _check_shape(cams[c], path, gt, layout.mask_path(image_id))
     return cam_histogram(gt, *cam_top_scores(cams, gt.shape), n), missing
 
@@ -118,8 +123,13 @@ def evaluate_cams(
     cam_dir: str | Path,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     workers: int = 1,
+    resize: bool = False,
 ) -> dict:
     """mIoU of a CAM / OA-CAM folder at the best background threshold of a sweep.
+
+    With ``resize``, maps of another size than their mask are first resized to
+    it as the export does (bicubic): the accumulated maps of stage 1, kept at
+    CAM resolution, can then be scored like the exported maps.
 
     Returns ``miou`` (fraction), ``best_threshold``, ``curve`` (``"thr" -> miou``),
     ``class_iou`` (by class name), ``scores`` (nsrom.metrics.scores at the best
@@ -137,7 +147,7 @@ def evaluate_cams(
     n = len(names)
     ids, without_mask = scored_ids(layout, split)
     image_labels = layout.labels_for(ids)
-    job = functools.partial(_cam_image, layout=layout, cam_dir=cam_dir, n=n)
+    job = functools.partial(_cam_image, layout=layout, cam_dir=cam_dir, n=n, resize=resize)
     histogram = np.zeros((n, n, CAM_LEVELS), dtype=np.int64)
     missing = 0
     for hist, miss in parallel_map(job, list(image_labels.items()), workers=workers, desc=f"eval CAMs {cam_dir.name}"):

@@ -18,7 +18,7 @@ from nsrom.errors import DataError
 from nsrom.evaluation import (
     cam_histogram, cam_top_scores, confusion_at_threshold, evaluate_cams, evaluate_labels,
 )
-from nsrom.images import read_label, write_grey, write_label
+from nsrom.images import read_grey, read_label, write_grey, write_label
 from nsrom.metrics import confusion_matrix
 
 IGN = 255
@@ -80,6 +80,19 @@ def test_evaluate_cams_sweep_uses_image_labels_only(tmp_path):
     assert result["best_threshold"] == 0.3 and result["miou"] == pytest.approx(5 / 9)
     assert result["class_iou"] == pytest.approx({"background": 1.0, "a": 2 / 3, "b": 0.0})
     assert result["missing_maps"] == 0
+
+
+def test_maps_at_cam_resolution_are_scored_after_a_bicubic_resize(tmp_path):
+    # the accumulated maps of stage 1 are kept at CAM resolution: 2x2 here, the mask is 4x4
+    layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 0, 1, 1]] * 4})
+    write_grey(tmp_path / "accu" / "img1_0.png", np.array([[0, 255], [0, 255]], np.uint8))
+    with pytest.raises(DataError, match="sizes differ"):
+        evaluate_cams(layout, "train_aug", tmp_path / "accu")
+    # bicubic, as the export: each row becomes [0, 58, 197, 255]
+    result = evaluate_cams(layout, "train_aug", tmp_path / "accu", thresholds=[0.2, 0.5], resize=True)
+    # thr 0.2 (51): [0 1 1 1], background IoU 1/2 and class IoU 2/3; thr 0.5: [0 0 1 1], exact
+    assert result["curve"] == pytest.approx({"0.2": 7 / 12, "0.5": 1.0})
+    assert result["best_threshold"] == 0.5
 
 
 def test_cam_histogram_matches_per_pixel_argmax():
@@ -158,3 +171,24 @@ def test_cli_takes_several_folders_per_flag(synthetic_root, tmp_path, capsys):
     assert results[mask_dir]["miou"] == results[str(copy)]["miou"] == 1.0
     printed = capsys.readouterr().out
     assert printed.count("Mean IoU") == 3 and printed.count("best background threshold") == 1  # each folder once
+
+
+def test_cli_resize_maps_scores_half_size_maps(synthetic_root, tmp_path, capsys):
+    from tools.eval_labels import main
+
+    _fake_cams(synthetic_root, tmp_path / "cams")
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in (tmp_path / "cams").glob("*.png"):  # half-size copies, as maps kept at a lower resolution
+        cam = read_grey(path)
+        write_grey(small / path.name, cv2.resize(cam, (cam.shape[1] // 2, cam.shape[0] // 2),
+                                                 interpolation=cv2.INTER_AREA))
+    args = ["--data-root", str(synthetic_root.root), "--cams", str(small), "--thresholds", "0.3", "0.5",
+            "--workers", "1", "--out", str(tmp_path / "scores.json")]
+    with pytest.raises(SystemExit) as exc:  # sizes differ: a clear error, not a score
+        main(args)
+    assert exc.value.code == 2 and "sizes differ" in capsys.readouterr().err
+    assert main(args + ["--resize-maps", "--cams", str(tmp_path / "cams")]) == 0
+    results = json.loads((tmp_path / "scores.json").read_text())
+    full, half = results[str(tmp_path / "cams")]["miou"], results[str(small)]["miou"]
+    assert 0.5 < half < 1.0 and abs(half - full) < 0.05

@@ -6,6 +6,9 @@
         --out scores_labels.json
 
 ``--cams`` and ``--labels`` take one folder or several, and may be repeated.
+``--resize-maps`` scores maps that are smaller than the image, such as the
+accumulated maps of stage 1 (``runs/exp1/accu_att``), after resizing them as
+the export does.
 Images of the split without a mask are not scored (the table says how many).
 
 Prints one per-class IoU table per folder and writes them all as JSON
@@ -42,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label folders <id>.png (one or more; repeatable)")
     p.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS),
                    help="background thresholds swept for CAMs (default 0.05 .. 0.95 by 0.05)")
+    p.add_argument("--resize-maps", action="store_true",
+                   help="resize CAMs of another size than their mask to it (bicubic, as the export does), "
+                        "e.g. to score the accumulated maps of stage 1 (runs/exp1/accu_att, kept at CAM resolution)")
     p.add_argument("--out", type=Path, help="write the results as JSON to this file")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
     add_layout_args(p, ("mask_dir",))
@@ -58,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = args.split or layout.train_split
     results = {}
     for folder in dict.fromkeys(args.cams):  # each folder once, in the order given
-        results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers)
+        results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers, resize=args.resize_maps)
     for folder in dict.fromkeys(args.labels):
         results[str(folder)] = evaluate_labels(layout, split, folder, args.workers)
     for result in results.values():
