@@ -66,7 +66,7 @@ def int_list(text: str) -> list[int]:
 
 
 def count(text: str) -> int:
-    """A whole number >= 0 (argparse type for --warmup-steps)."""
+    """A whole number >= 0 (argparse type of --warmup-steps and --accu-start-epoch)."""
     try:
         value = int(text)
     except ValueError:

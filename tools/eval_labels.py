@@ -6,7 +6,7 @@
         --out scores_labels.json
 
 ``--cams`` and ``--labels`` take one folder or several, and may be repeated.
-``--resize-maps`` scores maps that are smaller than the image, such as the
+``--resize-maps`` scores maps of another size than their mask, such as the
 accumulated maps of stage 1 (``runs/exp1/accu_att``), after resizing them as
 the export does.
 Images of the split without a mask are not scored (the table says how many).
@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = args.split or layout.train_split
     results = {}
     for folder in dict.fromkeys(args.cams):  # each folder once, in the order given
-        results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers, resize=args.resize_maps)
+        results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers,
+                                             resize=args.resize_maps)
     for folder in dict.fromkeys(args.labels):
         results[str(folder)] = evaluate_labels(layout, split, folder, args.workers)
     for result in results.values():
