@@ -220,7 +220,7 @@ def test_cam_arg_reaches_stage_1_alone_after_the_flags_of_both_classifiers(monke
             stage(ctx)
     assert seen["iam"].warmup_steps == 5  # --cls-arg: both classifiers, after the preset's 60
     assert seen["cam"].warmup_steps == 7  # --cam-arg: stage 1 alone, after --cls-arg
-    assert seen["cam"].accu_gate == 0.2  # ... and after the preset's cam_args (0.9)
+    assert seen["cam"].accu_gate == 0.2  # ... and after the preset's cam_args (0.99)
 
 
 def test_pipeline_cli_takes_cam_args():

@@ -61,10 +61,10 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
 
 def test_stage_1_alone_gets_the_presets_cam_args(finished_run, tiny_preset):
     ctx, _ = finished_run
-    assert tiny_preset.cam_args == ["--accu-gate", "0.9"]
+    assert tiny_preset.cam_args == ["--accu-gate", "0.99"]
     stage1 = json.loads((ctx.runs_dir / "exp1" / "train_args.json").read_text())
     stage2 = json.loads((ctx.runs_dir / "exp2" / "train_args.json").read_text())
-    assert stage1["accu_gate"] == 0.9 and "accu_gate" not in stage2
+    assert stage1["accu_gate"] == 0.99 and "accu_gate" not in stage2
 
 
 def test_stand_in_weights_are_made_and_loaded_through_the_real_flags(finished_run):
