@@ -1,7 +1,7 @@
 """The demo preset on data of both synthetic generators: its figures, its claims, its time.
 
     python benchmarks/demo_generators.py [--out /tmp/demo_check] [--seeds 0 1] [--generators synthetic blob]
-                                         [--deeplab-seeds 1 2]
+                                         [--deeplab-seeds 1 2] [--iam-seeds 1 2] [--full-supervision]
 
 For each generator and seed: make a dataset (``synthetic``: tools/make_synthetic_voc.py
 with its defaults, the data of tools/demo.sh; ``blob``: tools/blob_voc.py, a
@@ -27,6 +27,13 @@ steps, seed) is trained on the ground-truth masks of train_aug
 work folder) and tested on val without and with CRF; a third table sets it
 beside both rounds. Where round 1 is already within 2 points of it, no later
 round can add 2 points.
+
+``--iam-seeds`` asks the same of OA-CAM >= CAM: for each run and each seed given,
+a copy of its work folder trains the IAM again and exports its OA-CAMs
+(``pipeline.py --from iam_train --to oacam_export --cls-arg=--seed=S``, same
+accumulated maps, same CAMs), and a fourth table prints the OA-CAMs per IAM
+seed (the preset's classifier seed first) against the CAMs, with the mean and
+how many fall below the CAMs.
 """
 
 from __future__ import annotations
@@ -125,6 +132,42 @@ def round_rows(name: str, per_seed: dict[int, dict]) -> list[str]:
     return rows
 
 
+def _flag_value(flags: list[str], name: str) -> str:
+    """The value that follows ``name`` in a preset's flag list."""
+    return flags[flags.index(name) + 1]
+
+
+PRESET_IAM_SEED = int(_flag_value(get_preset("demo").classifier_args, "--seed"))
+"""The IAM seed of the main run (the demo preset's classifier seed)."""
+
+
+def rerun_iam(data: Path, work: Path, seed: int, redo: bool) -> dict:
+    """Stage 2 again with IAM seed ``seed`` on a copy of ``work`` (same accumulated maps); its CAM and OA-CAM mIoU (%)."""
+    copy = work.parent / f"work_iam_seed{seed}"
+    if redo or not (copy / "iam_done.json").is_file():
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(work, copy, ignore=shutil.ignore_patterns("segmentation"))
+        run_demo(data, copy, ("--from", "iam_train", "--to", "oacam_export", f"--cls-arg=--seed={seed}"),
+                 f"pipeline_iam_seed{seed}.out")
+        (copy / "iam_done.json").write_text(json.dumps({"seed": seed}))
+    results = json.loads((copy / "results.json").read_text())
+    return {"cam": 100 * results["cam"]["miou"], "oacam": 100 * results["oacam"]["miou"]}
+
+
+def iam_rows(name: str, per_seed: dict[int, dict]) -> list[str]:
+    """Markdown rows: CAM, OA-CAM and their difference for each IAM seed, then the mean and the count below the CAMs."""
+    rows, diffs = [], []
+    for seed, r in per_seed.items():
+        diffs.append(r["oacam"] - r["cam"])
+        rows.append(f"| {name} | {seed} | {r['cam']:.1f} | {r['oacam']:.1f} | {diffs[-1]:+.1f} |")
+    below = sum(d < 0 for d in diffs)
+    rows.append(f"| {name} | mean of {len(per_seed)} ({below} below CAM) | "
+                f"{statistics.fmean(r['cam'] for r in per_seed.values()):.1f} | "
+                f"{statistics.fmean(r['oacam'] for r in per_seed.values()):.1f} | {statistics.fmean(diffs):+.1f} |")
+    return rows
+
+
 FULL_SUPERVISION_ID = "full_supervision"
 """EXP.ID and folder (next to the run's work folder) of the fully supervised DeepLab-v2."""
 
@@ -175,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
     p.add_argument("--deeplab-seeds", nargs="*", type=int, default=[],
                    help="also run both DeepLab rounds of every run with these seeds (same labels)")
+    p.add_argument("--iam-seeds", nargs="*", type=int, default=[],
+                   help="also train the IAM of every run again with these seeds (same accumulated maps)")
     p.add_argument("--full-supervision", action="store_true",
                    help="also train the demo's DeepLab-v2 on the ground-truth masks of every run (the upper bound)")
     p.add_argument("--json", type=Path, help="also write every row's figures to this JSON file")
@@ -188,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
-    rows, round_tables, full_table = [], [], []
+    rows, round_tables, iam_table, full_table = [], [], [], []
     for generator in args.generators:
         for seed in args.seeds:
             base = Path(args.out) / f"{generator}_seed{seed}"
@@ -213,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}
                 rows[-1]["deeplab_seeds"] = {str(s): {k: v[k] for k in ("r1crf", "r2crf")} for s, v in per_seed.items()}
                 round_tables.extend(round_rows(f"{generator} seed {seed}", per_seed))
+            extra_iam = [s for s in args.iam_seeds if s != PRESET_IAM_SEED]
+            if extra_iam:
+                per_iam = {PRESET_IAM_SEED: r} | {s: rerun_iam(data, work, s, args.redo) for s in extra_iam}
+                rows[-1]["iam_seeds"] = {str(s): {k: v[k] for k in ("cam", "oacam")} for s, v in per_iam.items()}
+                iam_table.extend(iam_rows(f"{generator} seed {seed}", per_iam))
             if args.full_supervision:
                 full = full_supervision(data, work, args.redo)
                 rows[-1].update(full)
@@ -221,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nBoth DeepLab rounds with other seeds on the same labels (mIoU %, val, with CRF):")
         print("| data | DeepLab seed | R1+CRF | R2+CRF | R2 - R1 |\n|---|---|---|---|---|")
         print("\n".join(round_tables), flush=True)
+    if iam_table:
+        print("\nThe IAM (stage 2) with other seeds on the same accumulated maps (mIoU %, train_aug, best "
+              "background threshold):")
+        print("| data | IAM seed | CAM | OA-CAM | OA-CAM - CAM |\n|---|---|---|---|---|")
+        print("\n".join(iam_table), flush=True)
     if full_table:
         print("\nThe same DeepLab-v2 trained on the ground-truth masks (mIoU %, val; last columns: each round "
               "with CRF minus it with CRF):")

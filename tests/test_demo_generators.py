@@ -1,4 +1,4 @@
-"""benchmarks/demo_generators.py's seed study: the rounds rerun on a copy with another DeepLab seed, and the table."""
+"""benchmarks/demo_generators.py's seed studies: the rounds (or the IAM) rerun on a copy with another seed, and the tables."""
 
 from __future__ import annotations
 
@@ -105,3 +105,48 @@ def test_full_supervision_reads_existing_scores_and_runs_train_test_crf_otherwis
 def test_full_supervision_row_gives_each_rounds_distance():
     row = bench.full_supervision_row("blob seed 1", {"full": 87.8, "full_crf": 92.3, "r1crf": 88.9, "r2crf": 91.1})
     assert row == "| blob seed 1 | 87.8 | 92.3 | 88.9 | 91.1 | -3.4 | -1.2 |"
+
+
+def test_iam_rows_give_each_seed_the_mean_and_the_count_below_the_cams():
+    per_seed = {0: {"cam": 68.8, "oacam": 66.7}, 1: {"cam": 68.8, "oacam": 66.1}, 2: {"cam": 68.8, "oacam": 70.3}}
+    assert bench.iam_rows("synthetic seed 1", per_seed) == [
+        "| synthetic seed 1 | 0 | 68.8 | 66.7 | -2.1 |",
+        "| synthetic seed 1 | 1 | 68.8 | 66.1 | -2.7 |",
+        "| synthetic seed 1 | 2 | 68.8 | 70.3 | +1.5 |",
+        "| synthetic seed 1 | mean of 3 (2 below CAM) | 68.8 | 67.7 | -1.1 |",
+    ]
+
+
+def test_rerun_iam_trains_stage_2_again_on_a_copy_without_the_segmentation_runs(tmp_path, monkeypatch):
+    work = tmp_path / "run" / "work"
+    accu = work / "classification" / "runs" / "exp1" / "accu_att"
+    accu.mkdir(parents=True)
+    (accu / "a_0.png").write_bytes(b"map")
+    (work / "segmentation").mkdir()
+    (work / "segmentation" / "big.pth").write_bytes(b"weights")
+    results = results_json(0.80, 0.81)
+    results["cam"]["miou"], results["oacam"]["miou"] = 0.688, 0.667
+    (work / "results.json").write_text(json.dumps(results))
+    calls = []
+
+    def fake_run(data, copy, extra, log_name):
+        calls.append((copy, extra, log_name))
+        assert (copy / "classification" / "runs" / "exp1" / "accu_att" / "a_0.png").read_bytes() == b"map"
+        assert not (copy / "segmentation").exists()  # not needed by stage 2, not copied
+        changed = json.loads((copy / "results.json").read_text())
+        changed["oacam"]["miou"] = 0.703
+        (copy / "results.json").write_text(json.dumps(changed))
+        return 1.0, 1.0
+
+    monkeypatch.setattr(bench, "run_demo", fake_run)
+    r = bench.rerun_iam(tmp_path / "data", work, 2, redo=False)
+    copy = tmp_path / "run" / "work_iam_seed2"
+    assert calls == [(copy, ("--from", "iam_train", "--to", "oacam_export", "--cls-arg=--seed=2"),
+                      "pipeline_iam_seed2.out")]
+    assert (round(r["cam"], 6), round(r["oacam"], 6)) == (68.8, 70.3)
+    assert json.loads((work / "results.json").read_text())["oacam"]["miou"] == 0.667  # original untouched
+
+    assert bench.rerun_iam(tmp_path / "data", work, 2, redo=False) == r
+    assert len(calls) == 1  # read, not run again
+    bench.rerun_iam(tmp_path / "data", work, 2, redo=True)
+    assert len(calls) == 2
