@@ -108,15 +108,22 @@ PRESET_DEEPLAB_SEED = get_preset("demo").seed
 """The DeepLab seed of the main run (the demo preset's)."""
 
 
+def rerun_on_copy(data: Path, work: Path, copy: Path, extra: tuple[str, ...], log_name: str, done: Path,
+                  record: dict, redo: bool, ignore=None) -> None:
+    """Run ``pipeline.py`` + ``extra`` on a fresh copy of ``work`` unless ``done`` marks an earlier such run."""
+    if redo or not done.is_file():
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(work, copy, ignore=ignore)
+        run_demo(data, copy, extra, log_name)
+        done.write_text(json.dumps(record))
+
+
 def rerun_rounds(data: Path, work: Path, seed: int, redo: bool) -> dict:
     """Both DeepLab rounds again with DeepLab seed ``seed`` on a copy of ``work``'s labels; its summary."""
     copy = work.parent / f"work_deeplab_seed{seed}"
-    if redo or not (copy / "segmentation_done.json").is_file():
-        if copy.exists():
-            shutil.rmtree(copy)
-        shutil.copytree(work, copy)
-        run_demo(data, copy, ("--from", "seg1_train", "--seed", str(seed)), f"pipeline_deeplab_seed{seed}.out")
-        (copy / "segmentation_done.json").write_text(json.dumps({"seed": seed}))
+    rerun_on_copy(data, work, copy, ("--from", "seg1_train", "--seed", str(seed)), f"pipeline_deeplab_seed{seed}.out",
+                  copy / "segmentation_done.json", {"seed": seed}, redo)
     return summary(json.loads((copy / "results.json").read_text()))
 
 
@@ -144,13 +151,9 @@ PRESET_IAM_SEED = int(_flag_value(get_preset("demo").classifier_args, "--seed"))
 def rerun_iam(data: Path, work: Path, seed: int, redo: bool) -> dict:
     """Stage 2 again with IAM seed ``seed`` on a copy of ``work`` (same accumulated maps); its CAM and OA-CAM mIoU (%)."""
     copy = work.parent / f"work_iam_seed{seed}"
-    if redo or not (copy / "iam_done.json").is_file():
-        if copy.exists():
-            shutil.rmtree(copy)
-        shutil.copytree(work, copy, ignore=shutil.ignore_patterns("segmentation"))
-        run_demo(data, copy, ("--from", "iam_train", "--to", "oacam_export", f"--cls-arg=--seed={seed}"),
-                 f"pipeline_iam_seed{seed}.out")
-        (copy / "iam_done.json").write_text(json.dumps({"seed": seed}))
+    rerun_on_copy(data, work, copy, ("--from", "iam_train", "--to", "oacam_export", f"--cls-arg=--seed={seed}"),
+                  f"pipeline_iam_seed{seed}.out", copy / "iam_done.json", {"seed": seed}, redo,
+                  ignore=shutil.ignore_patterns("segmentation"))
     results = json.loads((copy / "results.json").read_text())
     return {"cam": 100 * results["cam"]["miou"], "oacam": 100 * results["oacam"]["miou"]}
 
