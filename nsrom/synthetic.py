@@ -235,6 +235,28 @@ GeneratedImage = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list
 """Image id, RGB image, ground truth, saliency map, instance mask and object record of one generated image."""
 
 
+GENERATOR_FILES = ("synthetic.json", "blob_voc.json", "objects.json")
+"""Files that only a generator writes: a folder holding one of them may be written over."""
+
+
+def start_generated_dataset(layout: DataLayout, parameter_file: str, parameters: dict) -> None:
+    """Claim ``layout.root`` for a generated dataset: refuse a folder that holds other data.
+
+    A generator writes images, masks and split lists under VOC's names, so in a
+    folder that already holds a dataset it would overwrite that dataset's files.
+    The folder must be missing, empty, or written by a generator before (it holds
+    one of :data:`GENERATOR_FILES`); anything else is a :class:`ConfigError`
+    naming it. The parameter file is written first, so that a run interrupted
+    half-way may be run again into the same folder.
+    """
+    root = layout.root
+    if root.is_dir() and any(root.iterdir()) and not any((root / f).is_file() for f in GENERATOR_FILES):
+        raise ConfigError(f"{root} already holds files that no generator wrote (no {' / '.join(GENERATOR_FILES)}): "
+                          "writing a dataset there would overwrite its images, masks and lists; "
+                          "give --out a new or empty folder")
+    write_json(root / parameter_file, parameters)
+
+
 def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], num_classes: int,
                             images: Iterable[GeneratedImage], jpeg_quality: int = 95) -> None:
     """Write generated images into ``layout`` with the lists, ``train_cls.txt`` and the object record.
@@ -273,7 +295,8 @@ def generate(
     Writes JPEGImages, SegmentationClassAug (palette PNGs), saliency (every
     image), ImageSets/Segmentation/{train_aug,val,train_cls}.txt, labels.txt,
     the record of the objects (``SegmentationObject/`` and ``objects.json``, see
-    :mod:`nsrom.objects`) and synthetic.json (the parameters). The first
+    :mod:`nsrom.objects`) and synthetic.json (the parameters, written first: see
+    :func:`start_generated_dataset`). The first
     ``rarely_salient`` classes are seldom in the saliency maps. The train
     images of a seed do not depend on ``num_val`` or on the saliency settings.
     """
@@ -282,6 +305,10 @@ def generate(
     if not 0 <= rarely_salient <= num_classes:
         raise ConfigError(f"rarely_salient must be in 0..{num_classes} (the class count), got {rarely_salient}")
     layout = DataLayout(out_dir)
+    start_generated_dataset(layout, "synthetic.json", {
+        "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
+        "rarely_salient": rarely_salient,
+    })
     styles = class_styles(num_classes)
     write_class_names(layout.labels_path, ["background", *(s.name for s in styles)])
     children = np.random.SeedSequence(seed).spawn(num_train + num_val)
@@ -300,8 +327,4 @@ def generate(
         (image_id, s.image, s.mask, s.saliency, s.instances,
          [ObjectRecord(o["instance"], o["class"], o["saliency"]) for o in s.objects])
         for image_id, s in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], samples)))
-    write_json(layout.root / "synthetic.json", {
-        "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
-        "rarely_salient": rarely_salient,
-    })
     return layout

@@ -81,3 +81,12 @@ def test_same_seed_same_bytes(blobs, tmp_path):
 def test_bad_sizes_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="min-size"):
         generate_blobs(tmp_path / "x", num_train=2, num_val=1, min_size=200, max_size=100)
+
+
+def test_refuses_a_folder_holding_other_data(tmp_path):
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "JPEGImages" / "mine.jpg").write_bytes(b"not a generator's")
+    with pytest.raises(ConfigError, match="no generator wrote"):
+        generate_blobs(tmp_path, num_train=2, num_val=1, min_size=112, max_size=120)
+    assert [p.name for p in tmp_path.rglob("*")] == ["JPEGImages", "mine.jpg"]
+

@@ -11,6 +11,7 @@ import pytest
 
 from nsrom.classes import IGNORE_INDEX
 from nsrom.data import DataLayout, classes_in_mask, derive_image_labels, read_cls_list
+from nsrom.errors import ConfigError
 from nsrom.objects import read_record
 from nsrom.images import read_grey, read_label, read_rgb
 from nsrom.synthetic import generate
@@ -97,6 +98,31 @@ def test_deterministic_for_a_seed(tmp_path):
     for rel in files:
         assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
     assert (a.root / "JPEGImages/train_00000.jpg").read_bytes() != (c.root / "JPEGImages/train_00000.jpg").read_bytes()
+
+
+def test_refuses_a_folder_holding_other_data_and_writes_nothing(tmp_path):
+    own = tmp_path / "ImageSets" / "Segmentation" / "train_aug.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("my_image\n")
+    with pytest.raises(ConfigError, match="no generator wrote"):
+        generate(tmp_path, num_train=2, num_val=1, size=48, num_classes=3, seed=7)
+    assert own.read_text() == "my_image\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["ImageSets", "Segmentation", "train_aug.txt"]
+
+
+def test_writes_again_over_its_own_and_an_interrupted_output(tmp_path):
+    first = generate(tmp_path / "a", num_train=3, num_val=1, size=48, num_classes=3, seed=7)
+    before = {p: p.read_bytes() for p in first.root.rglob("*") if p.is_file()}
+    generate(tmp_path / "a", num_train=3, num_val=1, size=48, num_classes=3, seed=7)
+    assert {p: p.read_bytes() for p in first.root.rglob("*") if p.is_file()} == before
+    # A run killed after its first file: the parameter file alone marks the folder as the generator's.
+    interrupted = tmp_path / "b"
+    interrupted.mkdir()
+    (interrupted / "synthetic.json").write_text("{}")
+    (interrupted / "labels.txt").write_text("0 background\n")
+    layout = generate(interrupted, num_train=3, num_val=1, size=48, num_classes=3, seed=7)
+    assert layout.ids("train_aug") == ["train_00000", "train_00001", "train_00002"]
+    assert (interrupted / "objects.json").is_file()
 
 
 def test_derived_labels_match_written_train_cls(synthetic_root: DataLayout):

@@ -36,9 +36,8 @@ import numpy as np
 from nsrom.classes import IGNORE_INDEX, write_class_names
 from nsrom.data import TRAIN_SPLIT, VAL_SPLIT, DataLayout, classes_in_mask
 from nsrom.errors import ConfigError, exit_on_error
-from nsrom.files import write_json
 from nsrom.objects import ObjectRecord, read_record
-from nsrom.synthetic import write_generated_dataset
+from nsrom.synthetic import start_generated_dataset, write_generated_dataset
 
 SHAPES = ("blob", "ellipse", "rounded_box", "crescent", "hexagon", "capsule")
 TEXTURES = ("noise", "rings", "grid", "speckle", "shading")
@@ -235,6 +234,11 @@ def generate_blobs(
     layout = DataLayout(out_dir)
     root_rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     classes = blob_classes(num_classes, root_rng)
+    start_generated_dataset(layout, "blob_voc.json", {
+        "generator": "tools/blob_voc.py", "num_train": num_train, "num_val": num_val, "num_classes": num_classes,
+        "min_size": min_size, "max_size": max_size, "missing": missing, "seed": seed,
+        "classes": [c.__dict__ for c in classes],
+    })
     write_class_names(layout.labels_path, ["background", *(c.name for c in classes)])
     splits = {TRAIN_SPLIT: [f"blob_{i:06d}" for i in range(num_train)],
               VAL_SPLIT: [f"blob_{num_train + i:06d}" for i in range(num_val)]}
@@ -250,11 +254,6 @@ def generate_blobs(
     write_generated_dataset(layout, splits, num_classes,
                             (draw(i, child) for i, child in zip(splits[TRAIN_SPLIT] + splits[VAL_SPLIT], seeds)),
                             jpeg_quality=90)
-    write_json(layout.root / "blob_voc.json", {
-        "generator": "tools/blob_voc.py", "num_train": num_train, "num_val": num_val, "num_classes": num_classes,
-        "min_size": min_size, "max_size": max_size, "missing": missing, "seed": seed,
-        "classes": [c.__dict__ for c in classes],
-    })
     return layout
 
 

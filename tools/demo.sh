@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 DEMO_DIR=${DEMO_DIR:-demo_run}
 PY=${PYTHON:-python3}
 bash tools/install.sh
-if [ ! -f "$DEMO_DIR/data/labels.txt" ]; then
+# Make the dataset unless it is there: a folder without labels.txt, or one whose
+# generation was interrupted (the parameters are written first, the object record last).
+# The generator refuses a folder that holds data it did not write.
+if [ ! -f "$DEMO_DIR/data/labels.txt" ] || { [ -f "$DEMO_DIR/data/synthetic.json" ] && [ ! -f "$DEMO_DIR/data/objects.json" ]; }; then
     "$PY" tools/make_synthetic_voc.py --out "$DEMO_DIR/data"
 fi
 if [ -f pipeline.py ]; then
