@@ -62,7 +62,7 @@ def pretrain(ctx: RunContext) -> None:
     """Make the preset's stand-ins for the ImageNet VGG16 and COCO DeepLab weights (see presets.Standin).
 
     Their sizes are those of the networks that load them: ``--width-div`` and
-    ``--input-size`` of the classifier flags, ``MODEL.*`` and the crop of the
+    ``--input-size`` of the classifier flags (or ``Standin.vgg_input_size``), ``MODEL.*`` and the crop of the
     segmentation config. Files that exist are kept (unless the stage is re-run).
     """
     spec = ctx.preset.standin
@@ -76,7 +76,8 @@ def pretrain(ctx: RunContext) -> None:
 
     if ctx.overwrite or not ctx.vgg_standin_path.is_file():
         cls = train.build_parser().parse_args([*ctx.preset.classifier_args, *ctx.classifier_extra])
-        make_vgg16_standin(ctx.vgg_standin_path, cls.width_div, cls.input_size, spec.images, spec.vgg_steps,
+        size = spec.vgg_input_size or cls.input_size
+        make_vgg16_standin(ctx.vgg_standin_path, cls.width_div, size, spec.images, spec.vgg_steps,
                            spec.batch_size, spec.lr, spec.seed)
     if ctx.overwrite or not ctx.deeplab_standin_path.is_file():
         cfg = seg_config(ctx, "round1")

@@ -192,3 +192,28 @@ def test_classifier_seed_benchmark_reads_one_loss_per_epoch_from_the_real_log(fi
     losses = epoch_losses(ctx.runs_dir / "exp1" / "logs" / "train.log")
     epochs = tiny_preset.classifier_args[tiny_preset.classifier_args.index("--epochs") + 1]
     assert len(losses) == int(epochs) and all(0 < v < 10 for v in losses)
+
+
+@pytest.mark.parametrize("vgg_input_size, expected", [(None, 32), (48, 48)])
+def test_vgg_standin_is_made_at_its_own_size_or_the_classifiers(synthetic_root, tmp_path, monkeypatch, tiny_preset,
+                                                                vgg_input_size, expected):
+    import classification.standin
+    import segmentation.libs.standin
+
+    made = []
+    monkeypatch.setattr(classification.standin, "make_vgg16_standin", lambda path, width_div, size, *a: made.append(size))
+    monkeypatch.setattr(segmentation.libs.standin, "make_deeplab_standin", lambda *a: None)
+    preset = dataclasses.replace(tiny_preset, standin=dataclasses.replace(tiny_preset.standin,
+                                                                          vgg_input_size=vgg_input_size))
+    assert "--input-size" in preset.classifier_args and preset.classifier_args[
+        preset.classifier_args.index("--input-size") + 1] == "32"
+    stage_module.pretrain(make_ctx(synthetic_root, tmp_path, preset))
+    assert made == [expected]
+
+
+def test_demo_preset_trains_the_classifiers_at_192_px_on_a_128_px_standin():
+    from runner.presets import get_preset
+
+    demo = get_preset("demo")
+    assert demo.classifier_args[demo.classifier_args.index("--input-size") + 1] == "192"
+    assert demo.standin.vgg_input_size == 128
