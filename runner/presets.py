@@ -108,9 +108,9 @@ PRESETS: dict[str, Preset] = {
         # The accumulated maps, and so the IAM's targets, have the stride-8 size of the
         # training input: 24x24 here, 16x16 at 128 px, where they were coarse enough that the
         # OA-CAMs led the CAMs by a few points at most outside the demo's data. 192 px raised
-        # the CAMs on all nine runs tried and the OA-CAMs by 2.4 to 6.3 points on the six of
-        # them with the IAM's preset seed compared (docs/demo_benchmarks.md, "Stage 1 and 2 at
-        # 192 px"), for about 25 s more on a 2-core CPU. Stage 1 runs the paper's 15 epochs: the
+        # the OA-CAMs on all nine runs tried, by 0.9 to 6.6 points, and the CAMs on eight
+        # (docs/demo_tuning.md, "Stage 1 and 2 at 192 px, again"), for about 25 s more on
+        # a 2-core CPU. Stage 1 runs the paper's 15 epochs: the
         # accumulated maps fuse them all (with 8, the OA-CAMs scored below the CAMs).
         # A VGG16 at 1/8 of the paper's width: on a 2-core CPU it trains about 3.5x
         # faster than at 1/4 and its CAMs score a few points lower; the rate is raised
