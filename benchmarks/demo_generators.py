@@ -49,6 +49,7 @@ import sys
 import time
 from pathlib import Path
 
+from classification import train as cls_train
 from runner.context import RunContext
 from runner.presets import get_preset
 from segmentation.libs.utils.config import load_config
@@ -139,12 +140,7 @@ def round_rows(name: str, per_seed: dict[int, dict]) -> list[str]:
     return rows
 
 
-def _flag_value(flags: list[str], name: str) -> str:
-    """The value that follows ``name`` in a preset's flag list."""
-    return flags[flags.index(name) + 1]
-
-
-PRESET_IAM_SEED = int(_flag_value(get_preset("demo").classifier_args, "--seed"))
+PRESET_IAM_SEED = cls_train.build_parser().parse_args(get_preset("demo").classifier_args).seed
 """The IAM seed of the main run (the demo preset's classifier seed)."""
 
 

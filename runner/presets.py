@@ -175,7 +175,7 @@ PRESETS["tiny"] = dataclasses.replace(
     seg_overrides=["SOLVER.ITER_MAX=2", "SOLVER.ITER_SAVE=2", "SOLVER.ITER_SAVE_RECENT=1",
                    "SOLVER.BATCH_SIZE.TRAIN=2", "IMAGE.SIZE.TRAIN=33", "MODEL.WIDTH_DIV=16", "CRF.ITER_MAX=1",
                    "DATALOADER.NUM_WORKERS=0"],
-    standin=Standin(images=6, vgg_steps=2, deeplab_steps=2, batch_size=3, vgg_input_size=None),
+    standin=Standin(images=6, vgg_steps=2, deeplab_steps=2, batch_size=3),
     crf_jobs=1,
     label_workers=1,
     figure_images=1,
