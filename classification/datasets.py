@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from nsrom import distributed
 from nsrom.classes import VOC_CLASSES
-from nsrom.data import DataLayout, find_file, label_vector, read_cls_list, read_ids
+from nsrom.data import DataLayout, find_file, label_vector, missing_list_error, read_cls_list, read_ids
 from nsrom.data_check import check_class_list, check_images
 from nsrom.dataset_settings import IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
@@ -89,7 +89,7 @@ def load_samples(
         list_path = layout.list_path(layout.train_split)
     list_path = Path(list_path)
     if not list_path.is_file():
-        raise DataError(f"image list not found: {list_path}")
+        raise missing_list_error(list_path)
     if img_dir is None and layout is None:
         raise ConfigError("--img-dir DIR is needed without --data-root")
     if check_workers is not None:

@@ -169,11 +169,26 @@ def id_from_token(token: str) -> str:
     return Path(token).stem if ("/" in token or "." in token) else token
 
 
+def missing_list_error(path: str | Path) -> DataError:
+    """The error for an image list that does not exist: it names the lists its folder
+    does hold and how to choose one of them as a split."""
+    path = Path(path)
+    message = f"image list not found: {path}"
+    if path.name == f"{TRAIN_SPLIT}.txt":
+        message += " (PASCAL VOC: tools/make_voc_lists.py writes it)"
+    others = sorted(p.stem for p in path.parent.glob("*.txt") if p.name != "train_cls.txt") \
+        if path.parent.is_dir() else []
+    if others:
+        message += (f"; {path.parent} holds {', '.join(others)}: name the split to use with --train-split "
+                    "or --val-split, or train_split/val_split in ROOT/dataset.yaml")
+    return DataError(message)
+
+
 def read_ids(path: str | Path) -> list[str]:
     """Image ids, one per line (the first token of each non-empty line)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image list not found: {path}")
+        raise missing_list_error(path)
     ids = [id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DataError(f"image list {path} is empty")

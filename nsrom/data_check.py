@@ -98,6 +98,8 @@ class FileResult:
     problems: list[Problem] = field(default_factory=list)
     coverage: float | None = None
     checked: Counter = field(default_factory=Counter)
+    mask_classes: set[int] = field(default_factory=set)
+    """Class indices (not 255) found in the masks."""
 
 
 # --- one image's files --------------------------------------------------------------
@@ -146,6 +148,8 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
     if size is not None and (msg := _size_problem(what, got, job.image, size)):
         result.problems.append(Problem(ERROR, part, job.split, str(path), msg))
     counts = np.bincount(values.ravel(), minlength=256)
+    if part == MASKS:
+        result.mask_classes.update(v for v in np.flatnonzero(counts).tolist() if v != IGNORE_INDEX)
     bad = [v for v in np.flatnonzero(counts).tolist() if v >= job.num_classes and v != IGNORE_INDEX]
     if bad:
         result.problems.append(Problem(
@@ -253,6 +257,8 @@ class DataReport:
     checked: Counter = field(default_factory=Counter)
     coverage: dict[str, float] = field(default_factory=dict)
     """Saliency: image id -> fraction of salient pixels."""
+    mask_classes: set[int] = field(default_factory=set)
+    """Class indices (not 255) found in the masks checked."""
     seconds: float = 0.0
     workers: int = 1
     images: int = 0
@@ -331,6 +337,7 @@ def run_checks(root: str | Path, jobs: Sequence[FileJob], problems: Sequence[Pro
         result = by_key[(job.split, job.image_id)]
         report.problems += result.problems
         report.checked.update(result.checked)
+        report.mask_classes |= result.mask_classes
         if result.coverage is not None:
             report.coverage[job.image_id] = result.coverage
     report.seconds = time.perf_counter() - start
@@ -394,7 +401,26 @@ def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
         return DataReport(str(layout.root), [Problem(ERROR, LISTS, None, str(layout.root),
                                                      "dataset root not found")])
     jobs, problems = dataset_jobs(layout, splits, saliency_splits=saliency_splits, label_dir=label_dir)
-    return run_checks(layout.root, jobs, problems, workers)
+    report = run_checks(layout.root, jobs, problems, workers)
+    if (warning := _default_classes_warning(layout, report.mask_classes)) is not None:
+        report.problems.append(warning)
+    return report
+
+
+def _default_classes_warning(layout: DataLayout, mask_classes: set[int]) -> Problem | None:
+    """A warning when ROOT has no ``labels.txt`` (so the 21 VOC classes are assumed) and its
+    masks use only the first few class indices, as a dataset with fewer classes would."""
+    if layout.labels_path.is_file() or not mask_classes:
+        return None
+    num_classes = len(layout.class_names())
+    highest = max(mask_classes)
+    if highest >= num_classes - 1:
+        return None
+    return Problem(WARNING, LISTS, None, str(layout.labels_path),
+                   f"not found, so the {num_classes} PASCAL VOC classes (with background) are assumed, but the "
+                   f"masks hold only class indices {sorted(mask_classes)}; if the dataset has {highest} classes "
+                   f"besides background, write labels.txt ('<index> <name>' per line from '0 background' on), or "
+                   f"every network is given {num_classes - 1} class outputs")
 
 
 def check_images(root: str | Path, images: Sequence[tuple[str, Path]], split: str = TRAIN_SPLIT,

@@ -74,6 +74,22 @@ def test_id_and_class_lists(tmp_path):
         read_cls_list(tmp_path / "c.txt", 3)
 
 
+
+def test_missing_list_names_the_lists_there(tmp_path):
+    """A VOC-format folder with train.txt but no train_aug.txt: the error names both and the flag."""
+    lists = tmp_path / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    for name in ("train", "val", "train_cls"):
+        (lists / f"{name}.txt").write_text("a\n")
+    with pytest.raises(DataError) as info:
+        read_ids(lists / "train_aug.txt")
+    message = str(info.value)
+    assert "train_aug.txt" in message and "make_voc_lists.py" in message
+    assert "holds train, val:" in message and "--train-split" in message  # train_cls is not a split
+    with pytest.raises(DataError) as info:
+        read_ids(tmp_path / "elsewhere" / "test.txt")
+    assert str(info.value) == f"image list not found: {tmp_path / 'elsewhere' / 'test.txt'}"
+
 def test_cam_normalisations():
     cam = np.array([[-1.0, 0.0], [1.0, 4.0]])
     np.testing.assert_allclose(max_normalize(cam), [[0, 0], [0.25, 1]], atol=1e-6)
