@@ -125,10 +125,9 @@ PRESETS: dict[str, Preset] = {
         # Both classifiers warm their rate up over the first 60 steps (1.5 epochs of the demo
         # data). The paper has no warm-up; its head starts on ImageNet features. Here the
         # He-initialised head on the stand-in's features starts with logits of a few units
-        # (first losses 2.0-3.0), and full-rate SGD steps from there left stage 1 stuck at a
-        # loss of about 0.5 (CAM 34.5) with one of eight seeds on 300-image blob data and
-        # lost a class with another; with the warm-up all eight learnt every class
-        # (docs/demo_benchmarks.md, "The warm-up").
+        # (first losses 2.0-3.0), and full-rate SGD steps from there lost a class with three
+        # of eight seeds on 300-image blob data (CAM 37.2 to 50.2; at 128 px two of eight);
+        # with the warm-up all eight learnt every class (docs/demo_benchmarks.md, "The warm-up").
         classifier_args=["--input-size", "192", "--width-div", "8", "--epochs", "15", "--decay-points", "10,13",
                          "--batch-size", "5", "--lr", "0.0007", "--warmup-steps", "60", "--hue-jitter", "0",
                          "--num-workers", "0", "--seed", "0"],
