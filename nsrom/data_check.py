@@ -147,10 +147,10 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
         return
     if size is not None and (msg := _size_problem(what, got, job.image, size)):
         result.problems.append(Problem(ERROR, part, job.split, str(path), msg))
-    counts = np.bincount(values.ravel(), minlength=256)
+    present = [v for v in np.flatnonzero(np.bincount(values.ravel(), minlength=256)).tolist() if v != IGNORE_INDEX]
     if part == MASKS:
-        result.mask_classes.update(v for v in np.flatnonzero(counts).tolist() if v != IGNORE_INDEX)
-    bad = [v for v in np.flatnonzero(counts).tolist() if v >= job.num_classes and v != IGNORE_INDEX]
+        result.mask_classes.update(present)
+    bad = [v for v in present if v >= job.num_classes]
     if bad:
         result.problems.append(Problem(
             ERROR, part, job.split, str(path),

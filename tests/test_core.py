@@ -74,7 +74,6 @@ def test_id_and_class_lists(tmp_path):
         read_cls_list(tmp_path / "c.txt", 3)
 
 
-
 def test_missing_list_names_the_lists_there(tmp_path):
     """A VOC-format folder with train.txt but no train_aug.txt: the error names both and the flag."""
     lists = tmp_path / "ImageSets" / "Segmentation"
@@ -89,6 +88,7 @@ def test_missing_list_names_the_lists_there(tmp_path):
     with pytest.raises(DataError) as info:
         read_ids(tmp_path / "elsewhere" / "test.txt")
     assert str(info.value) == f"image list not found: {tmp_path / 'elsewhere' / 'test.txt'}"
+
 
 def test_cam_normalisations():
     cam = np.array([[-1.0, 0.0], [1.0, 4.0]])

@@ -94,7 +94,6 @@ def test_saliency_coverage_and_empty_or_full_maps(tmp_path):
     assert [p.severity for p in result.problems] == [WARNING]  # read as luminance, said so
 
 
-
 def test_a_dataset_without_labels_txt_whose_masks_use_few_classes_is_warned(synthetic_root, tmp_path):
     """Without labels.txt the 21 VOC classes are assumed; masks holding only 0..3 say the dataset has 3."""
     layout = DataLayout(tmp_path / "data")
@@ -112,6 +111,7 @@ def test_a_dataset_without_labels_txt_whose_masks_use_few_classes_is_warned(synt
     values[0, 0] = 20  # the last VOC class is used: the VOC classes may well be meant
     Image.fromarray(values).save(mask)
     assert check_dataset(layout, workers=1).warnings == []
+
 
 def test_classifier_stops_before_training_on_a_corrupt_image(broken, tmp_path, capsys):
     layout, expected = broken
