@@ -15,6 +15,7 @@ from classification.labeling.pom import (
     assign_labels, cut_low_scores, ignore_uncertain_background, make_pseudo_label,
     mine_potential_objects, pom_threshold, score_volume,
 )
+from nsrom.cam import minmax_normalize
 from nsrom.images import read_grey, read_label, write_grey
 
 IGN = 255
@@ -31,6 +32,32 @@ def test_score_volume_channels_and_t_map():
     assert not scores[1].any() and not scores[3].any()  # absent classes score 0
     # T = max(S, 255 * [A > 0.8]): 0.8 itself is not above the threshold.
     np.testing.assert_array_equal(t_map, [[255, 10], [255, 204]])
+
+
+
+def original_score_volume(sal: np.ndarray, att8: np.ndarray) -> np.ndarray:
+    """The original gen_label.py's two channels: a float32 volume, ``1 - S/255`` in float32,
+    the 8-bit map min-max normalised in float64 (+1e-8) and stored into the volume."""
+    volume = np.zeros((2, *sal.shape), dtype=np.float32)
+    volume[0] = 1 - sal.astype(np.float32) / 255
+    volume[1] = (att8 - np.min(att8)) / (np.max(att8) - np.min(att8) + 1e-8)
+    return volume
+
+
+def test_score_volume_equals_the_originals_float32_volume_bit_for_bit():
+    # Every 8-bit map range 0..d and every saliency value: the same float32 numbers, so
+    # each comparison of steps 2-4 comes out as in the original, real-number ties included.
+    sal = np.arange(256, dtype=np.uint8)
+    for d in range(1, 256):
+        att8 = np.resize(np.arange(d + 1, dtype=np.uint8), 256)
+        scores, _ = score_volume(sal, {0: minmax_normalize(att8)}, num_classes=1)
+        np.testing.assert_array_equal(scores, original_score_volume(sal, att8))
+    # 1 - 65/255 and 190/255 are equal as real numbers; float32 rounding makes the map the
+    # larger one, here and in the original, so that pixel is class 1, not a tie to background.
+    sal, att8 = np.array([[65, 0, 0]], np.uint8), np.array([[190, 0, 255]], np.uint8)
+    label = assign_labels(cut_low_scores(score_volume(sal, {0: minmax_normalize(att8)}, 1)[0]))
+    assert label[0, 0] == 1
+    assert original_score_volume(sal, att8)[1, 0, 0] > original_score_volume(sal, att8)[0, 0, 0]
 
 
 # ---------------------------------------------------------------- step 2: low-score cut
