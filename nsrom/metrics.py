@@ -16,12 +16,13 @@ import numpy as np
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """``(n, n)`` int64 counts, rows = ground truth, columns = prediction.
 
-    Only pixels where both ``gt`` and ``pred`` lie in ``0..n_classes-1`` count.
+    Only pixels where both ``gt`` and ``pred`` lie in ``0..n_classes-1`` count;
+    the two must have the same shape (``ValueError`` otherwise).
     """
+    if np.shape(gt) != np.shape(pred):  # a transposed mask of the same size must not be scored
+        raise ValueError(f"ground truth and prediction differ in shape: {np.shape(gt)} vs {np.shape(pred)}")
     gt = np.asarray(gt).ravel().astype(np.int64)
     pred = np.asarray(pred).ravel().astype(np.int64)
-    if gt.shape != pred.shape:
-        raise ValueError(f"ground truth and prediction differ in size: {gt.size} vs {pred.size}")
     valid = (gt >= 0) & (gt < n_classes) & (pred >= 0) & (pred < n_classes)
     return np.bincount(n_classes * gt[valid] + pred[valid], minlength=n_classes**2).reshape(
         n_classes, n_classes

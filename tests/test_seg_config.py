@@ -59,6 +59,14 @@ def test_overrides_are_typed():
         ("SOLVER.LR=null", "SOLVER.LR must not be empty"),
         ("SOLVER.ITER_MAX", "KEY=VALUE"),
         ("MODEL.N_BLOCKS=[3, 4]", "N_BLOCKS needs 4"),
+        ("DATASET.SCALES=[]", "DATASET.SCALES needs at least one positive"),
+        ("DATASET.SCALES=[1.0, 0.0]", "DATASET.SCALES needs at least one positive"),
+        ("DATASET.IGNORE_LABEL=300", "IGNORE_LABEL must be in 0..255"),
+        ("IMAGE.SIZE.TRAIN=0", "IMAGE.SIZE.TRAIN .* must be >= 1"),
+        ("SOLVER.LR=0.0", "SOLVER.LR must be > 0"),
+        ("SOLVER.POLY_POWER=-1.0", "SOLVER.POLY_POWER must be >= 0"),
+        ("CRF.ITER_MAX=-1", "CRF.ITER_MAX must be >= 1"),
+        ("CRF.BI_RGB_STD=0", "CRF.BI_RGB_STD must be > 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from segmentation import main as seg_main
 from segmentation import trainaug_pred
+from segmentation.libs.models import build_model
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.paths import RunPaths
 
@@ -58,11 +59,23 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert list(paths.log_dir.glob("events.out.tfevents.*"))
     state = torch.load(final, weights_only=True)
     assert state["step"] == 2 and "optimizer" in state
+    # BatchNorm frozen in training: affine and statistics still those of the fresh model
+    fresh = build_model(cfg.MODEL, 4).state_dict()
+    batchnorm = [k for k in fresh if ".bn." in k]
+    assert len(batchnorm) == 85
+    for key in batchnorm:
+        torch.testing.assert_close(state["model"][key], fresh[key], rtol=0, atol=0, msg=key)
 
     # resume from the latest checkpoint with a longer schedule
     seg_main.main(["train", *args, "--set", gt_dir, "--set", "SOLVER.ITER_MAX=3", "--cpu", "--fully-supervised", "--resume"])
     assert torch.load(final, weights_only=True)["step"] == 3
     capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # resuming with another width names the checkpoint, no traceback
+        seg_main.main(["train", *args, "--set", gt_dir, "--set", "SOLVER.ITER_MAX=4", "--set", "MODEL.WIDTH_DIV=16",
+                       "--cpu", "--fully-supervised", "--resume"])
+    err = capsys.readouterr().err
+    assert exc.value.code != 0 and str(paths.model_dir) in err and "WIDTH_DIV" in err and "Traceback" not in err
+    assert torch.load(final, weights_only=True)["step"] == 3
 
     result = seg_main.main(["test", *args, "--cpu"])
     out = capsys.readouterr()

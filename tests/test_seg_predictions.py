@@ -213,3 +213,26 @@ def test_demo_predicts_images_like_test_and_crf(run, synthetic_root, tmp_path, c
     with pytest.raises(SystemExit):
         demo.main([*demo_args, "--input", str(tmp_path / "nothing.jpg"), "--out", str(tmp_path / "x")])
     assert "neither an image nor a folder" in capsys.readouterr().err
+
+
+def test_crf_names_a_mask_whose_shape_differs_from_its_image(synthetic_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    sets = [f"DATASET.ROOT={root}", f"EXP.OUTPUT_DIR={tmp_path / 'out'}", "CRF.ITER_MAX=1"]
+    cfg = load_config(DEMO, sets)
+    save_fresh_model(cfg, RunPaths.from_config(cfg).final_checkpoint, seed=0, wrapped=True)
+    seg_main.main(["test", *config_args(sets), "--cpu"])
+    mask = synthetic_root.mask_path(synthetic_root.ids("val")[0])
+    mask = root / mask.relative_to(synthetic_root.root)
+    cropped = Image.open(mask)
+    cropped.crop((0, 0, cropped.width, cropped.height - 16)).save(mask)  # palette kept, 16 rows fewer
+    with pytest.raises(SystemExit) as exc:
+        seg_main.main(["crf", *config_args(sets), "-j", "1", "--no-check-data"])
+    err = capsys.readouterr().err
+    assert exc.value.code != 0 and str(mask) in err and "Traceback" not in err
+
+
+def test_confusion_matrix_refuses_a_transposed_mask():
+    gt = np.zeros((2, 3), np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(gt, gt.T, 2)

@@ -228,7 +228,10 @@ def _finish(job: CrfJob, label: np.ndarray, new: bool) -> np.ndarray | None:
         write_label(job.label_path, label)
     if job.gt_path is None:
         return None
-    return confusion_matrix(read_label(job.gt_path, "ground-truth mask"), label, job.n_classes)
+    gt = read_label(job.gt_path, "ground-truth mask")
+    if gt.shape != label.shape:
+        raise DataError(f"ground-truth mask {job.gt_path} is {gt.shape}, its image {job.image_path} {label.shape}")
+    return confusion_matrix(gt, label, job.n_classes)
 
 
 def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:

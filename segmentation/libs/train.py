@@ -348,8 +348,15 @@ def _resume(
     state = load_state(path, "training checkpoint")
     if "optimizer" not in state or "step" not in state:
         raise NsromError(f"--resume: {path} is a weights-only file; resuming needs a training checkpoint of main.py train")
-    model.load_state_dict(state["model"], strict=True)
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as exc:  # another network's sizes or parameter groups
+        raise NsromError(
+            f"--resume: {path} was trained with another model ({str(exc).splitlines()[0]} ...); resume with "
+            "the MODEL.N_BLOCKS, MODEL.WIDTH_DIV and DATASET.N_CLASSES it was trained with, or start "
+            "over without --resume"
+        ) from None
     if scaler is not None and scaler.is_enabled() and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     if "stream" not in state:

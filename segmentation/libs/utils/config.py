@@ -365,6 +365,23 @@ def _check_semantics(cfg: Dict, where: str) -> None:
         raise ConfigError(f"{where}: CRF.BACKEND must be one of {', '.join(CRF_BACKENDS)}, got {cfg.CRF.BACKEND!r}")
     if cfg.CRF.BATCH_SIZE < 1:
         raise ConfigError(f"{where}: CRF.BATCH_SIZE must be >= 1, got {cfg.CRF.BATCH_SIZE}")
+    scales = cfg.DATASET.SCALES
+    if not scales or min(scales) <= 0:
+        raise ConfigError(f"{where}: DATASET.SCALES needs at least one positive factor, got {scales}")
+    if not 0 <= cfg.DATASET.IGNORE_LABEL <= 255:
+        raise ConfigError(f"{where}: DATASET.IGNORE_LABEL must be in 0..255 (labels are 8-bit), "
+                          f"got {cfg.DATASET.IGNORE_LABEL}")
+    if cfg.IMAGE.SIZE.TRAIN < 1:
+        raise ConfigError(f"{where}: IMAGE.SIZE.TRAIN (the crop side) must be >= 1, got {cfg.IMAGE.SIZE.TRAIN}")
+    for key, low in (("LR", 0.0), ("POLY_POWER", 0.0), ("WEIGHT_DECAY", 0.0), ("MOMENTUM", 0.0)):
+        if cfg.SOLVER[key] < low or (key == "LR" and cfg.SOLVER[key] == 0):
+            raise ConfigError(f"{where}: SOLVER.{key} must be {'> 0' if key == 'LR' else '>= 0'}, "
+                              f"got {cfg.SOLVER[key]}")
+    if cfg.CRF.ITER_MAX < 1:
+        raise ConfigError(f"{where}: CRF.ITER_MAX must be >= 1, got {cfg.CRF.ITER_MAX}")
+    for key in ("POS_XY_STD", "BI_XY_STD", "BI_RGB_STD", "POS_W", "BI_W"):
+        if cfg.CRF[key] <= 0:
+            raise ConfigError(f"{where}: CRF.{key} must be > 0, got {cfg.CRF[key]}")
     if cfg.SOLVER.BATCH_SIZE.TEST != 1:
         raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TEST must be 1 (test runs whole images at native size)")
 
