@@ -8,7 +8,9 @@ import torch
 
 from nsrom.metrics import ConfusionAccumulator, scores
 from segmentation.libs.evaluate import upsample_logits
+from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.crf import DenseCRF, wrapped_image
+from segmentation.libs.utils.crf_torch import CrfParams
 
 
 def test_scores_of_an_upsampled_prediction():
@@ -59,3 +61,11 @@ def test_wrapped_image_reproduces_the_uint8_cast():
     out = wrapped_image(rgb, [104.008, 116.669, 122.675])
     # BGR - mean, truncated toward zero, modulo 256
     assert out.tolist() == [[[152, 140, 134], [150, 138, 132], [0, 0, 0]]]
+
+
+def test_crf_from_config_maps_each_key_to_its_kernel_parameter():
+    paper = DenseCRF.from_config(load_config(CONFIG_DIR / "voc12.yaml").CRF)
+    assert paper.params == CrfParams(iter_max=10, pos_w=3, pos_xy_std=1, bi_w=4, bi_xy_std=67, bi_rgb_std=3)
+    distinct = ["CRF.ITER_MAX=2", "CRF.POS_W=5", "CRF.POS_XY_STD=7", "CRF.BI_W=11", "CRF.BI_XY_STD=13", "CRF.BI_RGB_STD=17"]
+    crf = DenseCRF.from_config(load_config(CONFIG_DIR / "voc12.yaml", distinct).CRF)
+    assert crf.params == CrfParams(iter_max=2, pos_w=5, pos_xy_std=7, bi_w=11, bi_xy_std=13, bi_rgb_std=17)
