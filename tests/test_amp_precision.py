@@ -6,11 +6,9 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from classification import train as cls_train
 from classification.models import vgg
-from classification.models.attention_net import class_logits
 from classification.training import train_step as cls_train_step
 from nsrom.errors import ConfigError
 from nsrom.precision import Precision
@@ -87,10 +85,6 @@ def test_segmentation_train_with_bf16_keys(synthetic_root, tmp_path):
     assert final == RunPaths.from_config(load_config(CONFIG_DIR / "demo.yaml", sets)).final_checkpoint
 
 
-def cls_loss(cam, batch):
-    return F.multilabel_soft_margin_loss(class_logits(cam), batch["label"])
-
-
 def cls_model_and_batch():
     torch.manual_seed(0)
     model = vgg.vgg16(False, 3, 16)
@@ -106,9 +100,9 @@ def test_classification_amp_off_is_bit_identical_to_plain_float32_step():
     ref_opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
     precision = Precision("off")
     for _ in range(2):
-        cam, loss = cls_train_step(model, opt, batch, cls_loss, precision, precision.grad_scaler())
+        cam, loss = cls_train_step(model, opt, batch, cls_train.classification_loss, precision, precision.grad_scaler())
         ref_cam = reference(batch["image"])  # the loop as it was before the switches existed
-        ref_loss = cls_loss(ref_cam, batch)
+        ref_loss = cls_train.classification_loss(ref_cam, batch)
         ref_opt.zero_grad(set_to_none=True)
         ref_loss.backward()
         ref_opt.step()

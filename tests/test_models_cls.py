@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import urllib.error
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from classification.models import ARCHS, vgg, vgg1
+from classification.train import classification_loss
 from classification.models.attention_net import cam_size, class_logits
 from classification.models.pretrained import VGG16_URL, load_checkpoint
 from nsrom.errors import ConfigError, NsromError
@@ -106,6 +108,14 @@ def test_output_stride_8_and_gap_logits():
     assert cam.shape == (2, 3, 8, 6)
     assert cam_size(256) == 32 and cam_size(64) == 8
     torch.testing.assert_close(class_logits(cam), cam.mean(dim=(2, 3)))
+
+
+def test_stage1_loss_is_the_multilabel_soft_margin_of_the_pooled_cam():
+    # Pooled logits 2 (class present) and -1 (absent): mean of -log sigmoid(2) and -log(1 - sigmoid(-1)).
+    cam = torch.tensor([[[[1.0, 3.0], [2.0, 2.0]], [[-2.0, 0.0], [-1.0, -1.0]]]])
+    loss = classification_loss(cam, {"label": torch.tensor([[1.0, 0.0]])})
+    expected = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_width_div_must_divide_the_channel_counts():
