@@ -31,15 +31,34 @@ class OutputError(NsromError):
     """An output file or folder cannot be written (disk full, no permission, read-only file system)."""
 
 
+def user_message(exc: NsromError) -> str:
+    """The message of ``exc``; for one raised in a DataLoader worker, the original message alone.
+
+    PyTorch re-raises a worker's exception in the main process with the worker's
+    traceback in its text (``Caught DataError in DataLoader worker process 0.
+    Original Traceback ...``); the message the user needs is after its last
+    ``<module>.<class>: `` line.
+    """
+    text = str(exc)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    cls = type(exc)
+    for prefix in (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: "):
+        start = text.rfind("\n" + prefix)
+        if start >= 0:
+            return text[start + 1 + len(prefix):].strip() + " (in a data-loader worker)"
+    return text
+
+
 def exit_on_error(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn``; on :class:`NsromError` print ``error: <message>`` and exit 2."""
+    """Run ``fn``; on :class:`NsromError` print ``error: <message>`` (:func:`user_message`) and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except NsromError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {user_message(exc)}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch.utils.data
 from PIL import Image
 
 from nsrom.cam import max_normalize, minmax_normalize, to_uint8
 from nsrom.classes import VOC_CLASSES, load_class_names, read_class_names, voc_palette, write_class_names
 from nsrom.data import read_cls_list, read_ids
-from nsrom.errors import DataError
+from nsrom.errors import DataError, exit_on_error
 from nsrom.files import atomic_path, read_json, write_json
 from nsrom.images import read_grey, read_label, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
@@ -124,3 +125,24 @@ def test_class_absent_from_gt_but_predicted_scores_zero_and_is_not_averaged():
     s = scores(confusion_matrix(np.array([0, 0]), np.array([0, 1]), 2))
     assert s["Class IoU"]["1"] == 0.0
     assert s["Mean IoU"] == pytest.approx(0.5)  # only class 0 is in the ground truth
+
+
+class UnreadableImages(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise DataError(f"image /data/{index}.jpg is not a readable image")
+
+
+def test_an_error_in_a_data_loader_worker_prints_its_message_without_the_traceback(capsys):
+    @exit_on_error
+    def load():
+        for _ in torch.utils.data.DataLoader(UnreadableImages(), num_workers=1):
+            pass
+
+    with pytest.raises(SystemExit) as exc:
+        load()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == "error: image /data/0.jpg is not a readable image (in a data-loader worker)\n"
