@@ -22,9 +22,11 @@ from nsrom.images import overlay, read_label, read_rgb
 from nsrom.metrics import confusion_matrix, scores
 from nsrom.provenance import read_record
 from segmentation import demo, main as seg_main, trainaug_pred
-from segmentation.libs.evaluate import upsample_logits
+from segmentation.libs.datasets import mean_bgr
+from segmentation.libs.evaluate import class_probabilities, upsample_logits
 from segmentation.libs.models import build_model
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
+from segmentation.libs.utils.crf import DenseCRF, wrapped_image
 from segmentation.libs.utils.paths import RunPaths
 
 DEMO = CONFIG_DIR / "demo.yaml"
@@ -236,3 +238,23 @@ def test_confusion_matrix_refuses_a_transposed_mask():
     gt = np.zeros((2, 3), np.uint8)
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(gt, gt.T, 2)
+
+
+def test_crf_wrapped_image_switch_reaches_the_crf(run, synthetic_root):
+    """CRF.WRAPPED_IMAGE=true hands the CRF deeplab-pytorch's wrapped image, false the 8-bit image itself."""
+    sets, cfg, _ = run
+    seg_main.main(["test", *config_args(sets), "--cpu"])
+    paths, ids = RunPaths.from_config(cfg), synthetic_root.ids("val")
+    written = {}
+    for wrapped in (False, True):
+        switch = [*sets, f"CRF.WRAPPED_IMAGE={str(wrapped).lower()}"]
+        seg_main.main(["crf", *config_args(switch), "-j", "1", "--save-png"])
+        label_dir = RunPaths.from_config(load_config(DEMO, switch)).label_crf_dir("val")  # one folder per image
+        written[wrapped] = {i: read_label(label_dir / f"{i}.png") for i in ids}
+    crf = DenseCRF.from_config(cfg.CRF)
+    for image_id in ids:
+        rgb = read_rgb(synthetic_root.image_path(image_id))
+        prob = class_probabilities(torch.from_numpy(np.load(paths.logit_dir("val") / f"{image_id}.npy")), rgb.shape[:2])
+        for wrapped, image in ((False, rgb), (True, wrapped_image(rgb, tuple(mean_bgr(cfg))))):
+            np.testing.assert_array_equal(written[wrapped][image_id], crf.labels([image], [prob])[0])
+    assert any(not np.array_equal(written[False][i], written[True][i]) for i in ids)
