@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segmentation import main as seg_main
 from segmentation import trainaug_pred
@@ -56,7 +57,13 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
         "checkpoint_1.pth", "checkpoint_2.pth", "checkpoint_final.pth"]
     saved = load_config(paths.model_dir / "config.yaml")
     assert saved.SOLVER.ITER_MAX == 2 and saved.DATASET.LABEL_DIR == str(synthetic_root.mask_dir)
-    assert list(paths.log_dir.glob("events.out.tfevents.*"))
+    # TensorBoard: the loss and each group's rate at every step; the rate is the poly decay's
+    events = EventAccumulator(str(paths.log_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
+    for group, factor in enumerate((1, 10, 20)):  # backbone, ASPP weights, ASPP biases
+        rates = [e.value for e in events.Scalars(f"lr/group_{group}")]
+        assert rates == pytest.approx([factor * cfg.SOLVER.LR * (1 - step / 2) ** 0.9 for step in (0, 1)], rel=1e-6)
     state = torch.load(final, weights_only=True)
     assert state["step"] == 2 and "optimizer" in state
     # BatchNorm frozen in training: affine and statistics still those of the fresh model
