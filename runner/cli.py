@@ -1,17 +1,20 @@
 """Run the whole NSROM method (docs/method.md, stages 1-7) with one command.
 
-    python pipeline.py --data-root ROOT --work-dir W [--preset demo|voc12] [--from STAGE] [--to STAGE]
+    python pipeline.py --data-root ROOT --work-dir W [--preset voc12|demo|tiny] [--from STAGE] [--to STAGE]
 
 The dataset's folder names, image extension and split names come from
 ROOT/dataset.yaml (VOC's without it; see README, "Data layout"); the layout
 flags below override it for every stage of the run.
 
-Stages: pretrain (stand-in weights, demo preset only), cam_train, cam_export,
+Stages: pretrain (stand-in weights, demo and tiny presets), cam_train, cam_export,
 iam_train, oacam_export, pseudo_label, seg1_train, seg1_test, seg1_crf,
 trainaug_pred, masked_label, seg2_train, seg2_test, seg2_crf,
 seg2_trainaug_pred and missed_objects (datasets with an object record),
 report. Completed stages are skipped; an interrupted run
-resumes; ``--from STAGE`` runs that stage and all later ones again.
+resumes; ``--from STAGE`` runs that stage and all later ones again (those
+it clears but does not reach, with ``--to`` or a kill, the next run redoes).
+W keeps the dataset, preset and extra flags it was made with: a run with
+others is refused unless ``--from STAGE`` names where the change starts.
 Scores go to W/results.json and W/results.md, the figures to W/figures/.
 
 Several GPUs (or CPU processes): ``torchrun --nproc_per_node N pipeline.py ...``.
@@ -32,6 +35,7 @@ import torch
 from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
+from nsrom.files import ensure_writable_dir
 from .context import RunContext
 from .presets import PRESETS, get_preset
 from .run import run_pipeline
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                      seg_overrides=args.seg_set, classifier_extra=args.cls_arg, cam_extra=args.cam_arg,
                      pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
                      layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed)
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(ctx.work_dir)  # a file, or a folder that cannot be written: one line, exit 2
     distributed.setup_rank_logging(ctx.work_dir / "pipeline.log")
     logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
     use_cuda = args.device != "cpu" and torch.cuda.is_available()

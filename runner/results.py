@@ -13,7 +13,8 @@ ablation), round 1 against round 2 (from the keys above) and, for datasets
 that record their objects (nsrom/objects.py), ``missed_objects``: for each
 stage, the shares of the pixels of the objects the saliency map misses that
 are labelled with their class, ignored, background or another class.
-``machine`` says where the run was timed (CPU cores, torch threads).
+``pom`` is false when stage 3 itself ran without POM (``--pseudo-label-arg=--no-pom``;
+then there is no ablation). ``machine`` says where the run was timed (CPU cores, torch threads).
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ MISSED_OBJECT_ROWS = {
     "seg_round2": "round-2 predictions + CRF",
 }
 """Rows of the missed-objects table: results.json ``missed_objects`` keys and what they are."""
+POM_KEY = "pom"
+"""results.json: whether stage 3 ran with POM (absent in runs made before this key: with POM)."""
+
+
+def _without_pom(text: str, results: dict) -> str:
+    """A row name of stage 3 for a run whose stage 3 was without POM (``pom: false``)."""
+    if results.get(POM_KEY) is not False:
+        return text
+    return text.replace("with POM", "without POM: --no-pom") if "with POM" in text else \
+        text.replace("stage 3,", "stage 3 without POM: --no-pom,")
 
 MISSED_OBJECTS_KEY = "missed_objects"
 """results.json key of the shares of the pixels of the objects the saliency map misses."""
@@ -59,9 +70,13 @@ def update_results(path: Path, entries: dict) -> dict:
     """Merge ``entries`` into results.json (atomically) and return the whole.
 
     ``notes`` are merged key by key; a new result drops the old note of its key.
+    An entry of None removes its key (a result this run no longer makes).
     """
     results = load_results(path)
     entries = dict(entries)
+    for key in [k for k, v in entries.items() if v is None]:
+        entries.pop(key)
+        results.pop(key, None)
     notes = {k: v for k, v in results.get(NOTES_KEY, {}).items() if k not in entries}
     notes.update(entries.pop(NOTES_KEY, {}))
     results.update(entries)
@@ -89,7 +104,8 @@ def render_markdown(
     for key in keys:
         entry = results[key]
         extra = f" (thr {entry['best_threshold']:.2f})" if "best_threshold" in entry else ""
-        lines.append(f"| {RESULT_KEYS[key]}{extra} | {_pct(entry['miou'])} | {_pct(entry.get('ignored_fraction'))} |")
+        name = _without_pom(RESULT_KEYS[key], results)
+        lines.append(f"| {name}{extra} | {_pct(entry['miou'])} | {_pct(entry.get('ignored_fraction'))} |")
     notes = results.get(NOTES_KEY, {})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
@@ -142,6 +158,7 @@ def _evidence(results: dict) -> list[str]:
                       "train_aug): where their pixels end up (%):", "",
                   "| stage | own class | ignored | background | other class |", "|---|---:|---:|---:|---:|"]
         for key, name in MISSED_OBJECT_ROWS.items():
+            name = _without_pom(name, results)
             if key in missed:
                 e = missed[key]
                 lines.append(f"| {name} | {_pct(e['right_class'])} | {_pct(e['ignored'])} | "
@@ -154,5 +171,5 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "MISSED_OBJECTS_KEY", "NOTES_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
+    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
 ]

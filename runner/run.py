@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -52,7 +53,9 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     """
     selected = select_stages(from_stage, to_stage)
     state = StageState(ctx.work_dir)
+    distributed.run_on_main(lambda: _check_work_dir(state, ctx, from_stage))
     done = distributed.run_on_main(lambda: _done_stages(state, from_stage))  # one decision for every rank
+    redo = distributed.run_on_main(lambda: set(state.redo()))
     main = distributed.current().is_main
     descriptions = {s.name: s.description for s in STAGES}
     distributed.run_on_main(lambda: _prepare(ctx, [s for s in STAGES if s.name in selected and s.name not in done]))
@@ -63,7 +66,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
             LOG.info("[%s] done earlier, skipped (re-run with --from %s)", stage.name, stage.name)
             continue
         LOG.info("[%s] %s", stage.name, stage.description)
-        ctx.overwrite = from_stage is not None
+        ctx.overwrite = stage.name in redo  # cleared by this or an earlier --from: outputs are redone
         start = time.perf_counter()
         try:
             if stage.parallel:
@@ -77,10 +80,51 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         if main:
             update_results(ctx.results_path, entries)
             state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
+            state.redone(stage.name)
             LOG.info("[%s] finished in %.1f s", stage.name, seconds)
             _write_summary(ctx, state, descriptions)
         distributed.wait_for_all()
     return load_results(ctx.results_path)
+
+
+def run_settings(ctx: RunContext) -> dict:
+    """What a run's outputs depend on besides the code: the dataset, the preset and every extra flag."""
+    return {
+        "data_root": str(ctx.data_root),
+        "preset": ctx.preset.name,
+        "seg_set": list(ctx.seg_overrides),
+        "seg_config": str(Path(ctx.seg_config).resolve()) if ctx.seg_config else None,
+        "cls_arg": list(ctx.classifier_extra),
+        "cam_arg": list(ctx.cam_extra),
+        "pseudo_label_arg": list(ctx.pseudo_label_extra),
+        "masked_label_arg": list(ctx.masked_label_extra),
+        "layout": {k: v for k, v in sorted(ctx.layout_overrides.items()) if v is not None},
+        "seed": ctx.seed,
+    }
+
+
+def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
+    """Refuse a run that would mix settings or skip stages; then store this run's settings.
+
+    Without ``--from``, a work dir with finished stages must have been made with
+    the same :func:`run_settings` (another dataset or other flags would be mixed
+    with its outputs). With ``--from STAGE`` every earlier stage must be done.
+    """
+    if from_stage is not None:
+        missing = [n for n in STAGE_NAMES[:STAGE_NAMES.index(from_stage)] if not state.is_done(n)]
+        if missing:
+            raise ConfigError(
+                f"--from {from_stage}: the stages before it have not all run in {ctx.work_dir} "
+                f"(not done: {', '.join(missing)}); run without --from, which resumes where the last run stopped")
+    now, before = run_settings(ctx), state.settings()
+    if from_stage is None and before is not None and before != now and any(map(state.is_done, STAGE_NAMES)):
+        changed = "; ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+                            for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key))
+        raise ConfigError(
+            f"{ctx.work_dir} holds a run made with other settings ({changed}); give the same flags to "
+            "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
+            "them), or another --work-dir")
+    state.store_settings(now)
 
 
 def _done_stages(state: StageState, from_stage: str | None) -> set[str]:

@@ -13,6 +13,7 @@ rank 0 alone (label generation, the report) while the others wait.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from .results import MISSED_OBJECTS_KEY, NOTES_KEY
+from classification.labeling.pom import PomRules
+from .results import MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -168,7 +170,18 @@ def _check_status(status: int, what: str) -> None:
         raise NsromError(f"{what} did not finish for every image (see the summary above)")
 
 
-def _gen_label(ctx: RunContext, out_dir, rules) -> None:
+def pom_rules(ctx: RunContext) -> PomRules:
+    """The stage-3 rules ``gen_label.py`` runs with: the preset's, then ``--pseudo-label-arg`` flags."""
+    from classification.labeling.settings import add_rule_args, rules_from_args, rules_to_argv
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_rule_args(parser, PomRules, "stage 3")
+    args, _ = parser.parse_known_args([*rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra])
+    return rules_from_args(args, PomRules)
+
+
+def _gen_label(ctx: RunContext, out_dir, without_pom: bool = False) -> None:
+    """gen_label.py with the preset's rules and the extra flags; ``without_pom``: ``--no-pom`` after them all."""
     from classification import gen_label
     from classification.labeling.settings import rules_to_argv
 
@@ -177,24 +190,33 @@ def _gen_label(ctx: RunContext, out_dir, rules) -> None:
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
-        *rules_to_argv(rules), *ctx.pseudo_label_extra,
+        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra, *(["--no-pom"] if without_pom else []),
     ])
     _check_status(status, "gen_label.py")
 
 
 def pseudo_label(ctx: RunContext) -> dict:
-    """Stage 3, and the same labels without POM (the ablation, ``W/pseudo_labels_no_pom``, scored too)."""
-    _gen_label(ctx, ctx.pseudo_dir, ctx.preset.pom_rules)
+    """Stage 3, and the same labels without POM (the ablation, ``W/pseudo_labels_no_pom``, scored too).
+
+    A run whose stage 3 itself is without POM (``--pseudo-label-arg=--no-pom``)
+    has no ablation: results.json records ``pom: false`` and no
+    ``pseudo_label_no_pom``, and the report names its labels as without POM.
+    """
+    with_pom = pom_rules(ctx).pom
+    _gen_label(ctx, ctx.pseudo_dir)
     entries = score_train_output(ctx, "pseudo_label", lambda: evaluate_labels(
         ctx.layout, ctx.train_split, ctx.pseudo_dir, ctx.preset.label_workers))
-    if ctx.preset.pom_rules.pom:
-        _gen_label(ctx, ctx.pseudo_no_pom_dir, dataclasses.replace(ctx.preset.pom_rules, pom=False))
-        ablation = score_train_output(ctx, "pseudo_label_no_pom", lambda: evaluate_labels(
-            ctx.layout, ctx.train_split, ctx.pseudo_no_pom_dir, ctx.preset.label_workers))
-        notes = {**ablation.pop(NOTES_KEY, {}), **entries.pop(NOTES_KEY, {})}
-        entries.update(ablation)
-        if notes:
-            entries[NOTES_KEY] = notes
+    entries[POM_KEY] = with_pom
+    if not with_pom:
+        entries["pseudo_label_no_pom"] = None  # an ablation of an earlier run would be this run's labels
+        return entries
+    _gen_label(ctx, ctx.pseudo_no_pom_dir, without_pom=True)
+    ablation = score_train_output(ctx, "pseudo_label_no_pom", lambda: evaluate_labels(
+        ctx.layout, ctx.train_split, ctx.pseudo_no_pom_dir, ctx.preset.label_workers))
+    notes = {**ablation.pop(NOTES_KEY, {}), **entries.pop(NOTES_KEY, {})}
+    entries.update(ablation)
+    if notes:
+        entries[NOTES_KEY] = notes
     return entries
 
 
@@ -291,7 +313,7 @@ def missed_objects(ctx: RunContext) -> dict:
     record = read_record(ctx.data_root)
     ids = ctx.layout.ids(ctx.train_split)
     folders = {
-        "pseudo_label_no_pom": ctx.pseudo_no_pom_dir,
+        **({"pseudo_label_no_pom": ctx.pseudo_no_pom_dir} if pom_rules(ctx).pom else {}),
         "pseudo_label": ctx.pseudo_dir,
         "masked_label": ctx.masked_dir,
         "seg_round1": seg_paths(ctx, "round1").label_crf_dir(ctx.train_split),

@@ -2,8 +2,13 @@
 
 A stage counts as done once its marker exists; the marker is written
 atomically after the stage returns, with the seconds it took and the
-settings it ran with. ``--from STAGE`` removes the markers of that stage and
-the following ones, so they run again.
+time it finished and the result keys it wrote. ``--from STAGE`` removes the
+markers of that stage and the following ones, so they run again, and lists
+them in ``redo.json`` until each has run: a ``--from`` run stopped by ``--to``
+or a kill leaves their old outputs, which the next run then redoes instead of
+keeping. ``settings.json`` holds the settings of the run that made ``W``
+(:func:`run_settings` of runner/run.py), so that another dataset or other flags
+are not mixed into its outputs.
 """
 
 from __future__ import annotations
@@ -35,5 +40,38 @@ class StageState:
         return read_json(self.marker(stage))["seconds"] if self.is_done(stage) else None
 
     def clear(self, stages: list[str]) -> None:
+        """Remove the markers of ``stages`` and list them for redoing (:meth:`must_redo`)."""
+        write_json(self.redo_path, sorted(set(self.redo()) | set(stages)))
         for stage in stages:
             self.marker(stage).unlink(missing_ok=True)
+
+    @property
+    def redo_path(self) -> Path:
+        return self.dir / "redo.json"
+
+    def redo(self) -> list[str]:
+        """Stages that ``--from`` cleared and that have not run since."""
+        return list(read_json(self.redo_path)) if self.redo_path.is_file() else []
+
+    def must_redo(self, stage: str) -> bool:
+        """True when ``stage``'s outputs predate a ``--from`` that cleared it: it runs with overwrite."""
+        return stage in self.redo()
+
+    def redone(self, stage: str) -> None:
+        """``stage`` ran again after ``--from``: no longer listed for redoing."""
+        left = [name for name in self.redo() if name != stage]
+        if left:
+            write_json(self.redo_path, left)
+        else:
+            self.redo_path.unlink(missing_ok=True)
+
+    @property
+    def settings_path(self) -> Path:
+        return self.dir / "settings.json"
+
+    def settings(self) -> dict[str, Any] | None:
+        """The settings stored by the run that made the work dir (None: none stored yet)."""
+        return read_json(self.settings_path) if self.settings_path.is_file() else None
+
+    def store_settings(self, settings: dict[str, Any]) -> None:
+        write_json(self.settings_path, settings)

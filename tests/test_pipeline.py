@@ -27,7 +27,8 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
-    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "stage_seconds", "machine"}
+    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine"}
+    assert results["pom"] is True
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
     return ctx, results
 
@@ -155,6 +156,49 @@ def test_from_reruns_that_stage_and_later_ones_with_overwrite(synthetic_root, tm
     assert seen == [("masked_label", True), ("seg2_train", True)]
     state = StageState(tmp_path)
     assert state.is_done("pseudo_label") and not state.is_done("seg2_test")
+    # the stages --from cleared but --to left out still hold the old outputs: the next plain run redoes them
+    seen.clear()
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    assert seen == [(name, True) for name in STAGE_NAMES[STAGE_NAMES.index("seg2_test"):]]
+    assert state.redo() == []
+    seen.clear()
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    assert seen == []
+
+
+def test_from_needs_every_earlier_stage_done(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda ctx: {}) for s in stage_module.STAGES])
+    with pytest.raises(ConfigError, match="--from seg1_train: .*not done: pretrain, cam_train, .*run without --from"):
+        run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset), from_stage="seg1_train")
+    assert not StageState(tmp_path).is_done("seg1_train")
+
+
+def test_a_finished_work_dir_refuses_other_settings_unless_from(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda ctx: {}) for s in stage_module.STAGES])
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    other = dataclasses.replace(make_ctx(synthetic_root, tmp_path, tiny_preset), pseudo_label_extra=["--no-pom"], seed=3)
+    with pytest.raises(ConfigError, match=r"other settings \(pseudo_label_arg: \[\] -> \['--no-pom'\]; seed: None -> 3\)"):
+        run_pipeline(other)
+    run_pipeline(other, from_stage="pseudo_label")  # the user says which stages the change affects
+    assert StageState(tmp_path).settings()["pseudo_label_arg"] == ["--no-pom"]
+    run_pipeline(other)  # the same settings continue
+    with pytest.raises(ConfigError, match="data_root"):
+        run_pipeline(dataclasses.replace(other, data_root=(tmp_path / "other_data").resolve()))
+
+
+def test_stage_3_without_pom_has_no_ablation_and_says_so(finished_run, synthetic_root, tmp_path, tiny_preset):
+    import shutil
+
+    ctx, _ = finished_run
+    work = tmp_path / "work"
+    shutil.copytree(ctx.work_dir, work)
+    no_pom = dataclasses.replace(make_ctx(synthetic_root, work, tiny_preset), pseudo_label_extra=["--no-pom"])
+    results = run_pipeline(no_pom, from_stage="pseudo_label", to_stage="pseudo_label")
+    assert results["pom"] is False and "pseudo_label_no_pom" not in results
+    assert results["pseudo_label"]["miou"] == pytest.approx(
+        evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_no_pom_dir)["miou"])  # the ablation's labels
+    md = (work / "results.md").read_text()
+    assert "pseudo labels (stage 3 without POM: --no-pom," in md and "| without POM |" not in md
 
 
 def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthetic_root, tiny_preset):
@@ -183,6 +227,16 @@ def test_cli_reports_missing_data_root(tmp_path, capsys):
         main(["--data-root", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "w"), "--preset", "demo"])
     assert exc.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_reports_a_work_dir_that_cannot_be_made(synthetic_root, tmp_path, capsys):
+    from runner.cli import main
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["--data-root", str(synthetic_root.root), "--work-dir", str(tmp_path / "file" / "w"), "--preset", "tiny"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and str(tmp_path / "file") in err and "Traceback" not in err
 
 
 def test_classifier_seed_benchmark_reads_one_loss_per_epoch_from_the_real_log(finished_run, tiny_preset):
