@@ -45,6 +45,9 @@ from .parallel import parallel_map
 
 ERROR, WARNING = "error", "warning"
 LISTS, IMAGES, MASKS, SALIENCY, LABELS = "lists", "images", "masks", "saliency", "labels"
+SALIENCY_NOT_FOUND = "saliency map not found: stage 3 skips this image"
+MASK_NOT_FOUND = "mask not found: this image is not scored"
+"""Warnings for one missing file; when every image of a split has one, :meth:`DataReport.missing_everywhere`."""
 """Parts of a report: what a stage may need (``labels`` are training labels of a label folder)."""
 
 SALIENT_LEVEL = 128
@@ -162,8 +165,7 @@ def _check_saliency(job: FileJob, size: tuple[int, int] | None, result: FileResu
     """Present, 8-bit grey, image size; records the fraction of salient pixels."""
     path = job.saliency
     if not path.is_file():
-        result.problems.append(Problem(WARNING, SALIENCY, job.split, str(path),
-                                       "saliency map not found: stage 3 skips this image"))
+        result.problems.append(Problem(WARNING, SALIENCY, job.split, str(path), SALIENCY_NOT_FOUND))
         return
     result.checked[SALIENCY] += 1
     try:
@@ -198,8 +200,7 @@ def check_files(job: FileJob) -> FileResult:
             result.problems.append(Problem(ERROR, MASKS, job.split, str(job.mask),
                                            "mask not found (needed: the image-level labels come from the masks)"))
         else:
-            result.problems.append(Problem(WARNING, MASKS, job.split, str(job.mask),
-                                           "mask not found: this image is not scored"))
+            result.problems.append(Problem(WARNING, MASKS, job.split, str(job.mask), MASK_NOT_FOUND))
     if job.label is not None:
         if job.label.is_file():
             _check_label_png(job.label, LABELS, "training label", job, size, result)
@@ -271,6 +272,12 @@ class DataReport:
         needs = list(needs)
         return [p for p in found if any(p.part == part and (split is None or p.split in (split, None))
                                         for part, split in needs)]
+
+    def missing_everywhere(self, part: str, split: str, images: int) -> list[Problem]:
+        """The not-found warnings of ``part`` in ``split`` when all ``images`` of the split have one, else []."""
+        message = {SALIENCY: SALIENCY_NOT_FOUND, MASKS: MASK_NOT_FOUND}[part]
+        found = [p for p in self.select(WARNING, [(part, split)]) if p.message == message and p.split == split]
+        return found if images and len(found) == images else []
 
     @property
     def errors(self) -> list[Problem]:

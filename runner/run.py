@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from nsrom import distributed
-from nsrom.data_check import DataReport, check_dataset
-from nsrom.errors import ConfigError
+from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset
+from nsrom.errors import ConfigError, DataError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
@@ -170,7 +170,32 @@ def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
     roles = {"train": ctx.train_split, "val": ctx.val_split, None: None}
     needs = {(part, roles[role]) for stage in stages for part, role in stage.needs}
     report.raise_for(needs, f"the pipeline (stages {', '.join(s.name for s in stages)})")
+    _require_some(ctx, report, needs)
     return report
+
+
+def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str | None]]) -> None:
+    """Stop before the first stage when no image has the saliency maps or val masks a stage to run needs.
+
+    One missing file is a warning (stage 3 skips the image, an unscored val
+    image is left out); none at all would fail hours later, in stage 3 or at
+    the first test on val.
+    """
+    remedies = {
+        SALIENCY: ("saliency map", "stage 3 (pseudo_label) needs them: one grey PNG per training image "
+                   "(README, 'Saliency maps'), in the folder that saliency_dir of ROOT/dataset.yaml names"),
+        MASKS: ("mask", "the DeepLab-v2 rounds are scored on them: put the masks there, set mask_dir in "
+                "ROOT/dataset.yaml (or --mask-dir), or name a split that has them with --val-split"),
+    }
+    # Training masks only score stages 1-3 (own data may have none); saliency is for training images.
+    for part, split in ((SALIENCY, ctx.train_split), (MASKS, ctx.val_split)):
+        if (part, split) not in needs:
+            continue
+        missing = report.missing_everywhere(part, split, len(ctx.layout.ids(split)))
+        if missing:
+            what, remedy = remedies[part]
+            folder = Path(missing[0].path).parent
+            raise DataError(f"none of the {len(missing)} images of split {split} has a {what} in {folder}; {remedy}")
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from runner import run as runner, stages as stage_module
 from runner.context import RunContext
 from runner.presets import get_preset
 from runner.run import run_pipeline
+from runner.state import StageState
 from segmentation import main as seg_main
 from segmentation.libs.utils.config import CONFIG_DIR
 from tools import check_data
@@ -150,6 +151,9 @@ def test_pipeline_checks_before_stage_1_and_only_what_the_remaining_stages_read(
         run_pipeline(ctx)
     assert called == [] and (tmp_path / "w" / "data_check.json").is_file()
     # the image and the train mask are broken too; stages that read only val data still stop on the val mask
+    state = StageState(ctx.work_dir)
+    for name in stage_module.STAGE_NAMES[:stage_module.STAGE_NAMES.index("seg2_test")]:
+        state.mark_done(name, 0.0)  # --from needs the earlier stages done
     with pytest.raises(DataError) as exc:
         run_pipeline(ctx, from_stage="seg2_test")
     assert "val_" in str(exc.value) and "saliency" not in str(exc.value) and called == []

@@ -271,3 +271,33 @@ def test_demo_preset_trains_the_classifiers_at_192_px_on_a_128_px_standin():
     demo = get_preset("demo")
     assert demo.classifier_args[demo.classifier_args.index("--input-size") + 1] == "192"
     assert demo.standin.vgg_input_size == 128
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("saliency", r"none of the 8 images of split train_aug has a saliency map in .*saliency; stage 3"),
+    ("SegmentationClassAug", r"none of the 4 images of split val has a mask in .*SegmentationClassAug; the DeepLab"),
+])
+def test_no_saliency_map_or_no_val_mask_at_all_stops_before_the_first_stage(
+        synthetic_root, tmp_path, monkeypatch, tiny_preset, folder, message):
+    import shutil
+
+    from nsrom.errors import DataError
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    split = "train_aug" if folder == "saliency" else "val"
+    for image_id in synthetic_root.ids(split):
+        for path in (root / folder).glob(f"{image_id}.*"):
+            path.unlink()
+    ran = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n))
+                                           for s in stage_module.STAGES])
+    with pytest.raises(DataError, match=message):
+        run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+    assert ran == []
+    # one image without its file is a warning: the run goes on
+    shutil.rmtree(root)
+    shutil.copytree(synthetic_root.root, root)
+    (root / folder / f"{synthetic_root.ids(split)[0]}.png").unlink()
+    run_pipeline(RunContext(root, tmp_path / "work2", tiny_preset, device="cpu"))
+    assert ran == STAGE_NAMES
