@@ -22,7 +22,7 @@ from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import load_results, render_markdown, update_results, write_markdown
-from .stages import STAGE_NAMES, STAGES, Stage
+from .stages import STAGE_NAMES, STAGES, Stage, check_stage_flags
 from .state import StageState
 
 LOG = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def _prepare(ctx: RunContext, stages: list[Stage]) -> None:
     removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
     if removed:
         LOG.info("removed %d temporary files left by an interrupted run", removed)
+    check_stage_flags(ctx, {stage.name for stage in stages})
     check_data(ctx, stages)
 
 

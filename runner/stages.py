@@ -17,12 +17,13 @@ import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from nsrom import distributed
 from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
-from nsrom.errors import NsromError
+from nsrom.errors import ConfigError, NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from nsrom.objects import has_record
@@ -123,12 +124,19 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
     return entries
 
 
-def _train_classifier(module, ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = (),
-                      own_extra: list[str] = ()) -> None:
-    args = [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
+def _classifier_argv(ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = (),
+                     own_extra: list[str] = ()) -> list[str]:
+    return [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
             *ctx.standin_classifier_args, *ctx.classifier_extra, *own_extra, NO_CHECK,
             "--overwrite" if ctx.overwrite else "--resume"]
-    module.run(module.build_parser().parse_args(args))
+
+
+def _cam_train_argv(ctx: RunContext) -> list[str]:
+    return _classifier_argv(ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, ctx.cam_extra)
+
+
+def _iam_train_argv(ctx: RunContext) -> list[str]:
+    return _classifier_argv(ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP], ctx.preset.iam_args)
 
 
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
@@ -141,7 +149,7 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
 def cam_train(ctx: RunContext) -> None:
     from classification import train
 
-    _train_classifier(train, ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, ctx.cam_extra)
+    train.run(train.build_parser().parse_args(_cam_train_argv(ctx)))
 
 
 def cam_export(ctx: RunContext) -> dict:
@@ -153,7 +161,7 @@ def cam_export(ctx: RunContext) -> dict:
 def iam_train(ctx: RunContext) -> None:
     from classification import train_iam
 
-    _train_classifier(train_iam, ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP], ctx.preset.iam_args)
+    train_iam.run(train_iam.build_parser().parse_args(_iam_train_argv(ctx)))
 
 
 def oacam_export(ctx: RunContext) -> dict:
@@ -183,16 +191,21 @@ def pom_rules(ctx: RunContext) -> PomRules:
 def _gen_label(ctx: RunContext, out_dir, without_pom: bool = False) -> None:
     """gen_label.py with the preset's rules and the extra flags; ``without_pom``: ``--no-pom`` after them all."""
     from classification import gen_label
+
+    status = gen_label.main(_gen_label_argv(ctx, out_dir, without_pom))
+    _check_status(status, "gen_label.py")
+
+
+def _gen_label_argv(ctx: RunContext, out_dir, without_pom: bool = False) -> list[str]:
     from classification.labeling.settings import rules_to_argv
 
-    status = gen_label.main([
+    return [
         "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
         "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra, *(["--no-pom"] if without_pom else []),
-    ])
-    _check_status(status, "gen_label.py")
+    ]
 
 
 def pseudo_label(ctx: RunContext) -> dict:
@@ -220,18 +233,23 @@ def pseudo_label(ctx: RunContext) -> dict:
     return entries
 
 
-def masked_label(ctx: RunContext) -> dict:
-    from classification import gen_masked_label
+def _masked_label_argv(ctx: RunContext) -> list[str]:
     from classification.labeling.settings import rules_to_argv
 
-    status = gen_masked_label.main([
+    return [
         "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
         "--sal-dir", str(ctx.layout.saliency_dir),
         "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
         "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
         "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
         *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
-    ])
+    ]
+
+
+def masked_label(ctx: RunContext) -> dict:
+    from classification import gen_masked_label
+
+    status = gen_masked_label.main(_masked_label_argv(ctx))
     _check_status(status, "gen_masked_label.py")
     return score_train_output(ctx, "masked_label", lambda: evaluate_labels(
         ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers))
@@ -330,6 +348,47 @@ def report(ctx: RunContext) -> None:
 
     draw_figures(ctx)
     draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
+
+
+SEG_STAGES = frozenset({"seg1_train", "seg1_test", "seg1_crf", "trainaug_pred", "seg2_train", "seg2_test",
+                        "seg2_crf", "seg2_trainaug_pred"})
+
+
+def check_stage_flags(ctx: RunContext, names: set[str]) -> None:
+    """Parse the flags of each stage in ``names`` with its script's parser, before the first stage runs.
+
+    A typo in ``--cls-arg``, ``--cam-arg``, ``--pseudo-label-arg``,
+    ``--masked-label-arg``, ``--seg-set`` or ``--seg-config`` then stops the run
+    at once instead of when its stage starts, hours into a VOC run; so does a
+    missing COCO init file of a preset that loads the real one.
+    """
+    from classification import gen_label, gen_masked_label, train, train_iam
+    from segmentation.libs.models.init_weights import COCO_INIT_HELP
+    from segmentation.libs.utils.config import load_config
+
+    scripts = {
+        "cam_train": (train, _cam_train_argv, "--cls-arg / --cam-arg"),
+        "iam_train": (train_iam, _iam_train_argv, "--cls-arg"),
+        "pseudo_label": (gen_label, lambda c: _gen_label_argv(c, c.pseudo_dir), "--pseudo-label-arg"),
+        "masked_label": (gen_masked_label, _masked_label_argv, "--masked-label-arg"),
+    }
+    for name, (module, argv, flags) in scripts.items():
+        if name not in names:
+            continue
+        parser = module.build_parser()
+        parser.exit_on_error = False  # a bad value raises instead of printing the script's usage
+        try:
+            _, unknown = parser.parse_known_args(argv(ctx))
+        except argparse.ArgumentError as exc:
+            raise ConfigError(f"stage {name} ({flags}): {exc}") from None
+        if unknown:
+            raise ConfigError(f"stage {name} ({flags}): {module.__name__} has no flag {' '.join(unknown)}")
+    if names & SEG_STAGES:
+        cfg = load_config(ctx.seg_config_path, ctx.seg_sets("round1", ctx.pseudo_dir))  # names a bad --seg-set key
+        init = cfg.MODEL.INIT_MODEL
+        if ctx.preset.standin is None and init and not Path(init).is_file():
+            raise ConfigError(f"MODEL.INIT_MODEL: {init} not found; {COCO_INIT_HELP.replace('--set', '--seg-set')}"
+                              "; with pipeline.py: --seg-set MODEL.INIT_MODEL=null to train from scratch")
 
 
 STAGES: list[Stage] = [

@@ -301,3 +301,35 @@ def test_no_saliency_map_or_no_val_mask_at_all_stops_before_the_first_stage(
     (root / folder / f"{synthetic_root.ids(split)[0]}.png").unlink()
     run_pipeline(RunContext(root, tmp_path / "work2", tiny_preset, device="cpu"))
     assert ran == STAGE_NAMES
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("classifier_extra", ["--bogus"], r"stage cam_train \(--cls-arg / --cam-arg\): classification.train has no flag "
+                                      r"--bogus"),
+    ("cam_extra", ["--accu-gate=high"], r"stage cam_train .*argument --accu-gate"),
+    ("masked_label_extra", ["--dilaton=20"], r"stage masked_label \(--masked-label-arg\): .* has no flag --dilaton"),
+    ("seg_overrides", ["SOLVER.ITERMAX=3"], "unknown config key SOLVER.ITERMAX"),
+])
+def test_a_bad_pass_through_flag_stops_before_the_first_stage(synthetic_root, tmp_path, monkeypatch, tiny_preset,
+                                                              field, value, message):
+    ran = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n))
+                                           for s in stage_module.STAGES])
+    ctx = dataclasses.replace(make_ctx(synthetic_root, tmp_path, tiny_preset), **{field: value})
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(ctx)
+    assert ran == []
+
+
+def test_the_paper_preset_names_a_missing_coco_init_before_the_first_stage(synthetic_root, tmp_path, monkeypatch):
+    from runner.presets import COCO_INIT, get_preset
+
+    if COCO_INIT.is_file():
+        pytest.skip("the COCO init file is installed here")
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c: {}) for s in stage_module.STAGES])
+    with pytest.raises(ConfigError, match=r"MODEL.INIT_MODEL: .*deeplabv1_resnet101-coco.pth not found; download .*"
+                                          r"--seg-set MODEL.INIT_MODEL=null"):
+        run_pipeline(make_ctx(synthetic_root, tmp_path, get_preset("voc12")))
+    ctx = dataclasses.replace(make_ctx(synthetic_root, tmp_path / "w2", get_preset("voc12")),
+                              seg_overrides=["MODEL.INIT_MODEL=null"])
+    run_pipeline(ctx)  # from scratch: every stage runs without the init file
