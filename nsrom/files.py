@@ -4,9 +4,10 @@ Every output of the project goes through these helpers: the content is written
 to a temporary file in the destination folder, flushed to the disk, then
 renamed over the final name, so a run killed at any moment (even by a power
 loss) leaves either the old file or the complete new one, never a partial file
-under the final name. A full disk or a folder that is not writable raises
-:class:`~nsrom.errors.OutputError` naming the path, and the temporary file is
-removed.
+under the final name. The file gets the permissions a plain ``open(path, "w")``
+would give (0o666 less the umask). A full disk or a folder that is not writable
+raises :class:`~nsrom.errors.OutputError` naming the path, and the temporary
+file is removed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,8 +37,30 @@ WRITE_FAILURES = {
 """``errno`` values that mean the output location cannot take the file (as opposed to a bug)."""
 
 
-def output_error(path: str | Path, exc: OSError) -> OutputError:
-    """The user-facing error for an ``OSError`` raised while writing ``path``."""
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """The first part of ``folder`` (from the root down, ``folder`` included) that exists and is not a folder."""
+    folder = Path(folder)
+    for part in [*reversed(folder.parents), folder]:
+        if os.path.lexists(part) and not os.path.isdir(part):
+            return part
+    return None
+
+
+def output_error(path: str | Path, exc: OSError, folder: str | Path | None = None) -> OutputError:
+    """The user-facing error for an ``OSError`` raised while writing ``path``.
+
+    ``folder`` is the folder that was being created for ``path``; when a file
+    stands where that folder (or one above it) should be, the error names it.
+    """
+    if folder is not None and exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = file_in_the_way(folder)
+        if blocker is not None:
+            return OutputError(
+                f"cannot write {path}: {blocker} is a file, not a folder; "
+                "move that file away or choose another output folder"
+            )
+    if exc.errno == errno.EISDIR and Path(path).is_dir():
+        return OutputError(f"cannot write {path}: it is a folder; give a file name or choose another output")
     reason = WRITE_FAILURES.get(exc.errno, exc.strerror or str(exc))
     remedy = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix the permissions"
     return OutputError(
@@ -63,7 +87,7 @@ def ensure_writable_dir(path: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise output_error(path, exc) from None
+        raise output_error(path, exc, folder=path) from None
     return path
 
 
@@ -75,23 +99,41 @@ def _flush_to_disk(path: Path) -> None:
         os.close(fd)
 
 
+def _create_temporary(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` with the mode ``open(path, "w")`` would give.
+
+    Unlike :func:`tempfile.mkstemp` (always 0o600) the file is created with
+    0o666 and the process's umask applies, so results stay readable by the
+    group and others exactly as a plain write would leave them.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; flush it to the disk and rename it to ``path`` on success.
 
     The temporary file keeps ``path``'s suffix so that writers that pick a
-    format from the extension (PIL, OpenCV, numpy) behave as for ``path``.
+    format from the extension (PIL, OpenCV, numpy) behave as for ``path``,
+    and is created with the mode of a plain write (0o666 less the umask).
     On an exception the temporary file is removed and ``path`` is untouched;
-    a write failure (disk full, no permission) becomes :class:`OutputError`.
+    a write failure (disk full, no permission, a folder under that name or a
+    file where a folder should be) becomes :class:`OutputError`.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}{TEMP_MARKER}", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
+        tmp = _create_temporary(path)
     except OSError as exc:
-        raise output_error(path, exc) from None
-    tmp = Path(tmp_name)
+        raise output_error(path, exc, folder=path.parent) from None
     try:
         yield tmp
         _flush_to_disk(tmp)
@@ -99,7 +141,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if is_write_failure(exc):
+        if is_write_failure(exc) or (isinstance(exc, IsADirectoryError) and path.is_dir()):
             raise output_error(path, exc) from None
         raise
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch.utils.data
@@ -11,7 +14,7 @@ from nsrom.cam import max_normalize, minmax_normalize, to_uint8
 from nsrom.classes import VOC_CLASSES, load_class_names, read_class_names, voc_palette, write_class_names
 from nsrom.data import read_cls_list, read_ids
 from nsrom.errors import DataError, exit_on_error
-from nsrom.files import atomic_path, read_json, write_json
+from nsrom.files import atomic_path, atomic_write_text, read_json, write_json
 from nsrom.images import read_grey, read_label, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
 
@@ -64,6 +67,23 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert read_json(target) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+                         ids=["umask022", "umask077", "umask002"])
+def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path, umask, expected):
+    """A result written atomically is readable as the umask allows, as after ``open(path, "w")``, not always 0o600."""
+    old_umask = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "a\n")
+        write_label(tmp_path / "label.png", np.zeros((2, 2), np.uint8))
+        (tmp_path / "old.txt").write_text("before")
+        os.chmod(tmp_path / "old.txt", 0o600)
+        atomic_write_text(tmp_path / "old.txt", "after")
+    finally:
+        os.umask(old_umask)
+    for name in ("new.txt", "label.png", "old.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
 
 
 def test_id_and_class_lists(tmp_path):

@@ -12,11 +12,13 @@ from PIL import Image
 from classification import train as cls_train
 from nsrom import files
 from nsrom.errors import OutputError
-from nsrom.files import TEMP_MARKER, ensure_writable_dir, leftover_temporaries, remove_leftover_temporaries
+from nsrom.files import (TEMP_MARKER, atomic_write_text, ensure_writable_dir, leftover_temporaries,
+                         remove_leftover_temporaries)
 from nsrom.images import write_label
 from nsrom.training_state import load_state, save_state
 from segmentation import main as seg_main
 from segmentation.libs.utils.config import CONFIG_DIR
+from tools import draw_framework
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -70,6 +72,41 @@ def test_unwritable_folder_is_named(tmp_path, monkeypatch):
         PermissionError(errno.EACCES, "Permission denied")))
     with pytest.raises(OutputError, match=rf"cannot write {tmp_path / 'out'}: permission denied; fix the permissions"):
         ensure_writable_dir(tmp_path / "out")
+
+
+def test_a_file_where_the_output_folder_should_be_is_named(tmp_path):
+    """Not "File exists; fix the permissions": the message names the file that stands in the way."""
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    for folder in (blocker, blocker / "deeper"):
+        with pytest.raises(OutputError, match=rf"cannot write {folder / 'x.txt'}: {blocker} is a file, not a folder;") \
+                as exc:
+            atomic_write_text(folder / "x.txt", "x")
+        assert "File exists" not in str(exc.value) and "permissions" not in str(exc.value)
+        with pytest.raises(OutputError, match=rf"cannot write {folder}: {blocker} is a file, not a folder;"):
+            ensure_writable_dir(folder)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_draw_framework_reports_an_unwritable_output_in_one_line(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("not a folder")
+    (tmp_path / "a_folder").mkdir()
+    cases = [(blocker / "x.png", f"{blocker} is a file, not a folder"),
+             (tmp_path / "a_folder", "it is a folder")]
+    for out, reason in cases:
+        with pytest.raises(SystemExit) as exc:
+            draw_framework.main(["--out", str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith(f"error: cannot write {out}: {reason}; ")
+        assert err.count("\n") == 1 and "Traceback" not in err
+    monkeypatch.setattr(files, "_create_temporary", lambda path: (_ for _ in ()).throw(
+        PermissionError(errno.EACCES, "Permission denied")))
+    with pytest.raises(SystemExit) as exc:
+        draw_framework.main(["--out", str(tmp_path / "fig.png")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot write {tmp_path / 'fig.png'}: permission denied;")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_folder", "somefile"]
 
 
 def test_stages_stop_with_a_message_when_the_output_folder_cannot_be_made(synthetic_root, tmp_path, capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from nsrom.errors import exit_on_error
 from nsrom.files import atomic_path
 
 W, H = 1700, 980
@@ -109,6 +110,7 @@ def draw(out: Path) -> None:
         img.save(tmp, format="PNG")
 
 
+@exit_on_error
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "framework.png"))
