@@ -235,26 +235,35 @@ GeneratedImage = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list
 """Image id, RGB image, ground truth, saliency map, instance mask and object record of one generated image."""
 
 
-GENERATOR_FILES = ("synthetic.json", "blob_voc.json", "objects.json")
-"""Files that only a generator writes: a folder holding one of them may be written over."""
+GENERATOR_FILES = {"synthetic.json": "tools/make_synthetic_voc.py", "blob_voc.json": "tools/blob_voc.py"}
+"""Each generator's parameter file (the first file it writes) and the generator: the file says who made a folder."""
 
 
 def start_generated_dataset(layout: DataLayout, parameter_file: str, parameters: dict) -> None:
     """Claim ``layout.root`` for a generated dataset: refuse a folder that holds other data.
 
     A generator writes images, masks and split lists under VOC's names, so in a
-    folder that already holds a dataset it would overwrite that dataset's files.
-    The folder must be missing, empty, or written by a generator before (it holds
-    one of :data:`GENERATOR_FILES`); anything else is a :class:`ConfigError`
-    naming it. The parameter file is written first, so that a run interrupted
-    half-way may be run again into the same folder.
+    folder that already holds a dataset it would overwrite that dataset's files,
+    or mix two datasets in one folder. The folder must be missing, empty, or
+    written by the same generator before (it holds ``parameter_file`` and no
+    other generator's file of :data:`GENERATOR_FILES`); anything else is a
+    :class:`ConfigError` naming the folder and what it holds. The parameter file
+    is written first, so that a run interrupted half-way may be run again into
+    the same folder.
     """
     root = layout.root
-    if root.is_dir() and any(root.iterdir()) and not any((root / f).is_file() for f in GENERATOR_FILES):
-        raise ConfigError(f"{root} already holds files that no generator wrote (no {' / '.join(GENERATOR_FILES)}): "
-                          "writing a dataset there would overwrite its images, masks and lists; "
-                          "give --out a new or empty folder")
-    write_json(root / parameter_file, parameters)
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()) if root.is_dir() else []
+    others = [name for name in GENERATOR_FILES if name != parameter_file and (root / name).is_file()]
+    if others:
+        held = f"a dataset made by {GENERATOR_FILES[others[0]]} ({others[0]})"
+    elif found and not (root / parameter_file).is_file():
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        held = f"files that no generator wrote ({shown}; no {' / '.join(GENERATOR_FILES)})"
+    else:
+        write_json(root / parameter_file, parameters)
+        return
+    raise ConfigError(f"{root} already holds {held}: writing a dataset there would overwrite or mix its images, "
+                      "masks and lists; give --out a new or empty folder")
 
 
 def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], num_classes: int,

@@ -15,6 +15,8 @@ from nsrom.errors import ConfigError
 from nsrom.objects import read_record
 from nsrom.images import read_grey, read_label, read_rgb
 from nsrom.synthetic import generate
+from tools import make_synthetic_voc
+from tools.blob_voc import generate_blobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,6 +110,27 @@ def test_refuses_a_folder_holding_other_data_and_writes_nothing(tmp_path):
         generate(tmp_path, num_train=2, num_val=1, size=48, num_classes=3, seed=7)
     assert own.read_text() == "my_image\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["ImageSets", "Segmentation", "train_aug.txt"]
+
+
+def test_refuses_a_folder_made_by_the_other_generator(tmp_path, capsys):
+    """A blob_voc.py folder is a dataset too: writing the synthetic one into it would mix two datasets."""
+    blobs = generate_blobs(tmp_path / "blobs", num_train=2, num_val=1, num_classes=2, min_size=48, max_size=48)
+    before = {p: p.read_bytes() for p in blobs.root.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exc:
+        make_synthetic_voc.main(["--out", str(blobs.root), "--num-train", "2", "--num-val", "1", "--size", "48",
+                                 "--classes", "2"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {blobs.root} already holds a dataset made by tools/blob_voc.py (blob_voc.json)")
+    assert {p: p.read_bytes() for p in blobs.root.rglob("*") if p.is_file()} == before
+    # and the other way round; a folder with foreign files says what it found
+    ours = generate(tmp_path / "ours", num_train=2, num_val=1, size=48, num_classes=2, seed=1)
+    with pytest.raises(ConfigError, match="made by tools/make_synthetic_voc.py"):
+        generate_blobs(ours.root, num_train=2, num_val=1, num_classes=2, min_size=48, max_size=48)
+    (tmp_path / "mine" / "JPEGImages").mkdir(parents=True)
+    (tmp_path / "mine" / "JPEGImages" / "a.jpg").write_bytes(b"mine")
+    with pytest.raises(ConfigError, match=r"mine already holds files that no generator wrote \(JPEGImages/;"):
+        generate(tmp_path / "mine", num_train=2, num_val=1, size=48, num_classes=2, seed=1)
 
 
 def test_writes_again_over_its_own_and_an_interrupted_output(tmp_path):

@@ -15,7 +15,8 @@ from nsrom.synthetic import RARELY_SALIENT_CLASSES, generate
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="dataset root to write (the ROOT of the layout)")
+    p.add_argument("--out", required=True, help="dataset root to write (the ROOT of the layout): a new or empty folder, "
+                   "or this tool's earlier output (a folder with other data is refused)")
     p.add_argument("--num-train", type=int, default=200, help="train_aug images (default 200, the demo's)")
     p.add_argument("--num-val", type=int, default=100, help="val images (default 100)")
     p.add_argument("--size", type=int, default=160, help="long image side in pixels (default 160)")
