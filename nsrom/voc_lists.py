@@ -20,9 +20,26 @@ SBD_MASK_DIR = "SegmentationClassAug"
 """Where the SBD-augmented masks (train_aug and val) go in the VOC root."""
 
 
+VOC_LISTS_HINT = "--voc-root must be VOCdevkit/VOC2012, with the devkit's ImageSets/Segmentation/train.txt and val.txt"
+SBD_LISTS_HINT = ("--sbd-dir must be SBD's dataset/ folder, with train.txt and val.txt; without --sbd-dir "
+                  f"the SBD ids are taken from the masks in ROOT/{SBD_MASK_DIR}")
+
+
+def _read_fixed_list(path: Path, hint: str) -> list[str]:
+    """Ids of one of the lists this tool reads under a fixed name; a missing one is named with the flag to fix.
+
+    (:func:`read_ids` would suggest ``--train-split``/``--val-split``, which
+    tools/make_voc_lists.py does not have: VOC's and SBD's list names are fixed.)
+    """
+    if not path.is_file():
+        raise DataError(f"image list not found: {path} ({hint})")
+    return read_ids(path)
+
+
 def _sbd_ids(layout: DataLayout, sbd_dir: Path | None) -> set[str]:
     if sbd_dir is not None:
-        return set(read_ids(sbd_dir / "train.txt")) | set(read_ids(sbd_dir / "val.txt"))
+        return set(_read_fixed_list(sbd_dir / "train.txt", SBD_LISTS_HINT)) | set(
+            _read_fixed_list(sbd_dir / "val.txt", SBD_LISTS_HINT))
     mask_dir = layout.root / SBD_MASK_DIR
     if not mask_dir.is_dir():
         raise DataError(
@@ -48,8 +65,8 @@ def build_voc_lists(
     every missing path.
     """
     layout = DataLayout(voc_root)
-    voc_train = set(read_ids(layout.list_dir / "train.txt"))
-    voc_val = read_ids(layout.list_path(VAL_SPLIT))
+    voc_train = set(_read_fixed_list(layout.list_dir / "train.txt", VOC_LISTS_HINT))
+    voc_val = _read_fixed_list(layout.list_path(VAL_SPLIT), VOC_LISTS_HINT)
     sbd = _sbd_ids(layout, Path(sbd_dir) if sbd_dir else None)
     train_aug = sorted((voc_train | sbd) - set(voc_val))
     sal_dir = Path(saliency_dir) if saliency_dir else layout.saliency_dir

@@ -68,6 +68,24 @@ def test_cli_reports_missing_voc_lists(tmp_path, capsys):
     assert "train.txt" in capsys.readouterr().err
 
 
+def test_a_missing_voc_or_sbd_list_names_the_flags_the_tool_has(fake_voc, capsys):
+    """Not --train-split (make_voc_lists.py has no such flag): the list and --voc-root / --sbd-dir."""
+    voc, sbd = fake_voc
+    (sbd / "train.txt").unlink()
+    with pytest.raises(SystemExit) as exc:
+        voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--dry-run"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(f"error: image list not found: {sbd / 'train.txt'} (--sbd-dir must")
+    assert "--train-split" not in err
+    (voc.list_dir / "train.txt").rename(voc.list_dir / "trainval.txt")
+    with pytest.raises(SystemExit) as exc:
+        voc_lists_main(["--voc-root", str(voc.root), "--dry-run"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith(f"error: image list not found: {voc.list_dir / 'train.txt'} (--voc-root must be")
+    assert "--train-split" not in err
+
+
 def test_missing_sbd_masks_dir_is_explained(tmp_path):
     voc = DataLayout(tmp_path)
     write_ids(voc.list_dir / "train.txt", ["a"])
