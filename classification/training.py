@@ -345,7 +345,7 @@ def fit(
             reseed_loader(generator, data_seed, epoch)
             dataset.epoch = epoch
             net.train()
-            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs - 1}", dynamic_ncols=True, leave=False,
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True, leave=False,
                        initial=first, total=batches_per_epoch, disable=not info.is_main)
             step = position.step
             for index, batch in enumerate(bar, start=first):

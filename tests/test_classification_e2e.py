@@ -195,6 +195,19 @@ def test_accu_gate_reaches_the_accumulator_and_is_checked(synthetic_root, tmp_pa
         assert f"--accu-gate: must be a probability between 0 and 1, got '{bad}'" in capsys.readouterr().err
 
 
+def test_progress_bar_counts_epochs_from_1_to_the_total(synthetic_root, tmp_path, monkeypatch):
+    titles = []
+    real_tqdm = training.tqdm
+
+    def recording_tqdm(*args, desc="", **kwargs):
+        titles.append(desc)
+        return real_tqdm(*args, desc=desc, **kwargs)
+
+    monkeypatch.setattr(training, "tqdm", recording_tqdm)
+    train.main(common(synthetic_root, tmp_path) + TINY_TRAIN)
+    assert titles == ["epoch 1/2", "epoch 2/2"]
+
+
 def test_missing_data_is_a_message_not_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         train.main(["--data-root", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path), "--no-pretrained"])
