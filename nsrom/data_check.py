@@ -74,7 +74,8 @@ class Problem:
     message: str
 
     def line(self) -> str:
-        return f"{self.path}: {self.message}"
+        """``path: message``; the message alone when it names the file already (the text of a DataError)."""
+        return self.message if self.path in self.message else f"{self.path}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -322,9 +323,9 @@ class DataReport:
                 lines.append(f"{len(group)} {title}(s):")
                 lines += [f"  {p.line()}" for p in group]
         lines += self.saliency_summary()
-        rate = self.images / self.seconds if self.seconds > 0 else float("inf")
+        rate = f" ({self.images / self.seconds:.0f} images/s)" if self.images and self.seconds > 0 else ""
         lines.append(f"{len(self.errors)} errors, {len(self.warnings)} warnings; {self.seconds:.1f} s with "
-                     f"{self.workers} worker(s) ({rate:.0f} images/s)")
+                     f"{self.workers} worker(s){rate}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

@@ -79,6 +79,25 @@ def test_cli_prints_every_problem_and_exits_1(broken, capsys, tmp_path):
     assert (tmp_path / "report.json").is_file()
 
 
+def test_a_missing_root_prints_no_rate(tmp_path, capsys):
+    assert check_data.main([str(tmp_path / "nowhere"), "-j", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'nowhere'}: dataset root not found" in out
+    assert "images/s" not in out and "inf" not in out
+
+
+def test_a_bad_labels_txt_or_missing_list_is_named_once(tmp_path, capsys):
+    (tmp_path / "labels.txt").write_text("0 background\nx cat\n")
+    assert check_data.main([str(tmp_path), "-j", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"\n  {tmp_path / 'labels.txt'}:2: expected '<index> <name>', got 'x cat'\n" in out
+    assert out.count(str(tmp_path / "labels.txt")) == 1 and "images/s" not in out
+    (tmp_path / "labels.txt").unlink()
+    assert check_data.main([str(tmp_path), "-j", "1", "--splits", "val"]) == 1
+    out = capsys.readouterr().out
+    assert out.count(str(tmp_path / "ImageSets" / "Segmentation" / "val.txt")) == 1
+
+
 def test_saliency_coverage_and_empty_or_full_maps(tmp_path):
     image = tmp_path / "x.jpg"
     Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(image)
