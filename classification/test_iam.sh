@@ -15,7 +15,7 @@ CHECKPOINT=${CHECKPOINT:-$RUNS_DIR/$EXP/model/checkpoint_final.pth}
 SAVE_DIR=${SAVE_DIR:-$RUNS_DIR/$EXP/attention}
 DEVICE=${DEVICE:-auto}
 NUM_WORKERS=${NUM_WORKERS:-4}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 
 exec "$PYTHON" -m classification.test_iam \
     --exp "$EXP" \

@@ -20,7 +20,7 @@ MODEL_DIR=${MODEL_DIR:-$RUNS_DIR/$EXP/model}
 ACCU_DIR=${ACCU_DIR:-$RUNS_DIR/$EXP/accu_att}
 DEVICE=${DEVICE:-auto}
 NUM_WORKERS=${NUM_WORKERS:-4}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 
 exec "$PYTHON" -m classification.train \
     --exp "$EXP" \
