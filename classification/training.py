@@ -130,7 +130,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="largest hue shift of the colour jitter, a fraction of the hue circle (default 0.1, the "
                         "paper's); lower it where classes differ by colour, or a shift turns one into another")
     p.add_argument("--width-div", type=int, default=1,
-                   help="divide every channel count (CPU demo; needs --no-pretrained unless 1)")
+                   help="divide every channel count (CPU demo); ImageNet weights fit 1 only, a narrower net "
+                        "needs --no-pretrained or a --pretrained-path file of its width")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="start the backbone from ImageNet VGG16 weights")
     p.add_argument("--pretrained-path", default=None, help="local vgg16-397923af.pth (default: torch hub cache/URL)")

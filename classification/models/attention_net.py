@@ -154,7 +154,8 @@ def build_attention_net(
 
     The weight file's ``features.*`` shapes must be those of this network: the
     ImageNet file fits ``width_div`` 1; a narrower network needs a file of its
-    own width (the CPU demo makes one, see tools/make_standin_weights.py).
+    own width (the CPU demo makes one: classification/standin.py, the pipeline's
+    ``pretrain`` stage).
     """
     model = AttentionNet(num_classes, head, width_div)
     if pretrained:
