@@ -44,6 +44,8 @@ def run(kind: str, crash_at: int, template: list[str]) -> None:
         entry(resumed)
     except Interrupted:
         pass
+    else:
+        raise SystemExit(f"{kind}: training ended without the interruption at call {crash_at}")
     finally:
         module.train_step = real
     entry([*resumed, "--resume"])

@@ -111,12 +111,14 @@ def test_classification_amp_off_is_bit_identical_to_plain_float32_step():
         assert torch.equal(p, q), name
 
 
-def test_classification_bf16_channels_last_flags(synthetic_root, tmp_path):
+def test_classification_bf16_channels_last_flags(synthetic_root, tmp_path, capsys):
     args = ["--data-root", str(synthetic_root.root), "--runs-dir", str(tmp_path), "--input-size", "32",
             "--num-workers", "0", "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--width-div", "16",
             "--no-pretrained", "--seed", "0", "--amp", "bf16", "--channels-last"]
     assert cls_train.build_parser().parse_args(args).amp == "bf16"
     final = cls_train.main(args)
     assert final.is_file()
+    assert args[-3:] == ["--amp", "bf16", "--channels-last"]
     with pytest.raises(SystemExit):
-        cls_train.build_parser().parse_args(args[:-3] + ["fp8"])
+        cls_train.build_parser().parse_args([*args[:-2], "fp8"])  # --amp fp8
+    assert "argument --amp: invalid choice: 'fp8'" in capsys.readouterr().err

@@ -148,7 +148,7 @@ def test_cli_masks_multi_class_images_and_reports_problems(stage6_inputs, capsys
     for image_id in single[2:] + [single[0]]:
         pred = read_label(tmp / "pred" / f"{image_id}.png")
         np.testing.assert_array_equal(read_label(tmp / "out" / f"{image_id}.png"), pred)
-    for image_id in multi[4:]:
+    for image_id in [multi[0], *multi[4:]]:  # the fill and the dilated mask, as the function makes them
         expected = make_masked_label(
             read_label(tmp / "pred" / f"{image_id}.png"), read_label(tmp / "pseudo" / f"{image_id}.png"),
             read_grey(tmp / "sal" / f"{image_id}.png"), len(labels[image_id]),

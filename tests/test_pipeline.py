@@ -57,7 +57,6 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
         figure = ctx.figure_path(name)
         assert figure.is_file() and figure.stat().st_size > 1000
         assert f"](figures/{name}.png)" in md
-    assert json.loads(ctx.results_path.read_text()) == results
 
 
 def test_stage_1_alone_gets_the_presets_cam_args(finished_run, tiny_preset):

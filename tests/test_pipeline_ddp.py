@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from nsrom import distributed
+from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from runner import run as runner, stages as stage_module
 from runner.context import RunContext
@@ -60,8 +61,11 @@ def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path, t
     shutil.rmtree(single / "segmentation")
     shutil.rmtree(single / "masked_labels")
     one = run_pipeline(dataclasses.replace(ctx, work_dir=single), from_stage="seg1_train")
-    for key in ("cam", "oacam", "pseudo_label"):
-        assert one[key] == results[key]
+    # stages 1-3 ran under torchrun alone: their recorded scores are those of the files they wrote
+    for key, score in (("cam", evaluate_cams(ctx.layout, "train_aug", ctx.attention_dir("exp1"))),
+                       ("oacam", evaluate_cams(ctx.layout, "train_aug", ctx.attention_dir("exp2"))),
+                       ("pseudo_label", evaluate_labels(ctx.layout, "train_aug", ctx.pseudo_dir))):
+        assert results[key]["miou"] == pytest.approx(score["miou"], abs=1e-9), key
     for key in SEG_KEYS:
         assert one[key]["miou"] == pytest.approx(results[key]["miou"], abs=1e-6), key
         assert one[key]["class_iou"] == pytest.approx(results[key]["class_iou"], abs=1e-6), key
