@@ -45,10 +45,10 @@ from .parallel import parallel_map
 
 ERROR, WARNING = "error", "warning"
 LISTS, IMAGES, MASKS, SALIENCY, LABELS = "lists", "images", "masks", "saliency", "labels"
+"""Parts of a report: what a stage may need (``labels`` are training labels of a label folder)."""
 SALIENCY_NOT_FOUND = "saliency map not found: stage 3 skips this image"
 MASK_NOT_FOUND = "mask not found: this image is not scored"
 """Warnings for one missing file; when every image of a split has one, :meth:`DataReport.missing_everywhere`."""
-"""Parts of a report: what a stage may need (``labels`` are training labels of a label folder)."""
 
 SALIENT_LEVEL = 128
 """A saliency value at or above this (half of 255) counts as a salient pixel in the coverage statistics."""

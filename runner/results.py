@@ -44,16 +44,9 @@ MISSED_OBJECT_ROWS = {
     "seg_round2": "round-2 predictions + CRF",
 }
 """Rows of the missed-objects table: results.json ``missed_objects`` keys and what they are."""
+
 POM_KEY = "pom"
 """results.json: whether stage 3 ran with POM (absent in runs made before this key: with POM)."""
-
-
-def _without_pom(text: str, results: dict) -> str:
-    """A row name of stage 3 for a run whose stage 3 was without POM (``pom: false``)."""
-    if results.get(POM_KEY) is not False:
-        return text
-    return text.replace("with POM", "without POM: --no-pom") if "with POM" in text else \
-        text.replace("stage 3,", "stage 3 without POM: --no-pom,")
 
 MISSED_OBJECTS_KEY = "missed_objects"
 """results.json key of the shares of the pixels of the objects the saliency map misses."""
@@ -64,6 +57,14 @@ NOTES_KEY = "notes"
 
 def load_results(path: Path) -> dict:
     return read_json(path) if path.is_file() else {}
+
+
+def _without_pom(text: str, results: dict) -> str:
+    """A row name of stage 3 for a run whose stage 3 was without POM (``pom: false``)."""
+    if results.get(POM_KEY) is not False:
+        return text
+    return text.replace("with POM", "without POM: --no-pom") if "with POM" in text else \
+        text.replace("stage 3,", "stage 3 without POM: --no-pom,")
 
 
 def update_results(path: Path, entries: dict) -> dict:

@@ -14,12 +14,12 @@ rank 0 alone (label generation, the report) while the others wait.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from classification.labeling.pom import PomRules
 from nsrom import distributed
 from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
@@ -28,7 +28,6 @@ from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from classification.labeling.pom import PomRules
 from .results import MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 
@@ -179,13 +178,11 @@ def _check_status(status: int, what: str) -> None:
 
 
 def pom_rules(ctx: RunContext) -> PomRules:
-    """The stage-3 rules ``gen_label.py`` runs with: the preset's, then ``--pseudo-label-arg`` flags."""
-    from classification.labeling.settings import add_rule_args, rules_from_args, rules_to_argv
+    """The stage-3 rules ``gen_label.py`` runs with: its own parser on the argv stage 3 hands it."""
+    from classification import gen_label
+    from classification.labeling.settings import rules_from_args
 
-    parser = argparse.ArgumentParser(add_help=False)
-    add_rule_args(parser, PomRules, "stage 3")
-    args, _ = parser.parse_known_args([*rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra])
-    return rules_from_args(args, PomRules)
+    return rules_from_args(gen_label.build_parser().parse_args(_gen_label_argv(ctx, ctx.pseudo_dir)), PomRules)
 
 
 def _gen_label(ctx: RunContext, out_dir, without_pom: bool = False) -> None:

@@ -40,7 +40,7 @@ class StageState:
         return read_json(self.marker(stage))["seconds"] if self.is_done(stage) else None
 
     def clear(self, stages: list[str]) -> None:
-        """Remove the markers of ``stages`` and list them for redoing (:meth:`must_redo`)."""
+        """Remove the markers of ``stages`` and list them for redoing (:meth:`redo`)."""
         write_json(self.redo_path, sorted(set(self.redo()) | set(stages)))
         for stage in stages:
             self.marker(stage).unlink(missing_ok=True)
@@ -52,10 +52,6 @@ class StageState:
     def redo(self) -> list[str]:
         """Stages that ``--from`` cleared and that have not run since."""
         return list(read_json(self.redo_path)) if self.redo_path.is_file() else []
-
-    def must_redo(self, stage: str) -> bool:
-        """True when ``stage``'s outputs predate a ``--from`` that cleared it: it runs with overwrite."""
-        return stage in self.redo()
 
     def redone(self, stage: str) -> None:
         """``stage`` ran again after ``--from``: no longer listed for redoing."""

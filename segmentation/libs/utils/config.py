@@ -373,10 +373,11 @@ def _check_semantics(cfg: Dict, where: str) -> None:
                           f"got {cfg.DATASET.IGNORE_LABEL}")
     if cfg.IMAGE.SIZE.TRAIN < 1:
         raise ConfigError(f"{where}: IMAGE.SIZE.TRAIN (the crop side) must be >= 1, got {cfg.IMAGE.SIZE.TRAIN}")
-    for key, low in (("LR", 0.0), ("POLY_POWER", 0.0), ("WEIGHT_DECAY", 0.0), ("MOMENTUM", 0.0)):
-        if cfg.SOLVER[key] < low or (key == "LR" and cfg.SOLVER[key] == 0):
-            raise ConfigError(f"{where}: SOLVER.{key} must be {'> 0' if key == 'LR' else '>= 0'}, "
-                              f"got {cfg.SOLVER[key]}")
+    if cfg.SOLVER.LR <= 0:
+        raise ConfigError(f"{where}: SOLVER.LR must be > 0, got {cfg.SOLVER.LR}")
+    for key in ("POLY_POWER", "WEIGHT_DECAY", "MOMENTUM"):
+        if cfg.SOLVER[key] < 0:
+            raise ConfigError(f"{where}: SOLVER.{key} must be >= 0, got {cfg.SOLVER[key]}")
     if cfg.CRF.ITER_MAX < 1:
         raise ConfigError(f"{where}: CRF.ITER_MAX must be >= 1, got {cfg.CRF.ITER_MAX}")
     for key in ("POS_XY_STD", "BI_XY_STD", "BI_RGB_STD", "POS_W", "BI_W"):
