@@ -19,6 +19,7 @@ outputs; no stage trains on them, and they may be absent.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -35,6 +36,8 @@ TRAIN_SPLIT = DatasetSettings.train_split
 """Default training split (PASCAL VOC's train_aug); a dataset may name its own."""
 VAL_SPLIT = DatasetSettings.val_split
 """Default validation split."""
+INSTANCE_MASK_DIR = "SegmentationObject"
+"""VOC's folder of instance masks (never class masks or saliency maps)."""
 
 
 def find_file(folders: Sequence[Path], stem: str, suffixes: Sequence[str]) -> Path:
@@ -49,6 +52,29 @@ def find_file(folders: Sequence[Path], stem: str, suffixes: Sequence[str]) -> Pa
             if path.is_file():
                 return path
     return Path(folders[0]) / f"{stem}{suffixes[0]}"
+
+
+def folders_holding(root: str | Path, stems: Iterable[str], suffix: str = ".png",
+                    skip: Iterable[str | Path] = ()) -> list[tuple[Path, int]]:
+    """The folders right under ``root`` (not ``skip``) that hold ``<stem><suffix>`` for some of ``stems``.
+
+    Each with how many of the stems it holds, most first (then by name): where
+    a dataset keeps, under another name, the files a stage looks for.
+    """
+    root = Path(root)
+    wanted = {f"{stem}{suffix}" for stem in stems}
+    skipped = {(root / s).resolve() for s in skip}
+    found = []
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in skipped):
+        try:
+            count = len(wanted.intersection(entry.name for entry in os.scandir(folder)))
+        except OSError:
+            continue
+        if count:
+            found.append((folder, count))
+    return sorted(found, key=lambda item: -item[1])
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,16 @@ class DataLayout:
 
     def saliency_path(self, image_id: str) -> Path:
         return self.saliency_dir / f"{image_id}.png"
+
+    def other_folders_holding(self, ids: Iterable[str]) -> list[tuple[Path, int]]:
+        """:func:`folders_holding` the ``<id>.png`` of ``ids``, besides the layout's own folders.
+
+        Left out: the image, mask and saliency folders and VOC's instance masks
+        (``SegmentationObject``); what remains is where a dataset may keep its
+        saliency maps or masks under another name.
+        """
+        own = [self.image_dir, self.saliency_dir, *self.mask_dirs, self.root / INSTANCE_MASK_DIR]
+        return folders_holding(self.root, ids, ".png", skip=own)
 
     def class_names(self) -> list[str]:
         """Class names, background first (``labels.txt`` or the VOC classes)."""

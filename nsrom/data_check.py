@@ -412,7 +412,26 @@ def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
     report = run_checks(layout.root, jobs, problems, workers)
     if (warning := _default_classes_warning(layout, report.mask_classes)) is not None:
         report.problems.append(warning)
+    for part, split in sorted({(p.part, p.split) for p in report.warnings if p.part in (SALIENCY, MASKS)}):
+        ids = layout.ids(split)
+        if report.missing_everywhere(part, split, len(ids)) and (hint := elsewhere_hint(layout, part, ids)):
+            report.problems.append(Problem(WARNING, part, split, str(layout.root), hint))
     return report
+
+
+def elsewhere_hint(layout: DataLayout, part: str, ids: Sequence[str]) -> str | None:
+    """When no image of ``ids`` has its saliency map (``part`` SALIENCY) or mask (MASKS) where the layout
+    looks: the other folders of ROOT that hold their ``<id>.png`` files, and the dataset.yaml line that
+    would read the fullest of them; None when no other folder holds any."""
+    found = layout.other_folders_holding(ids)
+    if not found:
+        return None
+    name = found[0][0].name
+    what, setting = {SALIENCY: ("saliency maps", f"saliency_dir: {name}"),
+                     MASKS: ("masks", f"mask_dir: [{', '.join([name, *layout.settings.mask_dir])}]")}[part]
+    folders = ", ".join(f"{folder.name} ({count} of {len(ids)})" for folder, count in found)
+    return (f"Other folders of {layout.root} hold <id>.png files of these images: {folders}; "
+            f"if the {what} are in {name}, set {setting} in ROOT/dataset.yaml")
 
 
 def _default_classes_warning(layout: DataLayout, mask_classes: set[int]) -> Problem | None:

@@ -26,12 +26,12 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from .classes import IGNORE_INDEX
-from .data import DataLayout
+from .data import INSTANCE_MASK_DIR, DataLayout
 from .errors import DataError
 from .files import read_json, write_json
 from .images import read_label, write_label
 
-OBJECT_DIR = "SegmentationObject"
+OBJECT_DIR = INSTANCE_MASK_DIR
 RECORD_FILE = "objects.json"
 SALIENCY_STATUSES = ("salient", "faint", "missing")
 MISSED = "missing"

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from nsrom import distributed
-from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset
+from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset, elsewhere_hint
 from nsrom.errors import ConfigError, DataError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
@@ -192,11 +192,14 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
     for part, split in ((SALIENCY, ctx.train_split), (MASKS, ctx.val_split)):
         if (part, split) not in needs:
             continue
-        missing = report.missing_everywhere(part, split, len(ctx.layout.ids(split)))
+        ids = ctx.layout.ids(split)
+        missing = report.missing_everywhere(part, split, len(ids))
         if missing:
             what, remedy = remedies[part]
             folder = Path(missing[0].path).parent
-            raise DataError(f"none of the {len(missing)} images of split {split} has a {what} in {folder}; {remedy}")
+            hint = elsewhere_hint(ctx.layout, part, ids)
+            raise DataError(f"none of the {len(missing)} images of split {split} has a {what} in {folder}; {remedy}"
+                            + (f". {hint}" if hint else ""))
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:

@@ -191,3 +191,23 @@ def test_training_masks_are_needed_only_where_train_cls_does_not_list_the_image(
     assert [(p.severity, p.path) for p in report.problems] == [
         (WARNING, str(layout.cls_list_path)), ("error", str(layout.mask_path(train[0])))]
     assert "labels come from the masks" in report.errors[0].message
+
+
+def test_saliency_maps_kept_in_another_folder_are_pointed_at(synthetic_root, tmp_path, capsys):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    train = layout.ids("train_aug")
+    layout.saliency_path(train[0]).unlink()
+    report = check_dataset(layout, workers=1)
+    assert not [p for p in report.warnings if "Other folders" in p.message]  # one file missing: no hint
+    layout.saliency_dir.rename(layout.root / "sal")
+    report = check_dataset(layout, workers=1)
+    hints = [p for p in report.warnings if "Other folders" in p.message]
+    assert [(p.part, p.split) for p in hints] == [(SALIENCY, "train_aug")]
+    assert (f"hold <id>.png files of these images: sal ({len(train) - 1} of {len(train)}); if the saliency maps "
+            "are in sal, set saliency_dir: sal in ROOT/dataset.yaml") in hints[0].message
+    assert check_data.main([str(layout.root), "-j", "1"]) == 0  # warnings only
+    assert "set saliency_dir: sal in ROOT/dataset.yaml" in capsys.readouterr().out
+    (layout.root / "dataset.yaml").write_text("saliency_dir: sal\n")
+    report = check_dataset(DataLayout(layout.root), workers=1)
+    assert len(report.warnings) == 1 and "saliency map not found" in report.warnings[0].message

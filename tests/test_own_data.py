@@ -54,6 +54,20 @@ def test_image_extension_and_mask_folder_are_found_per_image(tmp_path):
     assert DataLayout(tmp_path, image_ext="jpg").image_path("a").name == "a.jpg"  # fixed extension: no search
 
 
+def test_other_folders_holding_a_splits_pngs_leave_out_the_layouts_own(tmp_path):
+    layout = DataLayout(tmp_path)
+    for folder, names in {"JPEGImages": ["a.png", "b.png"], "saliency": ["a.png"], "SegmentationClass": ["a.png"],
+                          "SegmentationObject": ["a.png", "b.png"], "sal_maps": ["a.png", "b.png", "z.png"],
+                          "gt": ["b.png", "a.jpg"], "empty": []}.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"")
+    (tmp_path / "a.png").write_bytes(b"")  # a file, not a folder
+    assert layout.other_folders_holding(["a", "b", "c"]) == [(tmp_path / "sal_maps", 2), (tmp_path / "gt", 1)]
+    assert layout.other_folders_holding(["c"]) == []
+    assert DataLayout(tmp_path / "nothing").other_folders_holding(["a"]) == []
+
+
 @pytest.mark.parametrize("text, message", [
     ("image_extt: png\n", "unknown setting 'image_extt' .*did you mean image_ext"),
     ("image_ext: gif\n", "image_ext must be one of"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -298,6 +299,35 @@ def test_no_saliency_map_or_no_val_mask_at_all_stops_before_the_first_stage(
     shutil.rmtree(root)
     shutil.copytree(synthetic_root.root, root)
     (root / folder / f"{synthetic_root.ids(split)[0]}.png").unlink()
+    run_pipeline(RunContext(root, tmp_path / "work2", tiny_preset, device="cpu"))
+    assert ran == STAGE_NAMES
+
+
+@pytest.mark.parametrize("folder, setting", [
+    ("saliency", "saliency_dir: maps"),
+    ("SegmentationClassAug", "mask_dir: [maps, SegmentationClassAug, SegmentationClass]"),
+])
+def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them(
+        synthetic_root, tmp_path, monkeypatch, tiny_preset, folder, setting):
+    import shutil
+
+    from nsrom.errors import DataError
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    split = "train_aug" if folder == "saliency" else "val"
+    ids = synthetic_root.ids(split)
+    (root / "maps").mkdir()
+    for image_id in ids:
+        (root / folder / f"{image_id}.png").rename(root / "maps" / f"{image_id}.png")
+    ran = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n))
+                                           for s in stage_module.STAGES])
+    with pytest.raises(DataError, match=re.escape(f"hold <id>.png files of these images: maps ({len(ids)} of "
+                                                  f"{len(ids)}); if the ") + ".*" + re.escape(f"set {setting} in")):
+        run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+    assert ran == []
+    (root / "dataset.yaml").write_text(setting + "\n")  # the setting as printed finds them
     run_pipeline(RunContext(root, tmp_path / "work2", tiny_preset, device="cpu"))
     assert ran == STAGE_NAMES
 
