@@ -21,7 +21,7 @@ from nsrom import distributed
 from nsrom.classes import VOC_CLASSES
 from nsrom.data import DataLayout, find_file, label_vector, missing_list_error, read_cls_list, read_ids
 from nsrom.data_check import check_class_list, check_images
-from nsrom.dataset_settings import IMAGE_EXTS
+from nsrom.dataset_settings import AUTO_IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import read_grey, read_rgb
 
@@ -45,7 +45,7 @@ def _image_paths(ids: list[str], layout: DataLayout | None, img_dir: str | Path 
     """The image of each id: the layout's, or the first existing ``img_dir/<id><ext>``."""
     if img_dir is None:
         return [layout.image_path(i) for i in ids]
-    exts = layout.settings.image_exts if layout is not None else IMAGE_EXTS
+    exts = layout.settings.image_exts if layout is not None else AUTO_IMAGE_EXTS
     return [find_file([Path(img_dir)], i, exts) for i in ids]
 
 

@@ -4,7 +4,7 @@ A dataset root may hold an optional ``dataset.yaml`` that every stage reads
 through :class:`nsrom.data.DataLayout` (one source of truth)::
 
     image_dir: JPEGImages          # folder of the images
-    image_ext: auto                # .jpg, .png or auto (.jpg, then .jpeg, then .png, per image)
+    image_ext: auto                # .jpg, .png or auto (.jpg, then .jpeg, then .png, then .JPG..., per image)
     mask_dir: [SegmentationClassAug, SegmentationClass]   # ground truth; the first holding <id>.png wins
     saliency_dir: saliency         # saliency maps <id>.png
     train_split: train_aug         # ImageSets/Segmentation/<train_split>.txt
@@ -34,7 +34,9 @@ SETTINGS_FILE = "dataset.yaml"
 """Name of the optional settings file in the dataset root."""
 AUTO_EXT = "auto"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-"""Image extensions tried in this order by ``image_ext: auto``."""
+"""The values of ``image_ext`` besides ``auto``, tried in this order by ``auto``."""
+AUTO_IMAGE_EXTS = (*IMAGE_EXTS, *(ext.upper() for ext in IMAGE_EXTS))
+"""What ``image_ext: auto`` tries per image: the lower-case extensions, then the same in capitals (``.JPG``)."""
 DEFAULT_SOURCE = "default"
 FILE_SOURCE = SETTINGS_FILE
 OVERRIDE_SOURCE = "override"
@@ -58,8 +60,8 @@ class DatasetSettings:
 
     @property
     def image_exts(self) -> tuple[str, ...]:
-        """Extensions an image may have, in the order they are tried."""
-        return IMAGE_EXTS if self.image_ext == AUTO_EXT else (self.image_ext,)
+        """Extensions an image may have, in the order they are tried (a fixed one also in capitals)."""
+        return AUTO_IMAGE_EXTS if self.image_ext == AUTO_EXT else (self.image_ext, self.image_ext.upper())
 
     def source(self, name: str) -> str:
         return self.sources.get(name, DEFAULT_SOURCE)
@@ -160,7 +162,7 @@ STAGE_FLAGS = ("image_ext", "mask_dir", "train_split")
 LABEL_FLAGS = ("mask_dir", "train_split")
 """The layout flags of gen_label.py / gen_masked_label.py, which read no image."""
 _FLAG_HELP = {
-    "image_ext": ("EXT", "image extension: jpg, png or auto (.jpg, then .jpeg, then .png, per image)"),
+    "image_ext": ("EXT", "image extension: jpg, png or auto (.jpg, then .jpeg, then .png, then the same in capitals, per image)"),
     "mask_dir": ("DIR", "ground-truth folder in ROOT (default SegmentationClassAug, then SegmentationClass)"),
     "train_split": ("NAME", "training image list ImageSets/Segmentation/NAME.txt (default train_aug)"),
     "val_split": ("NAME", "validation image list ImageSets/Segmentation/NAME.txt (default val)"),

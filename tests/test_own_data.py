@@ -52,6 +52,11 @@ def test_image_extension_and_mask_folder_are_found_per_image(tmp_path):
     assert layout.mask_path("b") == tmp_path / "SegmentationClassAug/b.png"  # the first folder wins
     assert not layout.has_mask("c") and layout.mask_path("c") == tmp_path / "SegmentationClassAug/c.png"
     assert DataLayout(tmp_path, image_ext="jpg").image_path("a").name == "a.jpg"  # fixed extension: no search
+    (tmp_path / "JPEGImages/b.jpg").rename(tmp_path / "JPEGImages/b.JPG")  # a camera's capitals
+    write_rgb(tmp_path / "JPEGImages/d.PNG", np.zeros((2, 2, 3), np.uint8))
+    assert layout.image_path("b").name == "b.JPG" and layout.image_path("d").name == "d.PNG"
+    assert DataLayout(tmp_path, image_ext="jpg").image_path("b").name == "b.JPG"
+    assert DataLayout(tmp_path, image_ext="png").image_path("b").name == "b.png"  # not found: the expected name
 
 
 def test_other_folders_holding_a_splits_pngs_leave_out_the_layouts_own(tmp_path):
