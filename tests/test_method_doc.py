@@ -133,3 +133,28 @@ def test_every_rule_flag_is_in_the_doc(script):
     rules = PomRules if script == "gen_label.py" else NsrmRules
     spans = set(doc_spans())
     assert [f.name for f in dataclasses.fields(rules) if f"{script} {rule_flag(f.name)}" not in spans] == []
+
+
+REPO_PATH = re.compile(r"^(?:classification|segmentation|nsrom|runner|tools|tests|benchmarks|docs)/[\w/.-]+$")
+
+
+def _ignored_prefixes() -> list[str]:
+    """The folders .gitignore keeps out of the repository (outputs and downloads a document may name)."""
+    lines = (REPO / ".gitignore").read_text().splitlines()
+    return [line.strip("/") + "/" for line in lines if line.endswith("/") and not line.startswith("#")]
+
+
+def test_every_repository_path_a_document_names_exists():
+    """A path such as `classification/labeling/pom.py` in a README or docs/*.md exists (in the repository root
+    or next to the document); paths in ignored folders (downloads, runs) are exempt."""
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("*/README.md"))]
+    ignored = _ignored_prefixes()
+    missing, seen = [], 0
+    for doc in docs:
+        for span in CODE_SPAN.findall(doc.read_text()):
+            if not REPO_PATH.match(span) or any(span.startswith(prefix) for prefix in ignored):
+                continue
+            seen += 1
+            if not ((REPO / span).exists() or (doc.parent / span).exists()):
+                missing.append(f"{doc.relative_to(REPO)}: {span}")
+    assert seen > 50 and missing == []
