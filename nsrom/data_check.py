@@ -421,17 +421,38 @@ def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
 
 def elsewhere_hint(layout: DataLayout, part: str, ids: Sequence[str]) -> str | None:
     """When no image of ``ids`` has its saliency map (``part`` SALIENCY) or mask (MASKS) where the layout
-    looks: the other folders of ROOT that hold their ``<id>.png`` files, and the dataset.yaml line that
-    would read the fullest of them; None when no other folder holds any."""
+    looks: the files of theirs that the layout's folders hold under another extension (the stages read
+    ``<id>.png`` only), and the other folders of ROOT that hold their ``<id>.png`` files, with the
+    dataset.yaml line that would read the fullest of them; None when neither is found."""
+    folders = [layout.saliency_dir] if part == SALIENCY else layout.mask_dirs
+    what = "saliency maps" if part == SALIENCY else "masks"
+    hints = []
+    for folder, suffix, count in _other_extensions(folders, ids):
+        hints.append(f"{folder} holds {count} of these images' files as <id>{suffix}; the stages read "
+                     f"<id>.png (8-bit PNG): if they are the {what}, convert them")
     found = layout.other_folders_holding(ids)
-    if not found:
-        return None
-    name = found[0][0].name
-    what, setting = {SALIENCY: ("saliency maps", f"saliency_dir: {name}"),
-                     MASKS: ("masks", f"mask_dir: [{', '.join([name, *layout.settings.mask_dir])}]")}[part]
-    folders = ", ".join(f"{folder.name} ({count} of {len(ids)})" for folder, count in found)
-    return (f"Other folders of {layout.root} hold <id>.png files of these images: {folders}; "
-            f"if the {what} are in {name}, set {setting} in ROOT/dataset.yaml")
+    if found:
+        name = found[0][0].name
+        setting = (f"saliency_dir: {name}" if part == SALIENCY
+                   else f"mask_dir: [{', '.join([name, *layout.settings.mask_dir])}]")
+        listed = ", ".join(f"{folder.name} ({count} of {len(ids)})" for folder, count in found)
+        hints.append(f"Other folders of {layout.root} hold <id>.png files of these images: {listed}; "
+                     f"if the {what} are in {name}, set {setting} in ROOT/dataset.yaml")
+    return ". ".join(hints) or None
+
+
+def _other_extensions(folders: Sequence[Path], ids: Sequence[str]) -> list[tuple[Path, str, int]]:
+    """``(folder, suffix, count)`` for each suffix other than ``.png`` under which ``folders`` hold files
+    ``<id><suffix>`` of ``ids``."""
+    wanted = set(ids)
+    found = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        counts = Counter(Path(name).suffix for name in os.listdir(folder)
+                         if Path(name).stem in wanted and Path(name).suffix not in ("", ".png"))
+        found += [(folder, suffix, count) for suffix, count in counts.most_common()]
+    return found
 
 
 def _default_classes_warning(layout: DataLayout, mask_classes: set[int]) -> Problem | None:

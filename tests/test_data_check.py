@@ -211,3 +211,16 @@ def test_saliency_maps_kept_in_another_folder_are_pointed_at(synthetic_root, tmp
     (layout.root / "dataset.yaml").write_text("saliency_dir: sal\n")
     report = check_dataset(DataLayout(layout.root), workers=1)
     assert len(report.warnings) == 1 and "saliency map not found" in report.warnings[0].message
+
+
+def test_saliency_maps_saved_as_jpeg_are_named(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    train = layout.ids("train_aug")
+    for image_id in train:
+        path = layout.saliency_path(image_id)
+        Image.open(path).save(path.with_suffix(".jpg"))
+        path.unlink()
+    hints = [p.message for p in check_dataset(layout, workers=1).warnings if p.path == str(layout.root)]
+    assert hints == [f"{layout.saliency_dir} holds {len(train)} of these images' files as <id>.jpg; the stages "
+                     "read <id>.png (8-bit PNG): if they are the saliency maps, convert them"]
