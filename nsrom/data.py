@@ -217,6 +217,8 @@ def missing_list_error(path: str | Path) -> DataError:
     if others:
         message += (f"; {path.parent} holds {', '.join(others)}: name the split to use with --train-split "
                     "or --val-split, or train_split/val_split in ROOT/dataset.yaml")
+        if path.name == f"{TRAIN_SPLIT}.txt" and "train" in others:
+            message += " (to train on train.txt: --train-split train, or train_split: train)"
     return DataError(message)
 
 

@@ -106,6 +106,7 @@ def test_missing_list_names_the_lists_there(tmp_path):
     message = str(info.value)
     assert "train_aug.txt" in message and "make_voc_lists.py" in message
     assert "holds train, val:" in message and "--train-split" in message  # train_cls is not a split
+    assert message.endswith("(to train on train.txt: --train-split train, or train_split: train)")
     with pytest.raises(DataError) as info:
         read_ids(tmp_path / "elsewhere" / "test.txt")
     assert str(info.value) == f"image list not found: {tmp_path / 'elsewhere' / 'test.txt'}"
