@@ -72,6 +72,8 @@ class Problem:
     split: str | None
     path: str
     message: str
+    general: bool = False
+    """About the dataset as a whole (its class list, where a kind of file is), not one file: listed first."""
 
     def line(self) -> str:
         """``path: message``; the message alone when it names the file already (the text of a DataError)."""
@@ -286,7 +288,8 @@ class DataReport:
 
     @property
     def warnings(self) -> list[Problem]:
-        return self.select(WARNING)
+        """The warnings, those about the dataset as a whole first (a long list of missing files does not hide them)."""
+        return sorted(self.select(WARNING), key=lambda p: not p.general)
 
     def raise_for(self, needs: Iterable[tuple[str, str | None]] | None, what: str) -> None:
         """:class:`DataError` listing every error that concerns ``needs``, before ``what`` starts."""
@@ -415,7 +418,7 @@ def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
     for part, split in sorted({(p.part, p.split) for p in report.warnings if p.part in (SALIENCY, MASKS)}):
         ids = layout.ids(split)
         if report.missing_everywhere(part, split, len(ids)) and (hint := elsewhere_hint(layout, part, ids)):
-            report.problems.append(Problem(WARNING, part, split, str(layout.root), hint))
+            report.problems.append(Problem(WARNING, part, split, str(layout.root), hint, general=True))
     return report
 
 
@@ -468,7 +471,7 @@ def _default_classes_warning(layout: DataLayout, mask_classes: set[int]) -> Prob
                    f"not found, so the {num_classes} PASCAL VOC classes (with background) are assumed, but the "
                    f"masks hold only class indices {sorted(mask_classes)}; if the dataset has {highest} classes "
                    f"besides background, write labels.txt ('<index> <name>' per line from '0 background' on), or "
-                   f"every network is given {num_classes - 1} class outputs")
+                   f"every network is given {num_classes - 1} class outputs", general=True)
 
 
 def check_images(root: str | Path, images: Sequence[tuple[str, Path]], split: str = TRAIN_SPLIT,

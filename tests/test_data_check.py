@@ -126,11 +126,13 @@ def test_a_dataset_without_labels_txt_whose_masks_use_few_classes_is_warned(synt
     assert warning.path == str(layout.labels_path)
     assert "21 PASCAL VOC classes" in warning.message and "[0, 1, 2, 3]" in warning.message
     assert "has 3 classes besides background" in warning.message
+    layout.saliency_path(layout.ids("train_aug")[0]).unlink()  # a missing file is listed after it
+    assert [w.general for w in check_dataset(layout, workers=1).warnings] == [True, False]
     mask = layout.mask_path(layout.ids("val")[0])
     values = np.asarray(Image.open(mask)).copy()
     values[0, 0] = 20  # the last VOC class is used: the VOC classes may well be meant
     Image.fromarray(values).save(mask)
-    assert check_dataset(layout, workers=1).warnings == []
+    assert [w.general for w in check_dataset(layout, workers=1).warnings] == [False]
 
 
 def test_classifier_stops_before_training_on_a_corrupt_image(broken, tmp_path, capsys):
@@ -204,6 +206,7 @@ def test_saliency_maps_kept_in_another_folder_are_pointed_at(synthetic_root, tmp
     report = check_dataset(layout, workers=1)
     hints = [p for p in report.warnings if "Other folders" in p.message]
     assert [(p.part, p.split) for p in hints] == [(SALIENCY, "train_aug")]
+    assert report.warnings[0] == hints[0]  # before the list of missing files, which can be long
     assert (f"hold <id>.png files of these images: sal ({len(train) - 1} of {len(train)}); if the saliency maps "
             "are in sal, set saliency_dir: sal in ROOT/dataset.yaml") in hints[0].message
     assert check_data.main([str(layout.root), "-j", "1"]) == 0  # warnings only
