@@ -59,6 +59,8 @@ FULL_COVERAGE = 0.99
 JPEG_DRAFT_SCALE = 8
 """JPEGs are decoded at 1/8 of their size: every compressed byte is read, the inverse DCT is cheap."""
 DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
+MAX_LISTED_ERRORS = 20
+"""Errors a stage lists when it stops on bad data (tools/check_data.py lists every one)."""
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -295,9 +297,12 @@ class DataReport:
         """:class:`DataError` listing every error that concerns ``needs``, before ``what`` starts."""
         errors = self.select(ERROR, needs)
         if errors:
-            lines = "\n".join(f"  {p.line()}" for p in errors)
+            lines = [f"  {p.line()}" for p in errors[:MAX_LISTED_ERRORS]]
+            if len(errors) > MAX_LISTED_ERRORS:
+                lines.append(f"  ... and {len(errors) - MAX_LISTED_ERRORS} more")
             raise DataError(f"{len(errors)} problem(s) in the data under {self.root}; {what} needs these files "
-                            f"fixed first (full report: python tools/check_data.py {self.root}):\n{lines}")
+                            f"fixed first (full report: python tools/check_data.py {self.root}):\n"
+                            + "\n".join(lines))
 
     def saliency_summary(self) -> list[str]:
         """Coverage statistics of the saliency maps, with the (almost) empty and full ones."""

@@ -11,7 +11,8 @@ from PIL import Image
 
 from classification import train as cls_train
 from nsrom.data import DataLayout
-from nsrom.data_check import SALIENCY, WARNING, FileJob, check_dataset, check_files
+from nsrom.data_check import (ERROR, IMAGES, MAX_LISTED_ERRORS, SALIENCY, WARNING, DataReport, FileJob, Problem,
+                              check_dataset, check_files)
 from nsrom.errors import DataError
 from runner import run as runner, stages as stage_module
 from runner.context import RunContext
@@ -227,3 +228,14 @@ def test_saliency_maps_saved_as_jpeg_are_named(synthetic_root, tmp_path):
     hints = [p.message for p in check_dataset(layout, workers=1).warnings if p.path == str(layout.root)]
     assert hints == [f"{layout.saliency_dir} holds {len(train)} of these images' files as <id>.jpg; the stages "
                      "read <id>.png (8-bit PNG): if they are the saliency maps, convert them"]
+
+
+def test_a_stage_lists_the_first_errors_and_counts_the_rest():
+    problems = [Problem(ERROR, IMAGES, "train_aug", f"/d/JPEGImages/{i:03d}.jpg", "cannot decode the image")
+                for i in range(MAX_LISTED_ERRORS + 5)]
+    with pytest.raises(DataError) as info:
+        DataReport("/d", problems).raise_for(None, "stage 1")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"{MAX_LISTED_ERRORS + 5} problem(s) in the data under /d; stage 1 needs")
+    assert lines[1:-1] == [f"  /d/JPEGImages/{i:03d}.jpg: cannot decode the image" for i in range(MAX_LISTED_ERRORS)]
+    assert lines[-1] == "  ... and 5 more"
