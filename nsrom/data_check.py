@@ -41,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from .classes import IGNORE_INDEX
 from .data import TRAIN_SPLIT, DataLayout, id_from_token
 from .errors import DataError
+from .images import COLOUR_MASK_HINT
 from .parallel import parallel_map
 
 ERROR, WARNING = "error", "warning"
@@ -147,7 +148,7 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
             if mode not in ("P", "L"):
                 result.problems.append(Problem(ERROR, part, job.split, str(path),
                                                f"{what} has mode {mode}; expected a palette or grey 8-bit PNG "
-                                               "of class indices"))
+                                               f"of class indices{COLOUR_MASK_HINT if mode in ('RGB', 'RGBA') else ''}"))
                 return
             values = np.asarray(img)
     except _DECODE_ERRORS as exc:

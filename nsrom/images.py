@@ -22,6 +22,9 @@ from .files import atomic_path
 _PALETTE_BYTES = voc_palette(256).tobytes()
 
 
+COLOUR_MASK_HINT = " (colour-coded masks: tools/convert_masks.py converts them)"
+"""Added to the error about an RGB mask."""
+
 def _open(path: str | Path, what: str) -> Image.Image:
     path = Path(path)
     if not path.is_file():
@@ -54,9 +57,8 @@ def read_label(path: str | Path, what: str = "label") -> np.ndarray:
     """Read a label PNG (palette or grey) as ``(H, W)`` uint8 class indices."""
     img = _open(path, what)
     if img.mode not in ("P", "L"):
-        raise DataError(
-            f"{what} {path} has mode {img.mode}; expected a palette or grey PNG of class indices"
-        )
+        hint = COLOUR_MASK_HINT if img.mode in ("RGB", "RGBA") else ""
+        raise DataError(f"{what} {path} has mode {img.mode}; expected a palette or grey PNG of class indices{hint}")
     return np.asarray(img)
 
 

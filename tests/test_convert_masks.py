@@ -1,0 +1,119 @@
+"""Colour-coded masks (nsrom.colour_masks, tools/convert_masks.py): every colour to its index, nothing guessed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nsrom.classes import read_class_names, voc_palette
+from nsrom.colour_masks import VOID_COLOUR, ColourMap, colours_to_indices
+from nsrom.errors import DataError
+from nsrom.images import read_label
+from tools import convert_masks
+
+LABELMAP = """# label:color_rgb:parts:actions
+background:0,0,0::
+cat:255,0,0::
+dog:0,255,0::
+"""
+
+
+def test_voc_colours_give_their_palette_indices_and_void_is_255():
+    palette = voc_palette()
+    label = np.array([[0, 1, 2], [15, 20, 255]], dtype=np.uint8)
+    assert tuple(palette[255]) == VOID_COLOUR == (224, 224, 192)
+    assert np.array_equal(colours_to_indices(palette[label], ColourMap.voc()), label)
+
+
+def test_a_labelmap_gives_indices_in_line_order_and_names(tmp_path):
+    path = tmp_path / "labelmap.txt"
+    path.write_text(LABELMAP)
+    colours = ColourMap.from_labelmap(path)
+    assert colours.names == ("background", "cat", "dog")
+    rgb = np.array([[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [224, 224, 192]]], dtype=np.uint8)
+    assert colours_to_indices(rgb, colours).tolist() == [[0, 1], [2, 255]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("background:0,0,0::\ncat:255,0::\n", r"labelmap.txt:2: expected 'name:r,g,b::'"),
+    ("background:0,0,0::\ncat:0,0,0::\n", r"labelmap.txt:2: colour \(0, 0, 0\) is also class 'background'"),
+    ("background:0,0,0::\n", "needs background and at least one class"),
+])
+def test_a_bad_labelmap_is_named_with_its_line(tmp_path, text, message):
+    path = tmp_path / "labelmap.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        ColourMap.from_labelmap(path)
+
+
+def test_an_unknown_colour_is_an_error_with_its_pixel_count():
+    rgb = np.zeros((2, 3, 3), dtype=np.uint8)
+    rgb[0, :2] = (1, 2, 3)
+    with pytest.raises(DataError, match=r"mask x.png has colours that no class has: \(1, 2, 3\) in 2 pixels"):
+        colours_to_indices(rgb, ColourMap.voc(), "mask x.png")
+
+
+def test_the_tool_converts_rgb_masks_keeps_index_masks_and_fails_only_the_bad_file(tmp_path, capsys):
+    src, out = tmp_path / "rgb", tmp_path / "masks"
+    src.mkdir()
+    (tmp_path / "labelmap.txt").write_text(LABELMAP)
+    label = np.array([[0, 1], [2, 255]], dtype=np.uint8)
+    rgb = np.array([[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [224, 224, 192]]], dtype=np.uint8)
+    Image.fromarray(rgb).save(src / "a.png")
+    Image.fromarray(np.dstack([rgb, np.full((2, 2), 255, np.uint8)])).save(src / "b.png")  # RGBA
+    Image.fromarray(label, mode="L").save(src / "c.png")  # already indices
+    bad = rgb.copy()
+    bad[0, 0] = (9, 9, 9)
+    Image.fromarray(bad).save(src / "d.png")
+    argv = [str(src), str(out), "--colours", str(tmp_path / "labelmap.txt"),
+            "--labels-out", str(tmp_path / "labels.txt")]
+    assert convert_masks.main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "4 masks of" in printed and "3 written, 0 exists, 1 failed" in printed
+    assert f"mask {src / 'd.png'} has colours that no class has: (9, 9, 9) in 1 pixels" in printed
+    for name in ("a", "b", "c"):
+        assert np.array_equal(read_label(out / f"{name}.png"), label)
+        assert Image.open(out / f"{name}.png").mode == "P"
+    assert not (out / "d.png").exists()
+    assert read_class_names(tmp_path / "labels.txt") == ["background", "cat", "dog"]
+    Image.fromarray(rgb).save(src / "d.png")  # fixed: the others are kept, d is written
+    assert convert_masks.main(argv) == 0
+    assert "1 written, 3 exists, 0 failed" in capsys.readouterr().out
+
+
+def test_the_tool_refuses_to_write_over_its_source_or_another_labels_txt(tmp_path, capsys):
+    src = tmp_path / "rgb"
+    src.mkdir()
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(src / "a.png")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(src)])
+    assert "is SRC" in capsys.readouterr().err
+    (tmp_path / "labelmap.txt").write_text(LABELMAP)
+    (tmp_path / "labels.txt").write_text("0 background\n1 bird\n")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "out"), "--colours", str(tmp_path / "labelmap.txt"),
+                            "--labels-out", str(tmp_path / "labels.txt")])
+    assert "exists with other classes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "out"), "--labels-out", str(tmp_path / "l2.txt")])
+    assert "needs --colours labelmap.txt" in capsys.readouterr().err
+
+
+def test_the_data_check_and_the_label_reader_point_an_rgb_mask_to_the_tool(synthetic_root, tmp_path):
+    import shutil
+
+    from nsrom.data import DataLayout
+    from nsrom.data_check import check_dataset
+
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    mask = layout.mask_path(layout.ids("val")[0])
+    Image.open(mask).convert("RGB").save(mask)
+    [error] = check_dataset(layout, workers=1).errors
+    assert error.path == str(mask) and error.message.endswith("(colour-coded masks: tools/convert_masks.py "
+                                                              "converts them)")
+    with pytest.raises(DataError, match="has mode RGB; .*tools/convert_masks.py"):
+        read_label(mask)
+    assert np.array_equal(colours_to_indices(np.asarray(Image.open(mask)), ColourMap.voc()),
+                          read_label(synthetic_root.mask_path(layout.ids("val")[0])))

@@ -1,0 +1,118 @@
+"""Turn colour-coded masks (RGB PNGs, one colour per class) into the class-index masks every stage reads.
+
+    python tools/convert_masks.py SRC OUT                            # masks in the PASCAL VOC colours
+    python tools/convert_masks.py SRC OUT --colours labelmap.txt --labels-out ROOT/labels.txt
+
+Annotation tools export VOC-format masks as RGB images (CVAT's "Segmentation
+mask" export, for one); the stages read palette or grey PNGs whose values are
+class indices (README, "Data layout"). Each PNG of SRC is written to OUT as a
+palette PNG of the same name: an RGB(A) mask through the colour map (the VOC
+colours, or a CVAT-style labelmap.txt, ``name:r,g,b::`` per line, background
+first; VOC's void colour 224,224,192 is 255), a palette or grey mask unchanged.
+A colour no class has fails that file, named with the colours; nothing is
+guessed. Files that exist in OUT are kept unless --overwrite; every file is
+written whole or not at all. --labels-out writes the labelmap's class names as
+labels.txt. Exit status 1 when a file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nsrom.classes import read_class_names, write_class_names
+from nsrom.colour_masks import ColourMap, colours_to_indices
+from nsrom.errors import ConfigError, DataError, exit_on_error
+from nsrom.images import write_label
+from nsrom.parallel import parallel_map
+
+MAX_LISTED = 20
+"""Failed files printed (the count says how many more)."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    out_dir: Path
+    colour_map: ColourMap
+    overwrite: bool = False
+
+
+def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
+    """``(status, message)`` of one mask: ``written``, ``exists`` or ``failed``."""
+    out = job.out_dir / src.name
+    if out.exists() and not job.overwrite:
+        return "exists", ""
+    try:
+        with Image.open(src) as img:
+            mode = img.mode
+            if mode in ("P", "L"):
+                label = np.asarray(img)
+            elif mode in ("RGB", "RGBA"):
+                label = colours_to_indices(np.asarray(img.convert("RGB")), job.colour_map, f"mask {src}")
+            else:
+                raise DataError(f"mask {src} has mode {mode}; expected an RGB colour mask or a palette/grey PNG")
+    except DataError as exc:
+        return "failed", str(exc)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return "failed", f"cannot decode the mask {src}: {exc}"
+    write_label(out, label)
+    return "written", ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", type=Path, help="folder of colour masks <id>.png")
+    p.add_argument("out", type=Path, help="folder to write the class-index masks to (e.g. ROOT/SegmentationClass)")
+    p.add_argument("--colours", default="voc",
+                   help="voc (the PASCAL VOC colour map, default) or a CVAT-style labelmap.txt")
+    p.add_argument("--labels-out", type=Path, help="write the labelmap's class names here as labels.txt")
+    p.add_argument("--overwrite", action="store_true", help="convert again the masks that exist in OUT")
+    p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes")
+    return p
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.src.resolve() == args.out.resolve():
+        raise ConfigError(f"OUT {args.out} is SRC: write the converted masks to another folder")
+    sources = sorted(args.src.glob("*.png")) if args.src.is_dir() else []
+    if not sources:
+        raise DataError(f"no mask <id>.png in {args.src}")
+    colour_map = ColourMap.voc() if args.colours == "voc" else ColourMap.from_labelmap(args.colours)
+    if args.labels_out is not None:
+        _write_labels(args.labels_out, colour_map)
+    args.out.mkdir(parents=True, exist_ok=True)
+    job = functools.partial(convert_one, Conversion(args.out, colour_map, args.overwrite))
+    results = list(parallel_map(job, sources, args.workers, desc="convert masks"))
+    failed = [message for status, message in results if status == "failed"]
+    counts = {status: sum(r[0] == status for r in results) for status in ("written", "exists", "failed")}
+    print(f"{len(sources)} masks of {args.src} -> {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for message in failed[:MAX_LISTED]:
+        print(f"  {message}")
+    if len(failed) > MAX_LISTED:
+        print(f"  ... and {len(failed) - MAX_LISTED} more")
+    return 1 if failed else 0
+
+
+def _write_labels(path: Path, colour_map: ColourMap) -> None:
+    """labels.txt from the labelmap's names; an existing file must already say the same."""
+    if not colour_map.names:
+        raise ConfigError("--labels-out needs --colours labelmap.txt (the VOC colours carry no class names)")
+    names = list(colour_map.names)
+    if path.is_file():
+        if read_class_names(path) != names:
+            raise DataError(f"{path} exists with other classes than the labelmap's {names}; remove it or "
+                            "leave out --labels-out")
+        return
+    write_class_names(path, names)
+    print(f"class names written to {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
