@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import IGNORE_INDEX, voc_palette
+from .classes import IGNORE_INDEX, VOC_CLASSES, voc_palette
 from .errors import DataError
 
 VOID_COLOUR = tuple(int(v) for v in voc_palette()[IGNORE_INDEX])
@@ -38,10 +38,14 @@ class ColourMap:
     """Class names in index order (background first), when the source lists them."""
 
     @classmethod
-    def voc(cls) -> ColourMap:
-        """The PASCAL VOC colour map: entry ``i`` of the VOC palette is index ``i`` (255: void)."""
+    def voc(cls, num_classes: int = len(VOC_CLASSES) - 1) -> ColourMap:
+        """The PASCAL VOC colours of background and ``num_classes`` classes (entry ``i`` of the palette is
+        index ``i``), and void (255). Other palette colours are no class: a blurred edge is not a class."""
+        if not 1 <= num_classes < IGNORE_INDEX:
+            raise DataError(f"the number of classes must be 1..{IGNORE_INDEX - 1}, got {num_classes}")
         palette = voc_palette()
-        return cls(tuple(tuple(int(v) for v in c) for c in palette), tuple(range(len(palette))))
+        indices = (*range(num_classes + 1), IGNORE_INDEX)
+        return cls(tuple(tuple(int(v) for v in palette[i]) for i in indices), indices)
 
     @classmethod
     def from_labelmap(cls, path: str | Path) -> ColourMap:
@@ -50,8 +54,12 @@ class ColourMap:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"colour map not found: {path}")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the colour map {path}: {exc}") from None
         names, colours = [], []
-        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             parts = line.split(":")

@@ -56,14 +56,14 @@ def find_file(folders: Sequence[Path], stem: str, suffixes: Sequence[str]) -> Pa
 
 def folders_holding(root: str | Path, stems: Iterable[str], suffix: str = ".png",
                     skip: Iterable[str | Path] = ()) -> list[tuple[Path, int]]:
-    """The folders right under ``root`` (not ``skip``) that hold ``<stem><suffix>`` for some of ``stems``.
+    """The folders right under ``root`` (not those of ``skip``, paths) that hold ``<stem><suffix>`` for some of ``stems``.
 
     Each with how many of the stems it holds, most first (then by name): where
     a dataset keeps, under another name, the files a stage looks for.
     """
     root = Path(root)
     wanted = {f"{stem}{suffix}" for stem in stems}
-    skipped = {(root / s).resolve() for s in skip}
+    skipped = {Path(s).resolve() for s in skip}
     found = []
     if not root.is_dir():
         return found

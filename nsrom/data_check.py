@@ -28,7 +28,9 @@ errors of what they read (:meth:`DataReport.raise_for`).
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,10 +38,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import yaml
 from PIL import Image, UnidentifiedImageError
 
 from .classes import IGNORE_INDEX
 from .data import TRAIN_SPLIT, DataLayout, id_from_token
+from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
 from .images import COLOUR_MASK_HINT
 from .parallel import parallel_map
@@ -49,6 +53,7 @@ LISTS, IMAGES, MASKS, SALIENCY, LABELS = "lists", "images", "masks", "saliency",
 """Parts of a report: what a stage may need (``labels`` are training labels of a label folder)."""
 SALIENCY_NOT_FOUND = "saliency map not found: stage 3 skips this image"
 MASK_NOT_FOUND = "mask not found: this image is not scored"
+MASK_NEEDED = "mask not found (needed: the image-level labels come from the masks)"
 """Warnings for one missing file; when every image of a split has one, :meth:`DataReport.missing_everywhere`."""
 
 SALIENT_LEVEL = 128
@@ -203,8 +208,7 @@ def check_files(job: FileJob) -> FileResult:
         if job.mask.is_file():
             _check_label_png(job.mask, MASKS, "mask", job, size, result)
         elif job.mask_required:
-            result.problems.append(Problem(ERROR, MASKS, job.split, str(job.mask),
-                                           "mask not found (needed: the image-level labels come from the masks)"))
+            result.problems.append(Problem(ERROR, MASKS, job.split, str(job.mask), MASK_NEEDED))
         else:
             result.problems.append(Problem(WARNING, MASKS, job.split, str(job.mask), MASK_NOT_FOUND))
     if job.label is not None:
@@ -280,9 +284,9 @@ class DataReport:
                                         for part, split in needs)]
 
     def missing_everywhere(self, part: str, split: str, images: int) -> list[Problem]:
-        """The not-found warnings of ``part`` in ``split`` when all ``images`` of the split have one, else []."""
-        message = {SALIENCY: SALIENCY_NOT_FOUND, MASKS: MASK_NOT_FOUND}[part]
-        found = [p for p in self.select(WARNING, [(part, split)]) if p.message == message and p.split == split]
+        """The not-found problems of ``part`` in ``split`` when all ``images`` of the split have one, else []."""
+        messages = {SALIENCY: (SALIENCY_NOT_FOUND,), MASKS: (MASK_NOT_FOUND, MASK_NEEDED)}[part]
+        found = [p for p in self.problems if p.part == part and p.split == split and p.message in messages]
         return found if images and len(found) == images else []
 
     @property
@@ -295,12 +299,15 @@ class DataReport:
         return sorted(self.select(WARNING), key=lambda p: not p.general)
 
     def raise_for(self, needs: Iterable[tuple[str, str | None]] | None, what: str) -> None:
-        """:class:`DataError` listing every error that concerns ``needs``, before ``what`` starts."""
+        """:class:`DataError` listing the errors that concern ``needs`` (the first :data:`MAX_LISTED_ERRORS`,
+        and how many more), before ``what`` starts; the warnings about the dataset as a whole that concern
+        ``needs`` follow as notes."""
         errors = self.select(ERROR, needs)
         if errors:
             lines = [f"  {p.line()}" for p in errors[:MAX_LISTED_ERRORS]]
             if len(errors) > MAX_LISTED_ERRORS:
                 lines.append(f"  ... and {len(errors) - MAX_LISTED_ERRORS} more")
+            lines += [f"  note: {p.line()}" for p in self.select(WARNING, needs) if p.general]
             raise DataError(f"{len(errors)} problem(s) in the data under {self.root}; {what} needs these files "
                             f"fixed first (full report: python tools/check_data.py {self.root}):\n"
                             + "\n".join(lines))
@@ -421,7 +428,7 @@ def check_dataset(layout: DataLayout, splits: Sequence[str] | None = None, *,
     report = run_checks(layout.root, jobs, problems, workers)
     if (warning := _default_classes_warning(layout, report.mask_classes)) is not None:
         report.problems.append(warning)
-    for part, split in sorted({(p.part, p.split) for p in report.warnings if p.part in (SALIENCY, MASKS)}):
+    for part, split in sorted({(p.part, p.split) for p in report.problems if p.part in (SALIENCY, MASKS)}):
         ids = layout.ids(split)
         if report.missing_everywhere(part, split, len(ids)) and (hint := elsewhere_hint(layout, part, ids)):
             report.problems.append(Problem(WARNING, part, split, str(layout.root), hint, general=True))
@@ -432,22 +439,38 @@ def elsewhere_hint(layout: DataLayout, part: str, ids: Sequence[str]) -> str | N
     """When no image of ``ids`` has its saliency map (``part`` SALIENCY) or mask (MASKS) where the layout
     looks: the files of theirs that the layout's folders hold under another extension (the stages read
     ``<id>.png`` only), and the other folders of ROOT that hold their ``<id>.png`` files, with the
-    dataset.yaml line that would read the fullest of them; None when neither is found."""
+    setting that would read the fullest of them; None when neither is found."""
     folders = [layout.saliency_dir] if part == SALIENCY else layout.mask_dirs
     what = "saliency maps" if part == SALIENCY else "masks"
     hints = []
     for folder, suffix, count in _other_extensions(folders, ids):
+        remedy = "rename them to <id>.png" if suffix.lower() == ".png" else "convert them"
         hints.append(f"{folder} holds {count} of these images' files as <id>{suffix}; the stages read "
-                     f"<id>.png (8-bit PNG): if they are the {what}, convert them")
+                     f"<id>.png (8-bit PNG): if they are the {what}, {remedy}")
     found = layout.other_folders_holding(ids)
     if found:
         name = found[0][0].name
-        setting = (f"saliency_dir: {name}" if part == SALIENCY
-                   else f"mask_dir: [{', '.join([name, *layout.settings.mask_dir])}]")
+        if part == SALIENCY:
+            setting = f"saliency_dir: {_yaml_text(name)} in ROOT/dataset.yaml"
+        elif layout.settings.source("mask_dir") == OVERRIDE_SOURCE:
+            setting = f"--mask-dir {shlex.quote(name)} (this run's --mask-dir overrides ROOT/dataset.yaml)"
+        else:
+            names = ", ".join(_yaml_text(n, in_list=True) for n in [name, *layout.settings.mask_dir])
+            setting = f"mask_dir: [{names}] in ROOT/dataset.yaml"
         listed = ", ".join(f"{folder.name} ({count} of {len(ids)})" for folder, count in found)
         hints.append(f"Other folders of {layout.root} hold <id>.png files of these images: {listed}; "
-                     f"if the {what} are in {name}, set {setting} in ROOT/dataset.yaml")
+                     f"if the {what} are in {name}, set {setting}")
     return ". ".join(hints) or None
+
+
+def _yaml_text(name: str, in_list: bool = False) -> str:
+    """``name`` as YAML reads it back as that text: plain when it can be, else double-quoted."""
+    plain = not (in_list and any(c in name for c in ",[]{}"))
+    try:
+        plain = plain and yaml.safe_load(name) == name
+    except yaml.YAMLError:
+        plain = False
+    return name if plain else json.dumps(name)
 
 
 def _other_extensions(folders: Sequence[Path], ids: Sequence[str]) -> list[tuple[Path, str, int]]:
@@ -456,9 +479,11 @@ def _other_extensions(folders: Sequence[Path], ids: Sequence[str]) -> list[tuple
     wanted = set(ids)
     found = []
     for folder in folders:
-        if not folder.is_dir():
+        try:
+            names = os.listdir(folder)
+        except OSError:
             continue
-        counts = Counter(Path(name).suffix for name in os.listdir(folder)
+        counts = Counter(Path(name).suffix for name in names
                          if Path(name).stem in wanted and Path(name).suffix not in ("", ".png"))
         found += [(folder, suffix, count) for suffix, count in counts.most_common()]
     return found

@@ -207,7 +207,7 @@ def image_ids(layout: DataLayout) -> list[str]:
     exts = layout.settings.image_exts
     found: dict[str, Path] = {}
     for path in sorted(layout.image_dir.iterdir()):
-        if path.suffix.lower() not in exts or not path.is_file():
+        if path.suffix not in exts or not path.is_file():  # the suffixes image_path tries, capitals included
             continue
         if path.stem in found:
             raise DataError(f"two images with id {path.stem!r}: {found[path.stem]} and {path}; keep one")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from nsrom import distributed
-from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset, elsewhere_hint
+from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset
 from nsrom.errors import ConfigError, DataError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
@@ -197,9 +197,9 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
         if missing:
             what, remedy = remedies[part]
             folder = Path(missing[0].path).parent
-            hint = elsewhere_hint(ctx.layout, part, ids)
+            hints = [p.message for p in report.warnings if p.general and (p.part, p.split) == (part, split)]
             raise DataError(f"none of the {len(missing)} images of split {split} has a {what} in {folder}; {remedy}"
-                            + (f". {hint}" if hint else ""))
+                            + "".join(f". {hint}" for hint in hints))
 
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:

@@ -117,3 +117,28 @@ def test_the_data_check_and_the_label_reader_point_an_rgb_mask_to_the_tool(synth
         read_label(mask)
     assert np.array_equal(colours_to_indices(np.asarray(Image.open(mask)), ColourMap.voc()),
                           read_label(synthetic_root.mask_path(layout.ids("val")[0])))
+
+
+def test_voc_palette_colours_beyond_the_classes_are_no_class():
+    rgb = voc_palette()[np.array([[0, 64]])]  # (32, 0, 0): a blurred aeroplane edge, palette entry 64
+    with pytest.raises(DataError, match=r"\(32, 0, 0\) in 1 pixels"):
+        colours_to_indices(rgb, ColourMap.voc())
+    assert colours_to_indices(voc_palette()[np.array([[0, 5]])], ColourMap.voc(5)).tolist() == [[0, 5]]
+    with pytest.raises(DataError, match=r"\(128, 0, 128\) in 1 pixels"):  # class 5 of VOC, not of a 4-class set
+        colours_to_indices(voc_palette()[np.array([[0, 5]])], ColourMap.voc(4))
+
+
+def test_the_tool_reads_capital_png_names_and_names_bad_arguments_in_one_line(tmp_path, capsys):
+    src = tmp_path / "rgb"
+    src.mkdir()
+    Image.fromarray(voc_palette()[np.array([[0, 1]])]).save(src / "a.PNG")
+    assert convert_masks.main([str(src), str(tmp_path / "out")]) == 0
+    assert read_label(tmp_path / "out" / "a.png").tolist() == [[0, 1]]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "file")])
+    assert "is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "labelmap.txt").write_bytes(b"background:0,0,0::\n\xff\xfe:1,1,1::\n")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "out2"), "--colours", str(tmp_path / "labelmap.txt")])
+    assert "cannot read the colour map" in capsys.readouterr().err

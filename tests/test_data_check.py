@@ -239,3 +239,46 @@ def test_a_stage_lists_the_first_errors_and_counts_the_rest():
     assert lines[0].startswith(f"{MAX_LISTED_ERRORS + 5} problem(s) in the data under /d; stage 1 needs")
     assert lines[1:-1] == [f"  /d/JPEGImages/{i:03d}.jpg: cannot decode the image" for i in range(MAX_LISTED_ERRORS)]
     assert lines[-1] == "  ... and 5 more"
+
+
+def test_the_hint_leaves_out_the_layouts_own_folders_under_a_relative_root(synthetic_root, tmp_path, monkeypatch):
+    shutil.copytree(synthetic_root.root, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    layout = DataLayout("data")
+    layout.saliency_dir.rename(layout.root / "sal")
+    [hint] = [p.message for p in check_dataset(layout, workers=1).warnings if p.general]
+    assert "these images: sal (" in hint and "SegmentationClassAug" not in hint and "JPEGImages" not in hint
+
+
+def test_the_hint_for_masks_names_the_flag_when_a_flag_chose_the_folder(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data", mask_dir="SegmentationClassAug")
+    shutil.copytree(synthetic_root.root, layout.root)
+    (layout.root / "gt").mkdir()
+    for image_id in layout.ids("val"):
+        layout.mask_path(image_id).rename(layout.root / "gt" / f"{image_id}.png")
+    [hint] = [p.message for p in check_dataset(layout, workers=1).warnings if p.general]
+    assert hint.endswith("set --mask-dir gt (this run's --mask-dir overrides ROOT/dataset.yaml)")
+
+
+def test_training_masks_needed_and_kept_elsewhere_are_pointed_at_in_the_stop(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    layout.cls_list_path.unlink()  # the image-level labels must come from the masks
+    (layout.root / "gt").mkdir()
+    for image_id in layout.ids("train_aug"):
+        layout.mask_path(image_id).rename(layout.root / "gt" / f"{image_id}.png")
+    report = check_dataset(layout, workers=1)
+    with pytest.raises(DataError) as info:
+        report.raise_for(None, "stage 1")
+    last = str(info.value).splitlines()[-1]
+    assert last.startswith("  note: Other folders of") and "gt (" in last and "mask_dir: [gt, " in last
+
+
+def test_maps_saved_with_a_capital_extension_are_to_be_renamed(synthetic_root, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    for image_id in layout.ids("train_aug"):
+        layout.saliency_path(image_id).rename(layout.saliency_dir / f"{image_id}.PNG")
+    [hint] = [p.message for p in check_dataset(layout, workers=1).warnings if p.general]
+    assert hint.endswith("as <id>.PNG; the stages read <id>.png (8-bit PNG): if they are the saliency maps, "
+                         "rename them to <id>.png")

@@ -303,12 +303,14 @@ def test_no_saliency_map_or_no_val_mask_at_all_stops_before_the_first_stage(
     assert ran == STAGE_NAMES
 
 
-@pytest.mark.parametrize("folder, setting", [
-    ("saliency", "saliency_dir: maps"),
-    ("SegmentationClassAug", "mask_dir: [maps, SegmentationClassAug, SegmentationClass]"),
+@pytest.mark.parametrize("folder, maps, setting", [
+    ("saliency", "maps", "saliency_dir: maps"),
+    ("saliency", "2012", 'saliency_dir: "2012"'),  # YAML would read 2012 as a number
+    ("SegmentationClassAug", "maps", "mask_dir: [maps, SegmentationClassAug, SegmentationClass]"),
+    ("SegmentationClassAug", "gt, v2", 'mask_dir: ["gt, v2", SegmentationClassAug, SegmentationClass]'),
 ])
 def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them(
-        synthetic_root, tmp_path, monkeypatch, tiny_preset, folder, setting):
+        synthetic_root, tmp_path, monkeypatch, tiny_preset, folder, maps, setting):
     import shutil
 
     from nsrom.errors import DataError
@@ -317,13 +319,13 @@ def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them
     shutil.copytree(synthetic_root.root, root)
     split = "train_aug" if folder == "saliency" else "val"
     ids = synthetic_root.ids(split)
-    (root / "maps").mkdir()
+    (root / maps).mkdir()
     for image_id in ids:
-        (root / folder / f"{image_id}.png").rename(root / "maps" / f"{image_id}.png")
+        (root / folder / f"{image_id}.png").rename(root / maps / f"{image_id}.png")
     ran = []
     monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n))
                                            for s in stage_module.STAGES])
-    with pytest.raises(DataError, match=re.escape(f"hold <id>.png files of these images: maps ({len(ids)} of "
+    with pytest.raises(DataError, match=re.escape(f"hold <id>.png files of these images: {maps} ({len(ids)} of "
                                                   f"{len(ids)}); if the ") + ".*" + re.escape(f"set {setting} in")):
         run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
     assert ran == []

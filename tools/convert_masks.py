@@ -6,9 +6,10 @@
 Annotation tools export VOC-format masks as RGB images (CVAT's "Segmentation
 mask" export, for one); the stages read palette or grey PNGs whose values are
 class indices (README, "Data layout"). Each PNG of SRC is written to OUT as a
-palette PNG of the same name: an RGB(A) mask through the colour map (the VOC
-colours, or a CVAT-style labelmap.txt, ``name:r,g,b::`` per line, background
-first; VOC's void colour 224,224,192 is 255), a palette or grey mask unchanged.
+palette PNG ``<id>.png``: an RGB(A) mask through the colour map (the VOC colours
+of background and --num-classes classes, or a CVAT-style labelmap.txt,
+``name:r,g,b::`` per line, background first; VOC's void colour 224,224,192 is
+255), a palette or grey mask unchanged.
 A colour no class has fails that file, named with the colours; nothing is
 guessed. Files that exist in OUT are kept unless --overwrite; every file is
 written whole or not at all. --labels-out writes the labelmap's class names as
@@ -25,15 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nsrom.classes import read_class_names, write_class_names
+from nsrom.classes import VOC_CLASSES, read_class_names, write_class_names
 from nsrom.colour_masks import ColourMap, colours_to_indices
+from nsrom.data_check import MAX_LISTED_ERRORS
 from nsrom.errors import ConfigError, DataError, exit_on_error
 from nsrom.images import write_label
 from nsrom.parallel import parallel_map
-
-MAX_LISTED = 20
-"""Failed files printed (the count says how many more)."""
-
 
 @dataclass(frozen=True)
 class Conversion:
@@ -44,7 +42,7 @@ class Conversion:
 
 def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
     """``(status, message)`` of one mask: ``written``, ``exists`` or ``failed``."""
-    out = job.out_dir / src.name
+    out = job.out_dir / f"{src.stem}.png"
     if out.exists() and not job.overwrite:
         return "exists", ""
     try:
@@ -58,7 +56,7 @@ def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
                 raise DataError(f"mask {src} has mode {mode}; expected an RGB colour mask or a palette/grey PNG")
     except DataError as exc:
         return "failed", str(exc)
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return "failed", f"cannot decode the mask {src}: {exc}"
     write_label(out, label)
     return "written", ""
@@ -70,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="folder to write the class-index masks to (e.g. ROOT/SegmentationClass)")
     p.add_argument("--colours", default="voc",
                    help="voc (the PASCAL VOC colour map, default) or a CVAT-style labelmap.txt")
+    p.add_argument("--num-classes", type=int, default=len(VOC_CLASSES) - 1,
+                   help="with the VOC colours: classes besides background whose colours count (default 20; "
+                        "the other palette colours are no class)")
     p.add_argument("--labels-out", type=Path, help="write the labelmap's class names here as labels.txt")
     p.add_argument("--overwrite", action="store_true", help="convert again the masks that exist in OUT")
     p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes")
@@ -81,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.src.resolve() == args.out.resolve():
         raise ConfigError(f"OUT {args.out} is SRC: write the converted masks to another folder")
-    sources = sorted(args.src.glob("*.png")) if args.src.is_dir() else []
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"OUT {args.out} is a file, not a folder")
+    sources = sorted(p for p in args.src.iterdir() if p.suffix.lower() == ".png") if args.src.is_dir() else []
     if not sources:
         raise DataError(f"no mask <id>.png in {args.src}")
-    colour_map = ColourMap.voc() if args.colours == "voc" else ColourMap.from_labelmap(args.colours)
+    colour_map = (ColourMap.voc(args.num_classes) if args.colours == "voc"
+                  else ColourMap.from_labelmap(args.colours))
     if args.labels_out is not None:
         _write_labels(args.labels_out, colour_map)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -93,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [message for status, message in results if status == "failed"]
     counts = {status: sum(r[0] == status for r in results) for status in ("written", "exists", "failed")}
     print(f"{len(sources)} masks of {args.src} -> {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    for message in failed[:MAX_LISTED]:
+    for message in failed[:MAX_LISTED_ERRORS]:
         print(f"  {message}")
-    if len(failed) > MAX_LISTED:
-        print(f"  ... and {len(failed) - MAX_LISTED} more")
+    if len(failed) > MAX_LISTED_ERRORS:
+        print(f"  ... and {len(failed) - MAX_LISTED_ERRORS} more")
     return 1 if failed else 0
 
 
