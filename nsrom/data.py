@@ -20,6 +20,7 @@ outputs; no stage trains on them, and they may be absent.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -54,6 +55,16 @@ def find_file(folders: Sequence[Path], stem: str, suffixes: Sequence[str]) -> Pa
     return Path(folders[0]) / f"{stem}{suffixes[0]}"
 
 
+def id_file_suffixes(folder: str | Path, ids: Iterable[str]) -> Counter:
+    """How many files ``<id><suffix>`` of ``ids`` ``folder`` holds, per suffix (empty when it cannot be read)."""
+    wanted = set(ids)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return Counter()
+    return Counter(Path(name).suffix for name in names if Path(name).stem in wanted)
+
+
 def folders_holding(root: str | Path, stems: Iterable[str], suffix: str = ".png",
                     skip: Iterable[str | Path] = ()) -> list[tuple[Path, int]]:
     """The folders right under ``root`` (not those of ``skip``, paths) that hold ``<stem><suffix>`` for some of ``stems``.
@@ -62,19 +73,13 @@ def folders_holding(root: str | Path, stems: Iterable[str], suffix: str = ".png"
     a dataset keeps, under another name, the files a stage looks for.
     """
     root = Path(root)
-    wanted = {f"{stem}{suffix}" for stem in stems}
-    skipped = {Path(s).resolve() for s in skip}
-    found = []
     if not root.is_dir():
-        return found
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in skipped):
-        try:
-            count = len(wanted.intersection(entry.name for entry in os.scandir(folder)))
-        except OSError:
-            continue
-        if count:
-            found.append((folder, count))
-    return sorted(found, key=lambda item: -item[1])
+        return []
+    stems = list(stems)
+    skipped = {Path(s).resolve() for s in skip}
+    counts = [(folder, id_file_suffixes(folder, stems)[suffix])
+              for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in skipped)]
+    return sorted(((folder, n) for folder, n in counts if n), key=lambda item: -item[1])
 
 
 @dataclass(frozen=True)

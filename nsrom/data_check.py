@@ -42,7 +42,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from .classes import IGNORE_INDEX
-from .data import TRAIN_SPLIT, DataLayout, id_from_token
+from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token
 from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
 from .images import COLOUR_MASK_HINT
@@ -476,16 +476,10 @@ def _yaml_text(name: str, in_list: bool = False) -> str:
 def _other_extensions(folders: Sequence[Path], ids: Sequence[str]) -> list[tuple[Path, str, int]]:
     """``(folder, suffix, count)`` for each suffix other than ``.png`` under which ``folders`` hold files
     ``<id><suffix>`` of ``ids``."""
-    wanted = set(ids)
     found = []
     for folder in folders:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        counts = Counter(Path(name).suffix for name in names
-                         if Path(name).stem in wanted and Path(name).suffix not in ("", ".png"))
-        found += [(folder, suffix, count) for suffix, count in counts.most_common()]
+        counts = id_file_suffixes(folder, ids)
+        found += [(folder, suffix, n) for suffix, n in counts.most_common() if suffix not in ("", ".png")]
     return found
 
 
