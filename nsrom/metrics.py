@@ -46,11 +46,12 @@ class ConfusionAccumulator:
 
 
 def scores(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> dict:
-    """Pixel accuracy, mean class accuracy, frequency-weighted IoU, mean IoU, per-class IoU.
+    """Pixel accuracy, mean class accuracy, frequency-weighted IoU, mean IoU, per-class IoU and accuracy.
 
     Mean accuracy and mean IoU average over the classes present in the ground
     truth (row sum > 0). A class absent from the ground truth has IoU ``None``
-    (JSON null) when it is never predicted either, else 0.
+    (JSON null) when it is never predicted either, else 0; its accuracy (the
+    share of the class's pixels predicted as it) is always ``None``.
     Keys follow deeplab-pytorch's ``scores.json``.
     """
     hist = np.asarray(matrix, dtype=np.float64)
@@ -74,6 +75,7 @@ def scores(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> dict
         "Frequency Weighted IoU": float((freq[present] * iou[present]).sum()),
         "Mean IoU": float(iou[present].mean()) if present.any() else 0.0,
         "Class IoU": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, iou)},
+        "Class Accuracy": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, acc)},
     }
 
 

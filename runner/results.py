@@ -55,6 +55,46 @@ NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
 
 
+WEAK_CLASS_SHARE = 0.25
+"""A foreground class is reported as far below the others when its IoU is under this share
+of the median IoU of the foreground classes present in the ground truth."""
+
+LOST_CLASS_DOC = 'docs/demo_tuning.md, "Stage 1 loses a class on outside data F5"'
+"""Where the project describes a class lost by stage 1 (its CAM as high on the background as on the objects)."""
+
+
+def weak_classes(entry: dict, share: float = WEAK_CLASS_SHARE) -> tuple[list[tuple[str, float]], float | None]:
+    """The foreground classes of a results entry whose IoU is under ``share`` x the median
+    IoU of the foreground classes present, as ``(name, iou)``, and that median.
+
+    A class counts as present when it has a class accuracy (``class_accuracy``, or
+    ``scores["Class Accuracy"]``): a class absent from the ground truth but predicted
+    has IoU 0 and must not be reported. Entries without accuracies (runs made before
+    they were recorded) and with fewer than two present classes report nothing.
+    Class 0 is the background.
+    """
+    ious = entry.get("class_iou") or {}
+    accuracy = entry.get("class_accuracy") or (entry.get("scores") or {}).get("Class Accuracy")
+    if not accuracy:
+        return [], None
+    present = [name for name in list(ious)[1:] if accuracy.get(name) is not None and ious[name] is not None]
+    if len(present) < 2:
+        return [], None
+    values = sorted(ious[name] for name in present)
+    middle = len(values) // 2
+    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    return [(name, ious[name]) for name in present if ious[name] < share * median], median
+
+
+def weak_class_line(key: str, entry: dict) -> str | None:
+    """One line naming the classes of :func:`weak_classes` of result ``key``; None if there are none."""
+    weak, median = weak_classes(entry)
+    if not weak:
+        return None
+    named = ", ".join(f"`{name}` {_pct(iou)}" for name, iou in weak)
+    return f"{RESULT_KEYS.get(key, key)}: {named} (median of the classes present {_pct(median)})"
+
+
 def load_results(path: Path) -> dict:
     return read_json(path) if path.is_file() else {}
 
@@ -110,6 +150,14 @@ def render_markdown(
     notes = results.get(NOTES_KEY, {})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
+    weak = [line for key in keys if (line := weak_class_line(key, results[key]))]
+    if weak:
+        lines += ["", f"Classes far below the others (IoU under {WEAK_CLASS_SHARE:.0%} of the median of the "
+                      "foreground classes present):", ""] + [f"- {line}" for line in weak]
+        if weak_classes(results.get("cam", {}))[0]:
+            lines += ["", "A class that stage 1 did not learn has a CAM as high on the background as on the "
+                          "objects; the IAM may learn it again from the accumulated maps (compare the OA-CAM "
+                          f"column below). See {LOST_CLASS_DOC}."]
     lines += _evidence(results)
     if keys:
         classes = list(results[keys[0]]["class_iou"])
@@ -172,5 +220,6 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown", "write_markdown", "write_json",
+    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown",
+    "weak_class_line", "weak_classes", "write_markdown", "write_json",
 ]

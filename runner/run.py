@@ -21,7 +21,7 @@ from nsrom.errors import ConfigError, DataError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
-from .results import load_results, render_markdown, update_results, write_markdown
+from .results import RESULT_KEYS, load_results, render_markdown, update_results, weak_class_line, write_markdown
 from .stages import STAGE_NAMES, STAGES, Stage, check_stage_flags
 from .state import StageState
 
@@ -79,12 +79,21 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         seconds = time.perf_counter() - start
         if main:
             update_results(ctx.results_path, entries)
+            _warn_weak_classes(entries)
             state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
             state.redone(stage.name)
             LOG.info("[%s] finished in %.1f s", stage.name, seconds)
             _write_summary(ctx, state, descriptions)
         distributed.wait_for_all()
     return load_results(ctx.results_path)
+
+
+def _warn_weak_classes(entries: dict) -> None:
+    """Log the classes of a stage's scores that lie far below the others (a class not learnt)."""
+    for key in RESULT_KEYS:
+        line = weak_class_line(key, entries[key]) if key in entries else None
+        if line:
+            LOG.warning("far below the other classes: %s", line)
 
 
 def run_settings(ctx: RunContext) -> dict:

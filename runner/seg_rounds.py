@@ -35,6 +35,7 @@ def seg_scores(score: dict) -> dict:
     return {
         "miou": score["Mean IoU"],
         "class_iou": score["Class IoU"],
+        "class_accuracy": score.get("Class Accuracy"),  # absent in scores.json of earlier runs
         "pixel_accuracy": score["Pixel Accuracy"],
         "mean_accuracy": score["Mean Accuracy"],
         "fw_iou": score["Frequency Weighted IoU"],

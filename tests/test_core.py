@@ -133,6 +133,7 @@ def test_metrics_on_known_confusion_matrix():
     assert s["Class IoU"] == {"bg": pytest.approx(2 / 3), "a": pytest.approx(1 / 3), "b": pytest.approx(1 / 2), "c": None}
     assert s["Mean IoU"] == pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3)
     assert s["Mean Accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert s["Class Accuracy"] == {"bg": pytest.approx(2 / 3), "a": pytest.approx(1 / 2), "b": 1.0, "c": None}
     assert s["Frequency Weighted IoU"] == pytest.approx(3 / 6 * 2 / 3 + 2 / 6 * 1 / 3 + 1 / 6 * 1 / 2)
     acc = ConfusionAccumulator(4)
     acc.update(gt[:4], pred[:4])

@@ -40,6 +40,9 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     for key in RESULT_KEYS:
         assert 0.0 <= results[key]["miou"] <= 1.0, key
         assert list(results[key]["class_iou"]) == names, key
+    # Which classes the ground truth holds (the report of classes far below the others needs it).
+    assert list(results["cam"]["scores"]["Class Accuracy"]) == names
+    assert list(results["seg_round2_crf"]["class_accuracy"]) == names
     for key in ("pseudo_label", "masked_label"):
         assert 0.0 <= results[key]["ignored_fraction"] <= 1.0
     assert set(results["stage_seconds"]) == set(STAGE_NAMES)

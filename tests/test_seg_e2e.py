@@ -94,7 +94,8 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert logit.shape == (4, stride8(image.height), stride8(image.width))
     scores = json.loads(paths.score_path("val", crf=False).read_text())
     assert scores == result
-    assert set(scores) == {"Pixel Accuracy", "Mean Accuracy", "Frequency Weighted IoU", "Mean IoU", "Class IoU"}
+    assert set(scores) == {"Pixel Accuracy", "Mean Accuracy", "Frequency Weighted IoU", "Mean IoU", "Class IoU",
+                           "Class Accuracy"}
 
     crf_result = seg_main.main(["crf", *args, "-j", "1"])
     assert "Mean IoU" in capsys.readouterr().out
