@@ -11,7 +11,9 @@ process, read its results.json and print one row: CAM, OA-CAM, pseudo labels
 (and the share ignored), both DeepLab rounds with CRF, where the pixels of the
 objects missing from the saliency map end up (background in the labels
 without and with POM, own class in the round-2 predictions), wall and CPU
-time, and which of the demo's targets the run misses. A run that exists is
+time, which of the demo's targets the run misses, and the classes whose CAM
+IoU is under a quarter of the median of the classes (a class stage 1 did not
+learn; runner/results.py). A run that exists is
 read, not redone (``--redo`` to run again).
 
 ``--deeplab-seeds`` asks how much of the difference between the rounds is the
@@ -52,6 +54,7 @@ from pathlib import Path
 from classification import train as cls_train
 from runner.context import RunContext
 from runner.presets import get_preset
+from runner.results import weak_classes
 from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.paths import RunPaths
 
@@ -228,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     header = ("data", "CAM", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
-              "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed")
+              "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed", "CAM: classes far below")
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
@@ -244,14 +247,18 @@ def main(argv: list[str] | None = None) -> int:
                 wall, cpu = run_demo(data, work)
                 timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
             timing = json.loads(timing_path.read_text())
-            r = summary(json.loads((work / "results.json").read_text()))
+            results = json.loads((work / "results.json").read_text())
+            r = summary(results)
             missed = [name for name, ok in TARGETS if not ok(r)]
             failures += bool(missed)
-            rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed})
+            lost = weak_classes(results["cam"])[0]  # a class stage 1 did not learn (runner/results.py)
+            rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed,
+                         "cam_classes_far_below": dict(lost)})
             cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
                                               "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
             print(f"| {generator} seed {seed} | " + " | ".join(cells)
-                  + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} |", flush=True)
+                  + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} | "
+                  + (", ".join(f"{name} {100 * iou:.1f}" for name, iou in lost) or "none") + " |", flush=True)
             extra_seeds = [s for s in args.deeplab_seeds if s != PRESET_DEEPLAB_SEED]
             if extra_seeds:
                 per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}

@@ -150,3 +150,21 @@ def test_rerun_iam_trains_stage_2_again_on_a_copy_without_the_segmentation_runs(
     assert len(calls) == 1  # read, not run again
     bench.rerun_iam(tmp_path / "data", work, 2, redo=True)
     assert len(calls) == 2
+
+
+def test_the_table_reads_finished_runs_and_names_a_class_stage_1_lost(tmp_path, capsys):
+    # A finished run (results.json, timing.json) is read, not redone; its CAM lost `green`.
+    base = tmp_path / "synthetic_seed0"
+    (base / "work").mkdir(parents=True)
+    results = results_json(0.70, 0.75)
+    results["cam"] = {"miou": 0.45, "class_iou": {"background": 0.8, "red": 0.6, "green": 0.05, "blue": 0.5},
+                      "scores": {"Class Accuracy": {"background": 0.9, "red": 0.7, "green": 0.1, "blue": 0.6}}}
+    (base / "work" / "results.json").write_text(json.dumps(results))
+    (base / "timing.json").write_text(json.dumps({"wall": 200.0, "cpu": 390.0}))
+    out = tmp_path / "rows.json"
+    status = bench.main(["--out", str(tmp_path), "--generators", "synthetic", "--seeds", "0", "--json", str(out)])
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert status == 1  # pseudo labels at 50.0 (results_json), under 65
+    assert row.startswith("| synthetic seed 0 | 45.0 | 50.0 |")
+    assert row.endswith("| 200 | 390 | pseudo >= 65 | green 5.0 |")
+    assert json.loads(out.read_text())["runs"][0]["cam_classes_far_below"] == {"green": 0.05}
