@@ -19,6 +19,7 @@ then there is no ablation). ``machine`` says where the run was timed (CPU cores,
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Sequence
 
@@ -80,9 +81,7 @@ def weak_classes(entry: dict, share: float = WEAK_CLASS_SHARE) -> tuple[list[tup
     present = [name for name in list(ious)[1:] if accuracy.get(name) is not None and ious[name] is not None]
     if len(present) < 2:
         return [], None
-    values = sorted(ious[name] for name in present)
-    middle = len(values) // 2
-    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    median = statistics.median(ious[name] for name in present)
     return [(name, ious[name]) for name in present if ious[name] < share * median], median
 
 

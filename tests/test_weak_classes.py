@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
-from runner.results import render_markdown, weak_class_line, weak_classes
+from runner.results import LOST_CLASS_DOC, render_markdown, weak_class_line, weak_classes
 from runner.run import _warn_weak_classes
 
 
@@ -78,3 +80,10 @@ def test_the_pipeline_logs_them_when_a_stage_is_scored(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "far below the other classes: CAM (stage 1b, train_aug, best bg threshold): `green` 10.0 "
         "(median of the classes present 50.0)"]
+
+
+def test_the_section_results_md_points_to_exists():
+    path, title = re.fullmatch(r'(\S+), "(.+)"', LOST_CLASS_DOC).groups()
+    headings = [line for line in (Path(__file__).resolve().parents[1] / path).read_text().splitlines()
+                if line.startswith("## ")]
+    assert any(line.startswith(f"## {title}") for line in headings)
