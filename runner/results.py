@@ -149,11 +149,11 @@ def render_markdown(
     notes = results.get(NOTES_KEY, {})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
-    weak = [line for key in keys if (line := weak_class_line(key, results[key]))]
+    weak = {key: line for key in keys if (line := weak_class_line(key, results[key]))}
     if weak:
         lines += ["", f"Classes far below the others (IoU under {WEAK_CLASS_SHARE:.0%} of the median of the "
-                      "foreground classes present):", ""] + [f"- {line}" for line in weak]
-        if weak_classes(results.get("cam", {}))[0]:
+                      "foreground classes present):", ""] + [f"- {line}" for line in weak.values()]
+        if "cam" in weak:
             lines += ["", "A class that stage 1 did not learn has a CAM as high on the background as on the "
                           "objects; the IAM may learn it again from the accumulated maps (compare the OA-CAM "
                           f"column below). See {LOST_CLASS_DOC}."]

@@ -90,9 +90,8 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
 
 def _warn_weak_classes(entries: dict) -> None:
     """Log the classes of a stage's scores that lie far below the others (a class not learnt)."""
-    for key in RESULT_KEYS:
-        line = weak_class_line(key, entries[key]) if key in entries else None
-        if line:
+    for key in (k for k in RESULT_KEYS if k in entries):
+        if line := weak_class_line(key, entries[key]):
             LOG.warning("far below the other classes: %s", line)
 
 
