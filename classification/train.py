@@ -4,7 +4,9 @@
 
 Writes ``runs/<exp>/model/checkpoint_{last,final}.pth``, the accumulated maps
 ``runs/<exp>/accu_att/<id>_<c>.png``, TensorBoard curves and a log in
-``runs/<exp>/logs`` and the resolved arguments in ``runs/<exp>/train_args.json``.
+``runs/<exp>/logs``, the resolved arguments in ``runs/<exp>/train_args.json`` and the
+recognition check of the trained classifier in ``runs/<exp>/recognition.json``
+(classification/recognition.py: the classes it did not learn, from image labels alone).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .attention_accumulation import PROBABILITY_GATE, START_EPOCH, AttentionAccu
 from .datasets import ImageLabelDataset
 from .models import vgg
 from .models.attention_net import class_logits
+from .models.pretrained import load_model_state, read_checkpoint
+from .recognition import RECOGNITION_LINE, REPORT_NAME, check_recognition, foreground_names
 from .run_layout import CLASSIFIER_EXP, run_dirs
 from .training import add_train_args, count, fit, prepare_run, resolve_device, samples_from_args, seed_everything
 from .transforms import train_transform
@@ -42,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accu-start-epoch", type=count, default=START_EPOCH, metavar="E",
                    help=f"first epoch (0-based) whose CAMs are accumulated (default {START_EPOCH}, the paper's); "
                         f"the last epoch still fills the maps that are missing")
+    p.add_argument("--recognition-line", type=gate_value, default=RECOGNITION_LINE,
+                   help=f"after training, a class whose average precision on the training images is under this "
+                        f"is reported as not learnt (default {RECOGNITION_LINE}; image labels only)")
     return p
 
 
@@ -77,12 +84,32 @@ def _run(args: argparse.Namespace) -> Path | None:
     accumulator = AttentionAccumulator(dirs.accu_att, args.epochs, start_epoch=args.accu_start_epoch,
                                        gate=args.accu_gate)
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, accumulator)):
+        if not (dirs.root / REPORT_NAME).is_file():  # trained before the check existed, or killed just before it
+            distributed.run_on_main(lambda: _check_checkpoint(args, dirs.checkpoint_final, dirs.root / REPORT_NAME))
+            distributed.barrier()
         return None
     seed_everything(args.seed)
     samples, num_classes = samples_from_args(args)
     dataset = ImageLabelDataset(samples, num_classes, train_transform(args.input_size, args.hue_jitter))
     model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
-    return fit(args, model, dataset, dirs, classification_loss, accumulator)
+    final = fit(args, model, dataset, dirs, classification_loss, accumulator)
+    device = next(model.parameters()).device
+    distributed.run_on_main(lambda: check_recognition(
+        model, samples, num_classes, args.input_size, foreground_names(args.data_root, num_classes),
+        dirs.root / REPORT_NAME, args.recognition_line, args.seed, device))
+    distributed.barrier()
+    return final
+
+
+def _check_checkpoint(args: argparse.Namespace, checkpoint: Path, report: Path) -> dict:
+    """The recognition check of a finished run, from its final checkpoint."""
+    samples, num_classes = samples_from_args(args)
+    ckpt = read_checkpoint(checkpoint)
+    model = vgg.vgg16(False, num_classes, int(ckpt.get("width_div", args.width_div)))
+    load_model_state(model, ckpt, str(checkpoint))
+    return check_recognition(model, samples, num_classes, args.input_size,
+                             foreground_names(args.data_root, num_classes), report, args.recognition_line,
+                             args.seed, resolve_device(args.device))
 
 
 @exit_on_error

@@ -92,3 +92,22 @@ def format_table(result: dict, title: str = "") -> str:
         if key in result:
             lines.append(f"{key:<{width}}  {100 * result[key]:6.2f}")
     return "\n".join(lines)
+
+
+def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Average precision of ranking items by ``scores`` (highest first) against binary ``labels``.
+
+    The mean, over the positive items, of the precision among the items ranked
+    at or above each one (non-interpolated). Equal scores keep the given order
+    (a stable sort). None when no item is positive.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=bool).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} scores for {labels.size} labels")
+    if not labels.any():
+        return None
+    ranked = labels[np.argsort(-scores, kind="stable")]
+    hits = np.cumsum(ranked)
+    precision = hits / np.arange(1, ranked.size + 1)
+    return float(precision[ranked].mean())

@@ -15,6 +15,8 @@ stage, the shares of the pixels of the objects the saliency map misses that
 are labelled with their class, ignored, background or another class.
 ``pom`` is false when stage 3 itself ran without POM (``--pseudo-label-arg=--no-pom``;
 then there is no ablation). ``machine`` says where the run was timed (CPU cores, torch threads).
+``stage1_recognition`` lists the recognition check of each stage-1 attempt
+(classification/recognition.py; more than one when a check named a class not learnt).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ POM_KEY = "pom"
 
 MISSED_OBJECTS_KEY = "missed_objects"
 """results.json key of the shares of the pixels of the objects the saliency map misses."""
+
+RECOGNITION_KEY = "stage1_recognition"
+"""results.json key of the recognition checks of the stage-1 attempts, in order (runner/stages.py, cam_train)."""
 
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
@@ -157,6 +162,7 @@ def render_markdown(
             lines += ["", "A class that stage 1 did not learn has a CAM as high on the background as on the "
                           "objects; the IAM may learn it again from the accumulated maps (compare the OA-CAM "
                           f"column below). See {LOST_CLASS_DOC}."]
+    lines += recognition_lines(results.get(RECOGNITION_KEY) or [])
     lines += _evidence(results)
     if keys:
         classes = list(results[keys[0]]["class_iou"])
@@ -176,6 +182,25 @@ def render_markdown(
     if figures:
         lines += ["", "Figures:", ""] + [f"- [{caption}]({path})" for caption, path in figures]
     return "\n".join(lines) + "\n"
+
+
+def recognition_lines(attempts: Sequence[dict]) -> list[str]:
+    """results.md's table of the stage-1 attempts: seed, lowest class AP, classes under the line."""
+    if not attempts:
+        return []
+    lines = ["", f"Stage 1's recognition check: average precision of the classifier on its training images "
+                 f"(image labels only); a class under {attempts[-1]['line']:.2f} is not learnt, and the "
+                 "next attempt trains stage 1 again with the next seed (the preset allows "
+                 "several attempts or one). The run goes on with the last attempt.", "",
+             "| attempt | --seed | lowest class AP | not learnt |", "|---:|---:|---|---|"]
+    for number, report in enumerate(attempts, 1):
+        known = {name: ap for name, ap in report["average_precision"].items() if ap is not None}
+        lowest = min(known, key=known.get) if known else None
+        low = f"{known[lowest]:.3f} (`{lowest}`)" if lowest else "-"
+        missing = ", ".join(f"`{name}`" for name in report["unlearnt"]) or "none"
+        seed = "-" if report.get("seed") is None else report["seed"]
+        lines.append(f"| {number} | {seed} | {low} | {missing} |")
+    return lines
 
 
 def _signed(value: float) -> str:
@@ -219,6 +244,6 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RESULT_KEYS", "load_results", "update_results", "render_markdown",
+    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "recognition_lines", "load_results", "update_results", "render_markdown",
     "weak_class_line", "weak_classes", "write_markdown", "write_json",
 ]

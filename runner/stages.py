@@ -25,10 +25,10 @@ from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
 from nsrom.errors import ConfigError, NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
-from nsrom.files import read_json
+from nsrom.files import read_json, write_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from .results import MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY
+from .results import MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 
 LOG = logging.getLogger(__name__)
@@ -124,14 +124,18 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
 
 
 def _classifier_argv(ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = (),
-                     own_extra: list[str] = ()) -> list[str]:
+                     own_extra: list[str] = (), restart: bool | None = None) -> list[str]:
+    """The trainer's flags; ``restart`` (default: the stage is being redone) starts over, else it resumes."""
+    restart = ctx.overwrite if restart is None else restart
     return [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
             *ctx.standin_classifier_args, *ctx.classifier_extra, *own_extra, NO_CHECK,
-            "--overwrite" if ctx.overwrite else "--resume"]
+            "--overwrite" if restart else "--resume"]
 
 
-def _cam_train_argv(ctx: RunContext) -> list[str]:
-    return _classifier_argv(ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, ctx.cam_extra)
+def _cam_train_argv(ctx: RunContext, seed: int | None = None, restart: bool | None = None) -> list[str]:
+    """Stage 1's flags; ``seed`` (a later attempt) comes after every other ``--seed``."""
+    own = [*ctx.cam_extra, *(["--seed", str(seed)] if seed is not None else [])]
+    return _classifier_argv(ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, own, restart)
 
 
 def _iam_train_argv(ctx: RunContext) -> list[str]:
@@ -145,10 +149,53 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
         ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
 
 
-def cam_train(ctx: RunContext) -> None:
-    from classification import train
+ATTEMPTS_FILE = "stage1_attempts.json"
+"""In the stage-1 run folder: the recognition check of each attempt, and the attempt under way."""
 
-    train.run(train.build_parser().parse_args(_cam_train_argv(ctx)))
+
+def cam_train(ctx: RunContext) -> dict:
+    """Stage 1, trained again with the next seed while its recognition check names an unlearnt class.
+
+    At most ``preset.stage1_attempts`` trainings (docs/method.md, stage 1, "Recognition
+    check"). Attempt k > 0 passes ``--seed`` (the first attempt's, or 0) + k and
+    starts over; the attempts file records each finished check and the attempt under
+    way, so that a killed run resumes that attempt with its own seed.
+    """
+    from classification import train
+    from classification.recognition import REPORT_NAME, read_report, unlearnt_text
+
+    run_root = ctx.runs_dir / CLASSIFIER_EXP
+    attempts_path = run_root / ATTEMPTS_FILE
+    state = distributed.broadcast_from_main(
+        read_json(attempts_path) if distributed.current().is_main and attempts_path.is_file() and not ctx.overwrite
+        else {})
+    attempts: list[dict] = state.get("attempts", [])
+
+    def record(running: int | None) -> None:
+        run_root.mkdir(parents=True, exist_ok=True)
+        distributed.run_on_main(lambda: write_json(attempts_path, {"attempts": attempts, "running": running}))
+    first_seed = train.build_parser().parse_args(_cam_train_argv(ctx)).seed or 0
+    limit = ctx.preset.stage1_attempts
+    while not attempts or (attempts[-1]["unlearnt"] and len(attempts) < limit):
+        k = len(attempts)
+        if k:
+            LOG.warning("stage 1 did not learn %s: training it again with --seed %d (attempt %d of at most %d)",
+                        unlearnt_text(attempts[-1]), first_seed + k, k + 1, limit)
+        restart = None if k == 0 else state.get("running") != k  # a retry starts over unless it was under way
+        record(k)
+        args = train.build_parser().parse_args(_cam_train_argv(ctx, first_seed + k if k else None, restart))
+        train.run(args)
+        report = read_report(run_root / REPORT_NAME)
+        if report is None or report.get("seed") != args.seed:  # a finished run of an earlier attempt was kept
+            args.overwrite, args.resume = True, False
+            train.run(args)
+            report = read_report(run_root / REPORT_NAME)
+        attempts.append(report)
+        record(None)
+    if attempts[-1]["unlearnt"] and limit > 1:
+        LOG.warning("stage 1 did not learn %s in %d attempts; the run goes on with the last",
+                    unlearnt_text(attempts[-1]), len(attempts))
+    return {RECOGNITION_KEY: attempts}
 
 
 def cam_export(ctx: RunContext) -> dict:

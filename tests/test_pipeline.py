@@ -28,7 +28,8 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
-    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine"}
+    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
+                            "stage1_recognition"}
     assert results["pom"] is True
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
     return ctx, results
@@ -46,6 +47,10 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     for key in ("pseudo_label", "masked_label"):
         assert 0.0 <= results[key]["ignored_fraction"] <= 1.0
     assert set(results["stage_seconds"]) == set(STAGE_NAMES)
+    # Stage 1's recognition check: one attempt (the tiny preset allows one), its report as written.
+    (attempt,) = results["stage1_recognition"]
+    assert attempt == read_json(ctx.runs_dir / "exp1" / "recognition.json")
+    assert list(attempt["average_precision"]) == names[1:] and attempt["seed"] == 0
     # Scores are those of the files on disk.
     again = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_dir)
     assert again["miou"] == pytest.approx(results["pseudo_label"]["miou"])

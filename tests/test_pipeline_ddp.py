@@ -45,9 +45,13 @@ def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path, t
     done = torchrun([str(DRIVER), *args, "--work-dir", str(ddp)])
     assert done.stdout.count("# NSROM pipeline results") == 1  # rank 0 prints the table
     results = read_json(ddp / "results.json")
-    assert set(results) == {*RESULT_KEYS, "pseudo_label_no_pom", "pom", "missed_objects", "stage_seconds", "machine"}
+    assert set(results) == {*RESULT_KEYS, "pseudo_label_no_pom", "pom", "missed_objects", "stage_seconds", "machine",
+                            "stage1_recognition"}
     assert set(results["stage_seconds"]) == set(STAGE_NAMES)
     assert all(StageState(ddp).is_done(name) for name in STAGE_NAMES)
+    # rank 0 ran stage 1's recognition check once and wrote the one report
+    (attempt,) = results["stage1_recognition"]
+    assert attempt == read_json(ddp / "classification" / "runs" / "exp1" / "recognition.json")
     labels = synthetic_root.image_labels("train_aug")
     ctx = RunContext(synthetic_root.root, ddp, tiny_preset, device="cpu", seed=0)
     assert len(list(ctx.attention_dir("exp1").glob("*.png"))) == sum(map(len, labels.values()))

@@ -1,0 +1,183 @@
+"""Stage 1's recognition check (classification/recognition.py) and the pipeline's stage-1 attempts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+
+from classification import train
+from classification.recognition import REPORT_NAME, read_report, recognition_report, unlearnt_text
+from nsrom.files import read_json, write_json
+from nsrom.metrics import average_precision
+from runner import stages
+from runner.context import RunContext
+from runner.results import RECOGNITION_KEY, render_markdown
+from runner.run import run_pipeline
+
+
+# --- average precision ----------------------------------------------------------------
+
+
+def test_average_precision_of_hand_ranked_items():
+    # Ranked: pos, neg, pos -> precisions at the positives 1/1 and 2/3.
+    assert average_precision([3, 2, 1], [1, 0, 1]) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision([0.1, 0.9, 0.5], [0, 1, 1]) == 1.0
+    # Positives last of four: 1/3 and 2/4.
+    assert average_precision([4, 3, 2, 1], [0, 0, 1, 1]) == pytest.approx((1 / 3 + 2 / 4) / 2)
+
+
+def test_average_precision_ties_keep_the_given_order_and_no_positive_is_none():
+    assert average_precision([0.9, 0.9], [0, 1]) == 0.5
+    assert average_precision([0.9, 0.9], [1, 0]) == 1.0
+    assert average_precision([1.0, 2.0], [0, 0]) is None
+    with pytest.raises(ValueError, match="3 scores for 2 labels"):
+        average_precision([1, 2, 3], [0, 1])
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def test_report_names_the_classes_under_the_line_only():
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    logits = np.array([[5.0, 0.0, 1.0],   # class a: both positives first -> AP 1
+                       [4.0, 2.0, 1.0],   # class b: positives ranked 2nd and 4th -> (1/2 + 2/4) / 2 = 0.5
+                       [0.0, -2.0, 1.0],  # class c: no image has it -> None, never unlearnt
+                       [0.0, 3.0, 1.0]])
+    report = recognition_report(logits, labels, ["a", "b", "c"], line=0.9, seed=3)
+    assert report["average_precision"] == {"a": 1.0, "b": pytest.approx(0.5), "c": None}
+    assert report["unlearnt"] == ["b"] and report["seed"] == 3 and report["images"] == 4
+    assert unlearnt_text(report) == "`b` (AP 0.500)"
+    assert recognition_report(logits, labels, ["a", "b", "c"], line=0.5)["unlearnt"] == []  # exactly at the line
+    with pytest.raises(ValueError):
+        recognition_report(logits, labels, ["a", "b"])
+
+
+def test_results_md_lists_every_attempt():
+    first = {"line": 0.9, "seed": 0, "average_precision": {"green": 0.77, "red": 0.99}, "unlearnt": ["green"]}
+    second = {"line": 0.9, "seed": 1, "average_precision": {"green": 0.996, "red": 0.99}, "unlearnt": []}
+    md = render_markdown({RECOGNITION_KEY: [first, second]}, {}, {})
+    assert "| 1 | 0 | 0.770 (`green`) | `green` |" in md
+    assert "| 2 | 1 | 0.990 (`red`) | none |" in md
+    assert "Stage 1's recognition check" not in render_markdown({}, {}, {})
+
+
+# --- stage 1 writes the report -------------------------------------------------------------
+
+
+def _train_args(layout, runs_dir, *extra):
+    return train.build_parser().parse_args([
+        "--data-root", str(layout.root), "--runs-dir", str(runs_dir), "--input-size", "32", "--width-div", "16",
+        "--epochs", "1", "--batch-size", "4", "--num-workers", "0", "--no-pretrained", "--no-check-data",
+        "--seed", "5", *extra])
+
+
+def test_training_writes_the_report_and_a_finished_run_gets_one(synthetic_root, tmp_path, single_thread):
+    train.run(_train_args(synthetic_root, tmp_path))
+    path = tmp_path / "exp1" / REPORT_NAME
+    report = read_report(path)
+    names = synthetic_root.class_names()[1:]
+    assert list(report["average_precision"]) == names and report["seed"] == 5
+    assert report["images"] == len(synthetic_root.ids("train_aug"))
+    assert report["unlearnt"] == [n for n in names if report["average_precision"][n] < 0.9]
+    path.unlink()  # a run trained before the check existed: the skipped run computes it from the checkpoint
+    train.run(_train_args(synthetic_root, tmp_path))
+    assert read_report(path)["average_precision"] == pytest.approx(report["average_precision"])
+
+
+# --- the pipeline's attempts, with a scripted trainer -----------------------------------------
+
+
+class ScriptedTrainer:
+    """Stands in for train.run: records each call's seed and start mode and writes the scripted report."""
+
+    def __init__(self, run_root, unlearnt_per_call):
+        self.run_root = run_root
+        self.script = list(unlearnt_per_call)
+        self.calls = []
+
+    def __call__(self, args):
+        self.calls.append((args.seed, "overwrite" if args.overwrite else "resume"))
+        unlearnt = self.script.pop(0)
+        self.run_root.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_root / REPORT_NAME, {"line": 0.9, "seed": args.seed, "images": 8,
+                                                 "average_precision": {"a": 0.5 if unlearnt else 1.0},
+                                                 "unlearnt": ["a"] if unlearnt else []})
+
+
+@pytest.fixture()
+def scripted(monkeypatch, synthetic_root, tmp_path, tiny_preset):
+    def make(attempts, unlearnt_per_call, work="work"):
+        ctx = RunContext(synthetic_root.root, tmp_path / work,
+                         dataclasses.replace(tiny_preset, stage1_attempts=attempts), device="cpu")
+        fake = ScriptedTrainer(ctx.runs_dir / "exp1", unlearnt_per_call)
+        monkeypatch.setattr(train, "run", fake)
+        return ctx, fake
+    return make
+
+
+def test_unlearnt_class_trains_stage_1_again_with_the_next_seed(scripted, caplog):
+    ctx, fake = scripted(3, [True, True, False])
+    with caplog.at_level(logging.WARNING):
+        entries = stages.cam_train(ctx)
+    assert fake.calls == [(0, "resume"), (1, "overwrite"), (2, "overwrite")]
+    assert [a["seed"] for a in entries[RECOGNITION_KEY]] == [0, 1, 2]
+    assert [a["unlearnt"] for a in entries[RECOGNITION_KEY]] == [["a"], ["a"], []]
+    assert "training it again with --seed 1 (attempt 2 of at most 3)" in caplog.text
+    assert read_json(ctx.runs_dir / "exp1" / stages.ATTEMPTS_FILE)["running"] is None
+
+
+def test_attempts_stop_at_the_presets_count(scripted, caplog):
+    ctx, fake = scripted(2, [True, True])
+    with caplog.at_level(logging.WARNING):
+        entries = stages.cam_train(ctx)
+    assert len(fake.calls) == 2 and len(entries[RECOGNITION_KEY]) == 2
+    assert "did not learn `a` (AP 0.500) in 2 attempts; the run goes on with the last" in caplog.text
+    # Killed after the last check, before the stage was marked done: nothing is trained again.
+    ctx, fake = scripted(2, [])
+    assert len(stages.cam_train(ctx)[RECOGNITION_KEY]) == 2 and fake.calls == []
+    ctx, fake = scripted(1, [True], work="paper")  # the paper's preset: trained once whatever the check says
+    assert len(stages.cam_train(ctx)[RECOGNITION_KEY]) == 1 and fake.calls == [(0, "resume")]
+
+
+def test_a_killed_attempt_resumes_with_its_own_seed(scripted):
+    ctx, fake = scripted(3, [False])
+    first = {"line": 0.9, "seed": 0, "images": 8, "average_precision": {"a": 0.5}, "unlearnt": ["a"]}
+    write_json(ctx.runs_dir / "exp1" / stages.ATTEMPTS_FILE, {"attempts": [first], "running": 1})
+    entries = stages.cam_train(ctx)
+    assert fake.calls == [(1, "resume")]
+    assert entries[RECOGNITION_KEY][0] == first and entries[RECOGNITION_KEY][1]["seed"] == 1
+
+
+def test_a_report_of_another_attempt_is_not_taken(scripted, monkeypatch):
+    ctx, fake = scripted(1, [False])
+    calls = []
+
+    def skipped_then_trained(args):  # the first call finds a finished run of another seed and skips
+        calls.append(args.overwrite)
+        if len(calls) == 1:
+            write_json(fake.run_root / REPORT_NAME, {"line": 0.9, "seed": 7, "average_precision": {},
+                                                     "unlearnt": []})
+        else:
+            fake(args)
+
+    monkeypatch.setattr(train, "run", skipped_then_trained)
+    entries = stages.cam_train(ctx)
+    assert calls == [False, True] and entries[RECOGNITION_KEY][0]["seed"] == 0
+
+
+# --- the real trainer, one retry -------------------------------------------------------------------
+
+
+def test_pipeline_retrains_stage_1_for_real(synthetic_root, tmp_path, tiny_preset):
+    # A line of 1.0: every class of the 2-epoch classifier is under it, so each check asks for another attempt.
+    preset = dataclasses.replace(tiny_preset, stage1_attempts=2)
+    ctx = RunContext(synthetic_root.root, tmp_path, preset, device="cpu", cam_extra=["--recognition-line=1.0"])
+    results = run_pipeline(ctx, to_stage="cam_train")
+    attempts = results[RECOGNITION_KEY]
+    assert [a["seed"] for a in attempts] == [0, 1] and all(a["unlearnt"] for a in attempts)
+    run_root = ctx.runs_dir / "exp1"
+    assert read_json(run_root / "train_args.json")["seed"] == 1 and read_report(run_root / REPORT_NAME)["seed"] == 1
+    assert (ctx.work_dir / "results.md").read_text().count("| 2 | 1 |") == 1
