@@ -54,7 +54,7 @@ from pathlib import Path
 from classification import train as cls_train
 from runner.context import RunContext
 from runner.presets import get_preset
-from runner.results import weak_classes
+from runner.results import RECOGNITION_KEY, weak_classes
 from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.paths import RunPaths
 
@@ -211,6 +211,14 @@ def full_supervision_row(name: str, r: dict) -> str:
             f"{r['r1crf'] - r['full_crf']:+.1f} | {r['r2crf'] - r['full_crf']:+.1f} |")
 
 
+def attempts_cell(attempts: list[dict]) -> str:
+    """How many times stage 1 was trained, and the classes each retrained attempt had not learnt."""
+    if len(attempts) < 2:
+        return str(len(attempts)) if attempts else "-"
+    retried = "; ".join(f"seed {a['seed']}: {', '.join(a['unlearnt'])}" for a in attempts[:-1])
+    return f"{len(attempts)} ({retried})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/nsrom_demo_generators", help="where datasets and runs go")
@@ -231,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     header = ("data", "CAM", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
-              "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed", "CAM: classes far below")
+              "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed", "CAM: classes far below",
+              "stage-1 attempts")
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
@@ -252,13 +261,15 @@ def main(argv: list[str] | None = None) -> int:
             missed = [name for name, ok in TARGETS if not ok(r)]
             failures += bool(missed)
             lost = weak_classes(results["cam"])[0]  # a class stage 1 did not learn (runner/results.py)
+            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"]} for a in results.get(RECOGNITION_KEY, [])]
             rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed,
-                         "cam_classes_far_below": dict(lost)})
+                         "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})
             cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
                                               "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
             print(f"| {generator} seed {seed} | " + " | ".join(cells)
                   + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} | "
-                  + (", ".join(f"{name} {100 * iou:.1f}" for name, iou in lost) or "none") + " |", flush=True)
+                  + (", ".join(f"{name} {100 * iou:.1f}" for name, iou in lost) or "none") + " | "
+                  + attempts_cell(attempts) + " |", flush=True)
             extra_seeds = [s for s in args.deeplab_seeds if s != PRESET_DEEPLAB_SEED]
             if extra_seeds:
                 per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}

@@ -159,6 +159,9 @@ def test_the_table_reads_finished_runs_and_names_a_class_stage_1_lost(tmp_path, 
     results = results_json(0.70, 0.75)
     results["cam"] = {"miou": 0.45, "class_iou": {"background": 0.8, "red": 0.6, "green": 0.05, "blue": 0.5},
                       "scores": {"Class Accuracy": {"background": 0.9, "red": 0.7, "green": 0.1, "blue": 0.6}}}
+    # Stage 1 was trained twice: the first attempt's recognition check named `green`.
+    results["stage1_recognition"] = [{"line": 0.9, "seed": 0, "average_precision": {"green": 0.77}, "unlearnt": ["green"]},
+                                     {"line": 0.9, "seed": 1, "average_precision": {"green": 0.80}, "unlearnt": ["green"]}]
     (base / "work" / "results.json").write_text(json.dumps(results))
     (base / "timing.json").write_text(json.dumps({"wall": 200.0, "cpu": 390.0}))
     out = tmp_path / "rows.json"
@@ -166,5 +169,8 @@ def test_the_table_reads_finished_runs_and_names_a_class_stage_1_lost(tmp_path, 
     row = capsys.readouterr().out.splitlines()[-1]
     assert status == 1  # pseudo labels at 50.0 (results_json), under 65
     assert row.startswith("| synthetic seed 0 | 45.0 | 50.0 |")
-    assert row.endswith("| 200 | 390 | pseudo >= 65 | green 5.0 |")
-    assert json.loads(out.read_text())["runs"][0]["cam_classes_far_below"] == {"green": 0.05}
+    assert row.endswith("| 200 | 390 | pseudo >= 65 | green 5.0 | 2 (seed 0: green) |")
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["cam_classes_far_below"] == {"green": 0.05}
+    assert run["stage1_attempts"] == [{"seed": 0, "unlearnt": ["green"]}, {"seed": 1, "unlearnt": ["green"]}]
+    assert bench.attempts_cell([{"seed": 0, "unlearnt": []}]) == "1" and bench.attempts_cell([]) == "-"
