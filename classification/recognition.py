@@ -47,11 +47,12 @@ CHECK_BATCH = 16
 
 @torch.no_grad()
 def image_logits(model: AttentionNet, dataset: ImageLabelDataset, batch_size: int = CHECK_BATCH,
-                 device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                 device: torch.device | str = "cpu", num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Class logits ``(N, C)`` of every image of ``dataset`` (eval mode) and its labels ``(N, C)``."""
     model.to(device).eval()
     logits, labels = [], []
-    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, shuffle=False), desc="recognition check",
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    for batch in tqdm(loader, desc="recognition check",
                       dynamic_ncols=True, leave=False):
         logits.append(class_logits(model(batch["image"].to(device))).float().cpu().numpy())
         labels.append(batch["label"].numpy())
@@ -91,10 +92,10 @@ def foreground_names(data_root: str | Path | None, num_classes: int) -> list[str
 
 def check_recognition(model: AttentionNet, samples: list[Sample], num_classes: int, input_size: int,
                       class_names: Sequence[str], out_path: str | Path, line: float = RECOGNITION_LINE,
-                      seed: int | None = None, device: torch.device | str = "cpu") -> dict:
+                      seed: int | None = None, device: torch.device | str = "cpu", num_workers: int = 0) -> dict:
     """Run the check on the training ``samples``, write the report to ``out_path`` and log it; returns it."""
     dataset = ImageLabelDataset(samples, num_classes, export_transform(input_size))
-    logits, labels = image_logits(model, dataset, device=device)
+    logits, labels = image_logits(model, dataset, device=device, num_workers=num_workers)
     report = recognition_report(logits, labels, class_names, line, seed)
     write_json(out_path, report)
     known = [ap for ap in report["average_precision"].values() if ap is not None]

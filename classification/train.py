@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> Path | None:
     device = next(model.parameters()).device
     distributed.run_on_main(lambda: check_recognition(
         model, samples, num_classes, args.input_size, foreground_names(args.data_root, num_classes),
-        dirs.root / REPORT_NAME, args.recognition_line, args.seed, device))
+        dirs.root / REPORT_NAME, args.recognition_line, args.seed, device, args.num_workers))
     distributed.barrier()
     return final
 
@@ -109,7 +109,7 @@ def _check_checkpoint(args: argparse.Namespace, checkpoint: Path, report: Path) 
     load_model_state(model, ckpt, str(checkpoint))
     return check_recognition(model, samples, num_classes, args.input_size,
                              foreground_names(args.data_root, num_classes), report, args.recognition_line,
-                             args.seed, resolve_device(args.device))
+                             args.seed, resolve_device(args.device), args.num_workers)
 
 
 @exit_on_error
