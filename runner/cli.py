@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra segmentation config override for both rounds (repeatable)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed each DeepLab-v2 training (init, shuffling, augmentation) for a repeatable run")
+    p.add_argument("--stage1-attempts", type=attempts_count, default=None, metavar="N",
+                   help="train stage 1 at most N times: again with the next seed while its recognition check "
+                        "names a class not learnt (default: the preset's, 3 for demo, 1 for voc12)")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
                    help="extra flag for both classification trainers, e.g. --cls-arg=--pretrained-path=vgg16.pth")
     p.add_argument("--cam-arg", action="append", default=[], metavar="FLAG",
@@ -72,13 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def attempts_count(text: str) -> int:
+    """``--stage1-attempts``: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     ctx = RunContext(args.data_root, args.work_dir, get_preset(args.preset), device=args.device,
                      seg_overrides=args.seg_set, classifier_extra=args.cls_arg, cam_extra=args.cam_arg,
                      pseudo_label_extra=args.pseudo_label_arg, masked_label_extra=args.masked_label_arg,
-                     layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed)
+                     layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed,
+                     stage1_attempts=args.stage1_attempts)
     ensure_writable_dir(ctx.work_dir)  # a file, or a folder that cannot be written: one line, exit 2
     distributed.setup_rank_logging(ctx.work_dir / "pipeline.log")
     logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())

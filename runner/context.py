@@ -55,6 +55,13 @@ class RunContext:
     seed: int | None = None
     """Seed of each DeepLab-v2 training (``main.py train --seed``): init, shuffling, augmentation.
     None: torch's generator as the earlier stages of this process left it."""
+    stage1_attempts: int | None = None
+    """At most this many stage-1 trainings (``pipeline.py --stage1-attempts``); None: the preset's."""
+
+    @property
+    def max_stage1_attempts(self) -> int:
+        """The stage-1 attempts allowed: ``stage1_attempts``, else the preset's."""
+        return self.stage1_attempts if self.stage1_attempts is not None else self.preset.stage1_attempts
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).resolve()

@@ -108,6 +108,8 @@ def run_settings(ctx: RunContext) -> dict:
         "masked_label_arg": list(ctx.masked_label_extra),
         "layout": {k: v for k, v in sorted(ctx.layout_overrides.items()) if v is not None},
         "seed": ctx.seed,
+        # only when given: work dirs made before the flag existed keep matching
+        **({"stage1_attempts": ctx.stage1_attempts} if ctx.stage1_attempts is not None else {}),
     }
 
 

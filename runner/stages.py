@@ -156,7 +156,7 @@ ATTEMPTS_FILE = "stage1_attempts.json"
 def cam_train(ctx: RunContext) -> dict:
     """Stage 1, trained again with the next seed while its recognition check names an unlearnt class.
 
-    At most ``preset.stage1_attempts`` trainings (docs/method.md, stage 1, "Recognition
+    At most ``ctx.max_stage1_attempts`` trainings (the preset's, or ``pipeline.py --stage1-attempts``) (docs/method.md, stage 1, "Recognition
     check"). Attempt k > 0 passes ``--seed`` (the first attempt's, or 0) + k and
     starts over; the attempts file records each finished check and the attempt under
     way, so that a killed run resumes that attempt with its own seed.
@@ -174,8 +174,9 @@ def cam_train(ctx: RunContext) -> dict:
     def record(running: int | None) -> None:
         run_root.mkdir(parents=True, exist_ok=True)
         distributed.run_on_main(lambda: write_json(attempts_path, {"attempts": attempts, "running": running}))
+
     first_seed = train.build_parser().parse_args(_cam_train_argv(ctx)).seed or 0
-    limit = ctx.preset.stage1_attempts
+    limit = ctx.max_stage1_attempts
     while not attempts or (attempts[-1]["unlearnt"] and len(attempts) < limit):
         k = len(attempts)
         if k:

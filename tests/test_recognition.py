@@ -181,3 +181,19 @@ def test_pipeline_retrains_stage_1_for_real(synthetic_root, tmp_path, tiny_prese
     run_root = ctx.runs_dir / "exp1"
     assert read_json(run_root / "train_args.json")["seed"] == 1 and read_report(run_root / REPORT_NAME)["seed"] == 1
     assert (ctx.work_dir / "results.md").read_text().count("| 2 | 1 |") == 1
+
+
+def test_the_flag_overrides_the_presets_attempts(scripted, synthetic_root, tmp_path, tiny_preset):
+    from runner.cli import build_parser
+    from runner.run import run_settings
+
+    ctx, fake = scripted(3, [True])
+    ctx.stage1_attempts = 1  # pipeline.py --stage1-attempts 1 on a preset that allows three
+    assert len(stages.cam_train(ctx)[RECOGNITION_KEY]) == 1 and len(fake.calls) == 1
+    assert run_settings(ctx)["stage1_attempts"] == 1
+    plain = RunContext(synthetic_root.root, tmp_path / "plain", tiny_preset, device="cpu")
+    assert "stage1_attempts" not in run_settings(plain)  # work dirs made before the flag keep matching
+    args = build_parser().parse_args(["--data-root", "d", "--work-dir", "w", "--stage1-attempts", "2"])
+    assert args.stage1_attempts == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--data-root", "d", "--work-dir", "w", "--stage1-attempts", "0"])
