@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from classification.training import whole_number
 from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra segmentation config override for both rounds (repeatable)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed each DeepLab-v2 training (init, shuffling, augmentation) for a repeatable run")
-    p.add_argument("--stage1-attempts", type=attempts_count, default=None, metavar="N",
+    p.add_argument("--stage1-attempts", type=whole_number(1), default=None, metavar="N",
                    help="train stage 1 at most N times: again with the next seed while its recognition check "
                         "names a class not learnt (default: the preset's, 3 for demo, 1 for voc12)")
     p.add_argument("--cls-arg", action="append", default=[], metavar="FLAG",
@@ -73,17 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. a file with 'BASE: voc12.yaml' and the keys it changes)")
     add_layout_args(p, ("image_ext", "mask_dir", "train_split", "val_split"))
     return p
-
-
-def attempts_count(text: str) -> int:
-    """``--stage1-attempts``: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
 
 
 @exit_on_error

@@ -156,8 +156,8 @@ ATTEMPTS_FILE = "stage1_attempts.json"
 def cam_train(ctx: RunContext) -> dict:
     """Stage 1, trained again with the next seed while its recognition check names an unlearnt class.
 
-    At most ``ctx.max_stage1_attempts`` trainings (the preset's, or ``pipeline.py --stage1-attempts``) (docs/method.md, stage 1, "Recognition
-    check"). Attempt k > 0 passes ``--seed`` (the first attempt's, or 0) + k and
+    At most ``ctx.max_stage1_attempts`` trainings (the preset's, or ``pipeline.py
+    --stage1-attempts``; docs/method.md, stage 1, "Recognition check"). Attempt k > 0 passes ``--seed`` (the first attempt's, or 0) + k and
     starts over; the attempts file records each finished check and the attempt under
     way, so that a killed run resumes that attempt with its own seed.
     """
