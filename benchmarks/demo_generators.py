@@ -54,7 +54,7 @@ from pathlib import Path
 from classification import train as cls_train
 from runner.context import RunContext
 from runner.presets import get_preset
-from runner.results import RECOGNITION_KEY, weak_classes
+from runner.results import KEPT, RECOGNITION_KEY, kept_attempt, weak_classes
 from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.paths import RunPaths
 
@@ -212,11 +212,14 @@ def full_supervision_row(name: str, r: dict) -> str:
 
 
 def attempts_cell(attempts: list[dict]) -> str:
-    """How many times stage 1 was trained, and the classes each retrained attempt had not learnt."""
+    """How many times stage 1 was trained, the classes each attempt left unlearnt, and the kept seed if not the last."""
     if len(attempts) < 2:
         return str(len(attempts)) if attempts else "-"
-    retried = "; ".join(f"seed {a['seed']}: {', '.join(a['unlearnt'])}" for a in attempts[:-1])
-    return f"{len(attempts)} ({retried})"
+    kept = kept_attempt(attempts)
+    retried = "; ".join(f"seed {a['seed']}: {', '.join(a['unlearnt'])}" for a in attempts
+                        if a["unlearnt"] and (a is not attempts[-1] or kept != len(attempts) - 1))
+    tail = f"; kept seed {attempts[kept]['seed']}" if kept != len(attempts) - 1 else ""
+    return f"{len(attempts)} ({retried}{tail})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             missed = [name for name, ok in TARGETS if not ok(r)]
             failures += bool(missed)
             lost = weak_classes(results["cam"])[0]  # a class stage 1 did not learn (runner/results.py)
-            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"]} for a in results.get(RECOGNITION_KEY, [])]
+            recognition = results.get(RECOGNITION_KEY, [])
+            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"], KEPT: i == kept_attempt(recognition)}
+                        for i, a in enumerate(recognition)]
             rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed,
                          "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})
             cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",

@@ -55,6 +55,8 @@ MISSED_OBJECTS_KEY = "missed_objects"
 """results.json key of the shares of the pixels of the objects the saliency map misses."""
 
 RECOGNITION_KEY = "stage1_recognition"
+KEPT = "kept"
+"""In an entry of ``results.json[RECOGNITION_KEY]``: true for the stage-1 attempt the run went on with."""
 """results.json key of the recognition checks of the stage-1 attempts, in order (runner/stages.py, cam_train)."""
 
 NOTES_KEY = "notes"
@@ -184,22 +186,29 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def kept_attempt(attempts: Sequence[dict]) -> int:
+    """Index of the attempt marked kept; the last one in results written before attempts were kept."""
+    return next((i for i, a in enumerate(attempts) if a.get(KEPT)), len(attempts) - 1)
+
+
 def recognition_lines(attempts: Sequence[dict]) -> list[str]:
-    """results.md's table of the stage-1 attempts: seed, lowest class AP, classes under the line."""
+    """results.md's table of the stage-1 attempts: seed, lowest class AP, classes under the line, the kept one."""
     if not attempts:
         return []
+    kept = kept_attempt(attempts)
     lines = ["", f"Stage 1's recognition check: average precision of the classifier on its training images "
                  f"(image labels only); a class under {attempts[-1]['line']:.2f} is not learnt, and the "
                  "next attempt trains stage 1 again with the next seed (the preset allows "
-                 "several attempts or one). The run goes on with the last attempt.", "",
-             "| attempt | --seed | lowest class AP | not learnt |", "|---:|---:|---|---|"]
+                 "several attempts or one). The run goes on with the first attempt that learns every class, "
+                 "or else with the one whose lowest class AP is highest.", "",
+             "| attempt | --seed | lowest class AP | not learnt | kept |", "|---:|---:|---|---|---|"]
     for number, report in enumerate(attempts, 1):
         known = {name: ap for name, ap in report["average_precision"].items() if ap is not None}
         lowest = min(known, key=known.get) if known else None
         low = f"{known[lowest]:.3f} (`{lowest}`)" if lowest else "-"
         missing = ", ".join(f"`{name}`" for name in report["unlearnt"]) or "none"
         seed = "-" if report.get("seed") is None else report["seed"]
-        lines.append(f"| {number} | {seed} | {low} | {missing} |")
+        lines.append(f"| {number} | {seed} | {low} | {missing} | {'yes' if number - 1 == kept else ''} |")
     return lines
 
 
@@ -244,6 +253,7 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "recognition_lines", "load_results", "update_results", "render_markdown",
+    "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "kept_attempt",
+    "recognition_lines", "load_results", "update_results", "render_markdown",
     "weak_class_line", "weak_classes", "write_markdown", "write_json",
 ]

@@ -28,8 +28,10 @@ from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json, write_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from .results import MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
+from .results import KEPT, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
+from .stage1_attempts import (ARCHIVE_DIR, ATTEMPTS_FILE, best_attempt, bring_back, clear_attempts,
+                              lowest_ap, set_aside)
 
 LOG = logging.getLogger(__name__)
 
@@ -149,17 +151,17 @@ def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
         ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
 
 
-ATTEMPTS_FILE = "stage1_attempts.json"
-"""In the stage-1 run folder: the recognition check of each attempt, and the attempt under way."""
-
-
 def cam_train(ctx: RunContext) -> dict:
     """Stage 1, trained again with the next seed while its recognition check names an unlearnt class.
 
     At most ``ctx.max_stage1_attempts`` trainings (the preset's, or ``pipeline.py
-    --stage1-attempts``; docs/method.md, stage 1, "Recognition check"). Attempt k > 0 passes ``--seed`` (the first attempt's, or 0) + k and
-    starts over; the attempts file records each finished check and the attempt under
-    way, so that a killed run resumes that attempt with its own seed.
+    --stage1-attempts``; docs/method.md, stage 1, "Recognition check"). Attempt
+    k > 0 passes ``--seed`` (the first attempt's, or 0) + k and starts over in
+    empty folders, the attempt before set aside (:mod:`.stage1_attempts`). The
+    run keeps the first attempt that learns every class, or else the one with
+    the highest lowest class AP (``"kept": true`` in its entry). The attempts
+    file records each finished check and the attempt under way, so that a
+    killed run resumes that attempt with its own seed.
     """
     from classification import train
     from classification.recognition import REPORT_NAME, read_report, unlearnt_text
@@ -169,12 +171,14 @@ def cam_train(ctx: RunContext) -> dict:
     state = distributed.broadcast_from_main(
         read_json(attempts_path) if distributed.current().is_main and attempts_path.is_file() and not ctx.overwrite
         else {})
-    attempts: list[dict] = state.get("attempts", [])
+    attempts: list[dict] = [{k: v for k, v in a.items() if k != KEPT} for a in state.get("attempts", [])]
 
     def record(running: int | None) -> None:
         run_root.mkdir(parents=True, exist_ok=True)
         distributed.run_on_main(lambda: write_json(attempts_path, {"attempts": attempts, "running": running}))
 
+    if not attempts:
+        distributed.run_on_main(lambda: clear_attempts(run_root))
     first_seed = train.build_parser().parse_args(_cam_train_argv(ctx)).seed or 0
     limit = ctx.max_stage1_attempts
     while not attempts or (attempts[-1]["unlearnt"] and len(attempts) < limit):
@@ -182,6 +186,7 @@ def cam_train(ctx: RunContext) -> dict:
         if k:
             LOG.warning("stage 1 did not learn %s: training it again with --seed %d (attempt %d of at most %d)",
                         unlearnt_text(attempts[-1]), first_seed + k, k + 1, limit)
+            distributed.run_on_main(lambda: set_aside(run_root, attempts[-1]["seed"]))
         restart = None if k == 0 else state.get("running") != k  # a retry starts over unless it was under way
         record(k)
         args = train.build_parser().parse_args(_cam_train_argv(ctx, first_seed + k if k else None, restart))
@@ -193,9 +198,19 @@ def cam_train(ctx: RunContext) -> dict:
             report = read_report(run_root / REPORT_NAME)
         attempts.append(report)
         record(None)
-    if attempts[-1]["unlearnt"] and limit > 1:
-        LOG.warning("stage 1 did not learn %s in %d attempts; the run goes on with the last",
-                    unlearnt_text(attempts[-1]), len(attempts))
+    kept = best_attempt(attempts)
+    if kept != len(attempts) - 1:
+        def keep() -> None:
+            set_aside(run_root, attempts[-1]["seed"])
+            bring_back(run_root, attempts[kept]["seed"])
+        distributed.run_on_main(keep)
+    if attempts[kept]["unlearnt"] and limit > 1:
+        LOG.warning("stage 1 did not learn every class in %d attempts; the run goes on with attempt %d "
+                    "(--seed %s, lowest class AP %.3f: %s), the others are in %s", len(attempts), kept + 1,
+                    attempts[kept]["seed"], lowest_ap(attempts[kept]), unlearnt_text(attempts[kept]),
+                    run_root / ARCHIVE_DIR)
+    attempts[kept] = {**attempts[kept], KEPT: True}
+    distributed.run_on_main(lambda: write_json(attempts_path, {"attempts": attempts, "running": None}))
     return {RECOGNITION_KEY: attempts}
 
 

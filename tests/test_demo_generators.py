@@ -172,5 +172,11 @@ def test_the_table_reads_finished_runs_and_names_a_class_stage_1_lost(tmp_path, 
     assert row.endswith("| 200 | 390 | pseudo >= 65 | green 5.0 | 2 (seed 0: green) |")
     run = json.loads(out.read_text())["runs"][0]
     assert run["cam_classes_far_below"] == {"green": 0.05}
-    assert run["stage1_attempts"] == [{"seed": 0, "unlearnt": ["green"]}, {"seed": 1, "unlearnt": ["green"]}]
+    # Results written before attempts were kept: the last one is the kept one.
+    assert run["stage1_attempts"] == [{"seed": 0, "unlearnt": ["green"], "kept": False},
+                                      {"seed": 1, "unlearnt": ["green"], "kept": True}]
     assert bench.attempts_cell([{"seed": 0, "unlearnt": []}]) == "1" and bench.attempts_cell([]) == "-"
+    best_first = [{"seed": 0, "unlearnt": ["green"], "kept": True}, {"seed": 1, "unlearnt": ["green", "red"]}]
+    assert bench.attempts_cell(best_first) == "2 (seed 0: green; seed 1: green, red; kept seed 0)"
+    learnt_last = [{"seed": 0, "unlearnt": ["green"]}, {"seed": 1, "unlearnt": [], "kept": True}]
+    assert bench.attempts_cell(learnt_last) == "2 (seed 0: green)"

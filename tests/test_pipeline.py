@@ -49,7 +49,7 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     assert set(results["stage_seconds"]) == set(STAGE_NAMES)
     # Stage 1's recognition check: one attempt (the tiny preset allows one), its report as written.
     (attempt,) = results["stage1_recognition"]
-    assert attempt == read_json(ctx.runs_dir / "exp1" / "recognition.json")
+    assert attempt == {**read_json(ctx.runs_dir / "exp1" / "recognition.json"), "kept": True}
     assert list(attempt["average_precision"]) == names[1:] and attempt["seed"] == 0
     # Scores are those of the files on disk.
     again = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_dir)

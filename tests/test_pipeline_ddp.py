@@ -51,7 +51,7 @@ def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path, t
     assert all(StageState(ddp).is_done(name) for name in STAGE_NAMES)
     # rank 0 ran stage 1's recognition check once and wrote the one report
     (attempt,) = results["stage1_recognition"]
-    assert attempt == read_json(ddp / "classification" / "runs" / "exp1" / "recognition.json")
+    assert attempt == {**read_json(ddp / "classification" / "runs" / "exp1" / "recognition.json"), "kept": True}
     labels = synthetic_root.image_labels("train_aug")
     ctx = RunContext(synthetic_root.root, ddp, tiny_preset, device="cpu", seed=0)
     assert len(list(ctx.attention_dir("exp1").glob("*.png"))) == sum(map(len, labels.values()))

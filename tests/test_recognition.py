@@ -16,6 +16,7 @@ from runner import stages
 from runner.context import RunContext
 from runner.results import RECOGNITION_KEY, render_markdown
 from runner.run import run_pipeline
+from runner.stage1_attempts import ARCHIVE_DIR, ATTEMPT_OUTPUTS, attempt_dir, best_attempt, lowest_ap
 
 
 # --- average precision ----------------------------------------------------------------
@@ -59,8 +60,11 @@ def test_results_md_lists_every_attempt():
     first = {"line": 0.9, "seed": 0, "average_precision": {"green": 0.77, "red": 0.99}, "unlearnt": ["green"]}
     second = {"line": 0.9, "seed": 1, "average_precision": {"green": 0.996, "red": 0.99}, "unlearnt": []}
     md = render_markdown({RECOGNITION_KEY: [first, second]}, {}, {})
-    assert "| 1 | 0 | 0.770 (`green`) | `green` |" in md
-    assert "| 2 | 1 | 0.990 (`red`) | none |" in md
+    assert "| 1 | 0 | 0.770 (`green`) | `green` |  |" in md
+    assert "| 2 | 1 | 0.990 (`red`) | none | yes |" in md  # results written before attempts were kept: the last
+    second["unlearnt"] = ["green"]
+    md = render_markdown({RECOGNITION_KEY: [{**first, "kept": True}, second]}, {}, {})
+    assert "| 1 | 0 | 0.770 (`green`) | `green` | yes |" in md and "| 2 | 1 | 0.990 (`red`) | `green` |  |" in md
     assert "Stage 1's recognition check" not in render_markdown({}, {}, {})
 
 
@@ -91,20 +95,28 @@ def test_training_writes_the_report_and_a_finished_run_gets_one(synthetic_root, 
 
 
 class ScriptedTrainer:
-    """Stands in for train.run: records each call's seed and start mode and writes the scripted report."""
+    """Stands in for train.run: records each call's seed and start mode and writes the scripted report.
+
+    Each script entry is the class's AP (True: 0.5, unlearnt; False: 1.0); the call
+    also writes ``model/seed.txt`` so a test can tell whose outputs are in the run folder.
+    """
 
     def __init__(self, run_root, unlearnt_per_call):
         self.run_root = run_root
         self.script = list(unlearnt_per_call)
         self.calls = []
+        self.found = []  # the run folder's entries when each call started
 
     def __call__(self, args):
         self.calls.append((args.seed, "overwrite" if args.overwrite else "resume"))
-        unlearnt = self.script.pop(0)
-        self.run_root.mkdir(parents=True, exist_ok=True)
+        self.found.append(sorted(p.name for p in self.run_root.iterdir()) if self.run_root.is_dir() else [])
+        entry = self.script.pop(0)
+        ap = entry if isinstance(entry, float) else (0.5 if entry else 1.0)
+        (self.run_root / "model").mkdir(parents=True, exist_ok=True)
+        (self.run_root / "model" / "seed.txt").write_text(str(args.seed))
         write_json(self.run_root / REPORT_NAME, {"line": 0.9, "seed": args.seed, "images": 8,
-                                                 "average_precision": {"a": 0.5 if unlearnt else 1.0},
-                                                 "unlearnt": ["a"] if unlearnt else []})
+                                                 "average_precision": {"a": ap},
+                                                 "unlearnt": ["a"] if ap < 0.9 else []})
 
 
 @pytest.fixture()
@@ -134,7 +146,8 @@ def test_attempts_stop_at_the_presets_count(scripted, caplog):
     with caplog.at_level(logging.WARNING):
         entries = stages.cam_train(ctx)
     assert len(fake.calls) == 2 and len(entries[RECOGNITION_KEY]) == 2
-    assert "did not learn `a` (AP 0.500) in 2 attempts; the run goes on with the last" in caplog.text
+    assert ("did not learn every class in 2 attempts; the run goes on with attempt 1 (--seed 0, lowest class AP "
+            "0.500: `a` (AP 0.500))") in caplog.text  # a tie: the earlier attempt
     # Killed after the last check, before the stage was marked done: nothing is trained again.
     ctx, fake = scripted(2, [])
     assert len(stages.cam_train(ctx)[RECOGNITION_KEY]) == 2 and fake.calls == []
@@ -168,6 +181,63 @@ def test_a_report_of_another_attempt_is_not_taken(scripted, monkeypatch):
     assert calls == [False, True] and entries[RECOGNITION_KEY][0]["seed"] == 0
 
 
+def test_each_attempt_starts_in_empty_folders_and_the_others_are_set_aside(scripted):
+    ctx, fake = scripted(3, [True, True, False])
+    stages.cam_train(ctx)
+    run_root = ctx.runs_dir / "exp1"
+    assert [[n for n in found if n in ATTEMPT_OUTPUTS] for found in fake.found] == [[], [], []]
+    assert (run_root / "model" / "seed.txt").read_text() == "2"  # the attempt that learnt every class
+    for seed in (0, 1):
+        assert (attempt_dir(run_root, seed) / "model" / "seed.txt").read_text() == str(seed)
+        assert read_report(attempt_dir(run_root, seed) / REPORT_NAME)["seed"] == seed
+
+
+def test_the_best_attempt_is_kept_when_none_learns_every_class(scripted, caplog):
+    ctx, fake = scripted(3, [0.6, 0.8, 0.7])
+    with caplog.at_level(logging.WARNING):
+        entries = stages.cam_train(ctx)[RECOGNITION_KEY]
+    run_root = ctx.runs_dir / "exp1"
+    assert [a.get("kept", False) for a in entries] == [False, True, False]
+    assert (run_root / "model" / "seed.txt").read_text() == "1" and read_report(run_root / REPORT_NAME)["seed"] == 1
+    assert not attempt_dir(run_root, 1).exists()
+    assert [(attempt_dir(run_root, s) / "model" / "seed.txt").read_text() for s in (0, 2)] == ["0", "2"]
+    assert "the run goes on with attempt 2 (--seed 1, lowest class AP 0.800" in caplog.text
+    assert read_json(run_root / stages.ATTEMPTS_FILE)["attempts"] == entries
+
+
+def test_a_run_killed_while_bringing_an_attempt_back_finishes_the_move(scripted):
+    ctx, fake = scripted(2, [0.8, 0.6])
+    stages.cam_train(ctx)
+    run_root = ctx.runs_dir / "exp1"
+    # Undo half of the last move: the kept attempt's report is back in its folder, its model is not.
+    attempt_dir(run_root, 0).mkdir(parents=True)
+    (run_root / REPORT_NAME).rename(attempt_dir(run_root, 0) / REPORT_NAME)
+    ctx, fake = scripted(2, [])
+    entries = stages.cam_train(ctx)[RECOGNITION_KEY]
+    assert fake.calls == [] and entries[0]["kept"]
+    assert read_report(run_root / REPORT_NAME)["seed"] == 0 and (run_root / "model" / "seed.txt").read_text() == "0"
+    assert not attempt_dir(run_root, 0).exists() and (attempt_dir(run_root, 1) / "model" / "seed.txt").is_file()
+
+
+def test_starting_stage_1_over_removes_the_attempts_set_aside(scripted):
+    ctx, fake = scripted(2, [0.8, 0.6])
+    stages.cam_train(ctx)
+    ctx, fake = scripted(2, [False])
+    ctx.overwrite = True  # pipeline.py --from cam_train
+    entries = stages.cam_train(ctx)[RECOGNITION_KEY]
+    assert fake.calls == [(0, "overwrite")] and len(entries) == 1 and entries[0]["kept"]
+    assert not (ctx.runs_dir / "exp1" / ARCHIVE_DIR).exists()
+
+
+def test_best_attempt_rule():
+    def report(*aps, unlearnt=True):
+        return {"average_precision": dict(zip("abc", aps)), "unlearnt": ["a"] if unlearnt else []}
+
+    assert lowest_ap(report(0.9, None, 0.7)) == 0.7 and lowest_ap(report(None)) == 1.0
+    assert best_attempt([report(0.5, 0.99), report(0.6, 0.7), report(0.6, 0.65)]) == 1  # ties: the earlier
+    assert best_attempt([report(0.5), report(0.95, unlearnt=False)]) == 1  # an attempt that learnt every class
+
+
 # --- the real trainer, one retry -------------------------------------------------------------------
 
 
@@ -179,7 +249,14 @@ def test_pipeline_retrains_stage_1_for_real(synthetic_root, tmp_path, tiny_prese
     attempts = results[RECOGNITION_KEY]
     assert [a["seed"] for a in attempts] == [0, 1] and all(a["unlearnt"] for a in attempts)
     run_root = ctx.runs_dir / "exp1"
-    assert read_json(run_root / "train_args.json")["seed"] == 1 and read_report(run_root / REPORT_NAME)["seed"] == 1
+    kept = best_attempt(attempts)
+    assert [a.get("kept", False) for a in attempts] == [i == kept for i in range(2)]
+    assert read_json(run_root / "train_args.json")["seed"] == kept
+    assert read_report(run_root / REPORT_NAME)["seed"] == kept
+    other = attempt_dir(run_root, 1 - kept)
+    assert (other / "model" / "checkpoint_final.pth").is_file()
+    assert read_json(other / "train_args.json")["seed"] == 1 - kept
+    assert (run_root / "model" / "checkpoint_final.pth").is_file() and (run_root / "accu_att").is_dir()
     assert (ctx.work_dir / "results.md").read_text().count("| 2 | 1 |") == 1
 
 

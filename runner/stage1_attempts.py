@@ -1,0 +1,85 @@
+"""Stage 1's attempts: their record, the folders of the attempts set aside, and the one the run keeps.
+
+The pipeline trains stage 1 again with the next seed while its recognition
+check names an unlearnt class (docs/method.md, stage 1, "Recognition check";
+:func:`runner.stages.cam_train`). Before a new attempt starts, the outputs of
+the one before (checkpoints, accumulated maps, logs, report and arguments) are
+moved to ``runs/exp1/attempts/seed<S>/``, so each attempt starts with empty
+folders and none is lost. The run keeps the first attempt that learns every
+class; when none does, it keeps the one whose lowest class AP is highest
+(:func:`best_attempt`), moved back into ``runs/exp1/``.
+
+Every move is a rename and is skipped once done, so a run killed half-way
+through setting an attempt aside or bringing one back finishes the job when it
+is run again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+ATTEMPTS_FILE = "stage1_attempts.json"
+"""In the stage-1 run folder: the recognition check of each attempt, the attempt under way and the one kept."""
+
+ARCHIVE_DIR = "attempts"
+"""In the stage-1 run folder: one ``seed<S>`` folder per attempt set aside."""
+
+ATTEMPT_OUTPUTS = ("model", "accu_att", "logs", "recognition.json", "train_args.json")
+"""What one training of stage 1 writes in its run folder (the CAMs are exported later, by stage 1b)."""
+
+SET_ASIDE = ".complete"
+"""Written in an attempt's folder once all of its outputs are in it."""
+
+
+def lowest_ap(report: dict) -> float:
+    """The lowest average precision over the classes a report scored (1.0 when it scored none)."""
+    return min((ap for ap in report["average_precision"].values() if ap is not None), default=1.0)
+
+
+def best_attempt(attempts: Sequence[dict]) -> int:
+    """Index of the attempt to keep: the first that learnt every class, else the highest lowest class AP.
+
+    Ties go to the earlier attempt.
+    """
+    for index, report in enumerate(attempts):
+        if not report["unlearnt"]:
+            return index
+    return max(range(len(attempts)), key=lambda i: (lowest_ap(attempts[i]), -i))
+
+
+def attempt_dir(run_root: Path, seed: int) -> Path:
+    return run_root / ARCHIVE_DIR / f"seed{seed}"
+
+
+def set_aside(run_root: Path, seed: int) -> Path:
+    """Move the outputs of the attempt trained with ``seed`` from ``run_root`` to its own folder."""
+    target = attempt_dir(run_root, seed)
+    if (target / SET_ASIDE).is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ATTEMPT_OUTPUTS:
+        if (run_root / name).exists() and not (target / name).exists():
+            (run_root / name).rename(target / name)
+    (target / SET_ASIDE).touch()
+    return target
+
+
+def bring_back(run_root: Path, seed: int) -> None:
+    """Move the outputs of the attempt set aside with ``seed`` back into ``run_root`` and remove its folder.
+
+    The attempt in ``run_root`` must have been set aside first (:func:`set_aside`).
+    """
+    source = attempt_dir(run_root, seed)
+    if not source.is_dir():
+        return
+    for name in ATTEMPT_OUTPUTS:
+        if (source / name).exists() and not (run_root / name).exists():
+            (source / name).rename(run_root / name)
+    shutil.rmtree(source)
+
+
+def clear_attempts(run_root: Path) -> None:
+    """Remove every attempt set aside (a run that starts stage 1 over)."""
+    shutil.rmtree(run_root / ARCHIVE_DIR, ignore_errors=True)
