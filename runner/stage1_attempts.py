@@ -4,7 +4,7 @@ The pipeline trains stage 1 again with the next seed while its recognition
 check names an unlearnt class (docs/method.md, stage 1, "Recognition check";
 :func:`runner.stages.cam_train`). Before a new attempt starts, the outputs of
 the one before (checkpoints, accumulated maps, logs, report and arguments) are
-moved to ``runs/exp1/attempts/seed<S>/``, so each attempt starts with empty
+moved to ``runs/exp1/attempts/attempt<N>/``, so each attempt starts with empty
 folders and none is lost. The run keeps the first attempt that learns every
 class; when none does, it keeps the one whose lowest class AP is highest
 (:func:`best_attempt`), moved back into ``runs/exp1/``.
@@ -24,7 +24,7 @@ ATTEMPTS_FILE = "stage1_attempts.json"
 """In the stage-1 run folder: the recognition check of each attempt, the attempt under way and the one kept."""
 
 ARCHIVE_DIR = "attempts"
-"""In the stage-1 run folder: one ``seed<S>`` folder per attempt set aside."""
+"""In the stage-1 run folder: one ``attempt<N>`` folder (N from 1, as in results.md) per attempt set aside."""
 
 ATTEMPT_OUTPUTS = ("model", "accu_att", "logs", "recognition.json", "train_args.json")
 """What one training of stage 1 writes in its run folder (the CAMs are exported later, by stage 1b)."""
@@ -49,13 +49,14 @@ def best_attempt(attempts: Sequence[dict]) -> int:
     return max(range(len(attempts)), key=lambda i: (lowest_ap(attempts[i]), -i))
 
 
-def attempt_dir(run_root: Path, seed: int) -> Path:
-    return run_root / ARCHIVE_DIR / f"seed{seed}"
+def attempt_dir(run_root: Path, number: int) -> Path:
+    """The folder of attempt ``number`` (1 for the first) once set aside."""
+    return run_root / ARCHIVE_DIR / f"attempt{number}"
 
 
-def set_aside(run_root: Path, seed: int) -> Path:
-    """Move the outputs of the attempt trained with ``seed`` from ``run_root`` to its own folder."""
-    target = attempt_dir(run_root, seed)
+def set_aside(run_root: Path, number: int) -> Path:
+    """Move the outputs of attempt ``number`` from ``run_root`` to its own folder."""
+    target = attempt_dir(run_root, number)
     if (target / SET_ASIDE).is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
@@ -66,12 +67,12 @@ def set_aside(run_root: Path, seed: int) -> Path:
     return target
 
 
-def bring_back(run_root: Path, seed: int) -> None:
-    """Move the outputs of the attempt set aside with ``seed`` back into ``run_root`` and remove its folder.
+def bring_back(run_root: Path, number: int) -> None:
+    """Move the outputs of attempt ``number``, set aside, back into ``run_root`` and remove its folder.
 
     The attempt in ``run_root`` must have been set aside first (:func:`set_aside`).
     """
-    source = attempt_dir(run_root, seed)
+    source = attempt_dir(run_root, number)
     if not source.is_dir():
         return
     for name in ATTEMPT_OUTPUTS:

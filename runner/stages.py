@@ -186,7 +186,7 @@ def cam_train(ctx: RunContext) -> dict:
         if k:
             LOG.warning("stage 1 did not learn %s: training it again with --seed %d (attempt %d of at most %d)",
                         unlearnt_text(attempts[-1]), first_seed + k, k + 1, limit)
-            distributed.run_on_main(lambda: set_aside(run_root, attempts[-1]["seed"]))
+            distributed.run_on_main(lambda: set_aside(run_root, k))
         restart = None if k == 0 else state.get("running") != k  # a retry starts over unless it was under way
         record(k)
         args = train.build_parser().parse_args(_cam_train_argv(ctx, first_seed + k if k else None, restart))
@@ -201,8 +201,8 @@ def cam_train(ctx: RunContext) -> dict:
     kept = best_attempt(attempts)
     if kept != len(attempts) - 1:
         def keep() -> None:
-            set_aside(run_root, attempts[-1]["seed"])
-            bring_back(run_root, attempts[kept]["seed"])
+            set_aside(run_root, len(attempts))
+            bring_back(run_root, kept + 1)
         distributed.run_on_main(keep)
     if attempts[kept]["unlearnt"] and limit > 1:
         LOG.warning("stage 1 did not learn every class in %d attempts; the run goes on with attempt %d "

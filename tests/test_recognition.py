@@ -187,9 +187,9 @@ def test_each_attempt_starts_in_empty_folders_and_the_others_are_set_aside(scrip
     run_root = ctx.runs_dir / "exp1"
     assert [[n for n in found if n in ATTEMPT_OUTPUTS] for found in fake.found] == [[], [], []]
     assert (run_root / "model" / "seed.txt").read_text() == "2"  # the attempt that learnt every class
-    for seed in (0, 1):
-        assert (attempt_dir(run_root, seed) / "model" / "seed.txt").read_text() == str(seed)
-        assert read_report(attempt_dir(run_root, seed) / REPORT_NAME)["seed"] == seed
+    for seed in (0, 1):  # attempt 1 trained with seed 0, attempt 2 with seed 1
+        assert (attempt_dir(run_root, seed + 1) / "model" / "seed.txt").read_text() == str(seed)
+        assert read_report(attempt_dir(run_root, seed + 1) / REPORT_NAME)["seed"] == seed
 
 
 def test_the_best_attempt_is_kept_when_none_learns_every_class(scripted, caplog):
@@ -199,8 +199,8 @@ def test_the_best_attempt_is_kept_when_none_learns_every_class(scripted, caplog)
     run_root = ctx.runs_dir / "exp1"
     assert [a.get("kept", False) for a in entries] == [False, True, False]
     assert (run_root / "model" / "seed.txt").read_text() == "1" and read_report(run_root / REPORT_NAME)["seed"] == 1
-    assert not attempt_dir(run_root, 1).exists()
-    assert [(attempt_dir(run_root, s) / "model" / "seed.txt").read_text() for s in (0, 2)] == ["0", "2"]
+    assert not attempt_dir(run_root, 2).exists()
+    assert [(attempt_dir(run_root, n) / "model" / "seed.txt").read_text() for n in (1, 3)] == ["0", "2"]
     assert "the run goes on with attempt 2 (--seed 1, lowest class AP 0.800" in caplog.text
     assert read_json(run_root / stages.ATTEMPTS_FILE)["attempts"] == entries
 
@@ -210,13 +210,13 @@ def test_a_run_killed_while_bringing_an_attempt_back_finishes_the_move(scripted)
     stages.cam_train(ctx)
     run_root = ctx.runs_dir / "exp1"
     # Undo half of the last move: the kept attempt's report is back in its folder, its model is not.
-    attempt_dir(run_root, 0).mkdir(parents=True)
-    (run_root / REPORT_NAME).rename(attempt_dir(run_root, 0) / REPORT_NAME)
+    attempt_dir(run_root, 1).mkdir(parents=True)
+    (run_root / REPORT_NAME).rename(attempt_dir(run_root, 1) / REPORT_NAME)
     ctx, fake = scripted(2, [])
     entries = stages.cam_train(ctx)[RECOGNITION_KEY]
     assert fake.calls == [] and entries[0]["kept"]
     assert read_report(run_root / REPORT_NAME)["seed"] == 0 and (run_root / "model" / "seed.txt").read_text() == "0"
-    assert not attempt_dir(run_root, 0).exists() and (attempt_dir(run_root, 1) / "model" / "seed.txt").is_file()
+    assert not attempt_dir(run_root, 1).exists() and (attempt_dir(run_root, 2) / "model" / "seed.txt").is_file()
 
 
 def test_starting_stage_1_over_removes_the_attempts_set_aside(scripted):
@@ -253,7 +253,7 @@ def test_pipeline_retrains_stage_1_for_real(synthetic_root, tmp_path, tiny_prese
     assert [a.get("kept", False) for a in attempts] == [i == kept for i in range(2)]
     assert read_json(run_root / "train_args.json")["seed"] == kept
     assert read_report(run_root / REPORT_NAME)["seed"] == kept
-    other = attempt_dir(run_root, 1 - kept)
+    other = attempt_dir(run_root, 2 - kept)  # attempt k + 1 was trained with seed k
     assert (other / "model" / "checkpoint_final.pth").is_file()
     assert read_json(other / "train_args.json")["seed"] == 1 - kept
     assert (run_root / "model" / "checkpoint_final.pth").is_file() and (run_root / "accu_att").is_dir()
