@@ -84,6 +84,12 @@ def unlearnt_text(report: dict) -> str:
     return ", ".join(f"`{name}` (AP {aps[name]:.3f})" for name in report["unlearnt"])
 
 
+def lowest_class_ap(report: dict) -> tuple[str, float] | None:
+    """The class of a report with the lowest AP, and that AP; None when the report scored no class."""
+    known = {name: ap for name, ap in report["average_precision"].items() if ap is not None}
+    return min(known.items(), key=lambda item: item[1]) if known else None
+
+
 def foreground_names(data_root: str | Path | None, num_classes: int) -> list[str]:
     """The ``num_classes`` foreground class names of the dataset, or their 0-based indices when they do not match."""
     names = load_class_names(data_root)[1:]
@@ -98,9 +104,9 @@ def check_recognition(model: AttentionNet, samples: list[Sample], num_classes: i
     logits, labels = image_logits(model, dataset, device=device, num_workers=num_workers)
     report = recognition_report(logits, labels, class_names, line, seed)
     write_json(out_path, report)
-    known = [ap for ap in report["average_precision"].values() if ap is not None]
+    lowest = lowest_class_ap(report)
     LOG.info("recognition check on %d training images: lowest class AP %.3f (line %.2f) -> %s",
-             report["images"], min(known, default=float("nan")), line, out_path)
+             report["images"], lowest[1] if lowest else float("nan"), line, out_path)
     if report["unlearnt"]:
         LOG.warning("stage 1 did not learn %s: its training images are not ranked above the others",
                     unlearnt_text(report))

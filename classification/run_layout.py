@@ -26,6 +26,8 @@ CHECKPOINT_RECENT = RECENT_CHECKPOINT
 """The whole training state inside an epoch, every N steps / M minutes (for --resume; deleted at the end)."""
 CHECKPOINT_FINAL = "checkpoint_final.pth"
 """Model after the last epoch: what export (test.sh / test_iam.sh) loads."""
+TRAIN_ARGS = "train_args.json"
+"""In the run folder: the arguments of the training run and what they resolved to."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class RunDirs:
     @property
     def checkpoint_final(self) -> Path:
         return self.model / CHECKPOINT_FINAL
+
+    @property
+    def train_args(self) -> Path:
+        return self.root / TRAIN_ARGS
 
 
 def run_dirs(

@@ -316,7 +316,7 @@ def fit(
         resolved = {"device": str(device), "num_classes": model.num_classes, "num_images": len(dataset),
                     "model_dir": str(dirs.model), "log_dir": str(dirs.logs), "world_size": info.world_size,
                     "accu_dir": str(accumulator.out_dir) if accumulator is not None else getattr(args, "accu_dir", None)}
-        write_json(dirs.root / "train_args.json", {**_json_safe(args), "resolved": resolved})
+        write_json(dirs.train_args, {**_json_safe(args), "resolved": resolved})
 
     dataset.seed = data_seed
     sampler = ResumableSampler(dataset, data_seed)

@@ -80,8 +80,9 @@ class Preset:
     stage1_attempts: int = 1
     """How many times stage 1 may be trained. When the recognition check of a trained
     classifier (classification/recognition.py; image labels only) names a class it did not
-    learn, the next attempt trains stage 1 from the start with the next ``--seed``; the last
-    attempt stands whatever its check says. 1 (the paper's preset): trained once."""
+    learn, the next attempt trains stage 1 from the start with the next ``--seed``; the run
+    keeps the first attempt that learns every class, else the one with the highest lowest
+    class AP (runner/stage1_attempts.py). 1 (the paper's preset): trained once."""
     seed: int | None = None
     """``main.py train --seed`` of both DeepLab rounds unless ``pipeline.py --seed`` is given; None: unseeded.
 

@@ -25,6 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
+from classification.recognition import lowest_class_ap
 from nsrom.files import atomic_write_text, read_json, write_json
 
 RESULT_KEYS = {
@@ -55,9 +56,9 @@ MISSED_OBJECTS_KEY = "missed_objects"
 """results.json key of the shares of the pixels of the objects the saliency map misses."""
 
 RECOGNITION_KEY = "stage1_recognition"
+"""results.json key of the recognition checks of the stage-1 attempts, in order (runner/stages.py, cam_train)."""
 KEPT = "kept"
 """In an entry of ``results.json[RECOGNITION_KEY]``: true for the stage-1 attempt the run went on with."""
-"""results.json key of the recognition checks of the stage-1 attempts, in order (runner/stages.py, cam_train)."""
 
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
@@ -203,9 +204,8 @@ def recognition_lines(attempts: Sequence[dict]) -> list[str]:
                  "or else with the one whose lowest class AP is highest.", "",
              "| attempt | --seed | lowest class AP | not learnt | kept |", "|---:|---:|---|---|---|"]
     for number, report in enumerate(attempts, 1):
-        known = {name: ap for name, ap in report["average_precision"].items() if ap is not None}
-        lowest = min(known, key=known.get) if known else None
-        low = f"{known[lowest]:.3f} (`{lowest}`)" if lowest else "-"
+        lowest = lowest_class_ap(report)
+        low = f"{lowest[1]:.3f} (`{lowest[0]}`)" if lowest else "-"
         missing = ", ".join(f"`{name}`" for name in report["unlearnt"]) or "none"
         seed = "-" if report.get("seed") is None else report["seed"]
         lines.append(f"| {number} | {seed} | {low} | {missing} | {'yes' if number - 1 == kept else ''} |")

@@ -20,14 +20,19 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+from classification.recognition import REPORT_NAME, lowest_class_ap
+from classification.run_layout import run_dirs
+
 ATTEMPTS_FILE = "stage1_attempts.json"
 """In the stage-1 run folder: the recognition check of each attempt, the attempt under way and the one kept."""
 
 ARCHIVE_DIR = "attempts"
 """In the stage-1 run folder: one ``attempt<N>`` folder (N from 1, as in results.md) per attempt set aside."""
 
-ATTEMPT_OUTPUTS = ("model", "accu_att", "logs", "recognition.json", "train_args.json")
-"""What one training of stage 1 writes in its run folder (the CAMs are exported later, by stage 1b)."""
+def attempt_outputs(run_root: Path) -> list[Path]:
+    """What one training of stage 1 writes in its run folder (the CAMs are exported later, by stage 1b)."""
+    dirs = run_dirs(run_root.name, run_root.parent)
+    return [dirs.model, dirs.accu_att, dirs.logs, dirs.root / REPORT_NAME, dirs.train_args]
 
 SET_ASIDE = ".complete"
 """Written in an attempt's folder once all of its outputs are in it."""
@@ -35,7 +40,8 @@ SET_ASIDE = ".complete"
 
 def lowest_ap(report: dict) -> float:
     """The lowest average precision over the classes a report scored (1.0 when it scored none)."""
-    return min((ap for ap in report["average_precision"].values() if ap is not None), default=1.0)
+    lowest = lowest_class_ap(report)
+    return lowest[1] if lowest else 1.0
 
 
 def best_attempt(attempts: Sequence[dict]) -> int:
@@ -60,9 +66,9 @@ def set_aside(run_root: Path, number: int) -> Path:
     if (target / SET_ASIDE).is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    for name in ATTEMPT_OUTPUTS:
-        if (run_root / name).exists() and not (target / name).exists():
-            (run_root / name).rename(target / name)
+    for path in attempt_outputs(run_root):
+        if path.exists() and not (target / path.name).exists():
+            path.rename(target / path.name)
     (target / SET_ASIDE).touch()
     return target
 
@@ -75,9 +81,9 @@ def bring_back(run_root: Path, number: int) -> None:
     source = attempt_dir(run_root, number)
     if not source.is_dir():
         return
-    for name in ATTEMPT_OUTPUTS:
-        if (source / name).exists() and not (run_root / name).exists():
-            (source / name).rename(run_root / name)
+    for path in attempt_outputs(run_root):
+        if (source / path.name).exists() and not path.exists():
+            (source / path.name).rename(path)
     shutil.rmtree(source)
 
 

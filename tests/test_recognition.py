@@ -16,7 +16,7 @@ from runner import stages
 from runner.context import RunContext
 from runner.results import RECOGNITION_KEY, render_markdown
 from runner.run import run_pipeline
-from runner.stage1_attempts import ARCHIVE_DIR, ATTEMPT_OUTPUTS, attempt_dir, best_attempt, lowest_ap
+from runner.stage1_attempts import ARCHIVE_DIR, attempt_dir, attempt_outputs, best_attempt, lowest_ap
 
 
 # --- average precision ----------------------------------------------------------------
@@ -185,7 +185,8 @@ def test_each_attempt_starts_in_empty_folders_and_the_others_are_set_aside(scrip
     ctx, fake = scripted(3, [True, True, False])
     stages.cam_train(ctx)
     run_root = ctx.runs_dir / "exp1"
-    assert [[n for n in found if n in ATTEMPT_OUTPUTS] for found in fake.found] == [[], [], []]
+    outputs = {path.name for path in attempt_outputs(run_root)}
+    assert [[n for n in found if n in outputs] for found in fake.found] == [[], [], []]
     assert (run_root / "model" / "seed.txt").read_text() == "2"  # the attempt that learnt every class
     for seed in (0, 1):  # attempt 1 trained with seed 0, attempt 2 with seed 1
         assert (attempt_dir(run_root, seed + 1) / "model" / "seed.txt").read_text() == str(seed)
