@@ -22,9 +22,9 @@ from nsrom.errors import exit_on_error
 from nsrom import distributed
 
 from .attention_accumulation import PROBABILITY_GATE, START_EPOCH, AttentionAccumulator
-from .datasets import ImageLabelDataset
+from .datasets import ImageLabelDataset, Sample
 from .models import vgg
-from .models.attention_net import class_logits
+from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state, read_checkpoint
 from .recognition import RECOGNITION_LINE, REPORT_NAME, check_recognition, foreground_names
 from .run_layout import CLASSIFIER_EXP, run_dirs
@@ -94,9 +94,7 @@ def _run(args: argparse.Namespace) -> Path | None:
     model = vgg.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
     final = fit(args, model, dataset, dirs, classification_loss, accumulator)
     device = next(model.parameters()).device
-    distributed.run_on_main(lambda: check_recognition(
-        model, samples, num_classes, args.input_size, foreground_names(args.data_root, num_classes),
-        dirs.root / REPORT_NAME, args.recognition_line, args.seed, device, args.num_workers))
+    distributed.run_on_main(lambda: _recognition(args, model, samples, num_classes, dirs.root / REPORT_NAME, device))
     distributed.barrier()
     return final
 
@@ -107,9 +105,15 @@ def _check_checkpoint(args: argparse.Namespace, checkpoint: Path, report: Path) 
     ckpt = read_checkpoint(checkpoint)
     model = vgg.vgg16(False, num_classes, int(ckpt.get("width_div", args.width_div)))
     load_model_state(model, ckpt, str(checkpoint))
+    return _recognition(args, model, samples, num_classes, report, resolve_device(args.device))
+
+
+def _recognition(args: argparse.Namespace, model: AttentionNet, samples: list[Sample], num_classes: int,
+                 report: Path, device: torch.device) -> dict:
+    """Stage 1's recognition check (docs/method.md) of ``model`` on the training samples, written to ``report``."""
     return check_recognition(model, samples, num_classes, args.input_size,
                              foreground_names(args.data_root, num_classes), report, args.recognition_line,
-                             args.seed, resolve_device(args.device), args.num_workers)
+                             args.seed, device, args.num_workers)
 
 
 @exit_on_error
