@@ -27,6 +27,7 @@ import numpy as np
 from .cam import resize_to_image
 from .classes import IGNORE_INDEX
 from .data import DataLayout
+from .error_kinds import describe, error_kinds, far_background
 from .errors import ConfigError, DataError
 from .images import read_grey, read_label
 from .metrics import confusion_matrix, format_table, scores
@@ -101,7 +102,9 @@ def confusion_at_threshold(histogram: np.ndarray, threshold: float) -> np.ndarra
 
 def _cam_image(
     args: tuple[str, list[int]], layout: DataLayout, cam_dir: Path, n: int, resize: bool = False
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`cam_histogram` of one image, the 256-bin histogram of its far background's top scores
+    (:func:`~nsrom.error_kinds.far_background`) and how many of its CAM files are missing."""
     image_id, classes = args
     gt = _read_gt(layout, image_id, n - 1)
     cams, missing = {}, 0
@@ -114,7 +117,9 @@ def _cam_image(
         if resize and cams[c].shape != gt.shape:
             cams[c] = resize_to_image(cams[c], *gt.shape)
         _check_shape(cams[c], path, gt, layout.mask_path(image_id))
-    return cam_histogram(gt, *cam_top_scores(cams, gt.shape), n), missing
+    top_label, top_score = cam_top_scores(cams, gt.shape)
+    far = np.bincount(top_score[far_background(gt, n)], minlength=CAM_LEVELS)
+    return cam_histogram(gt, top_label, top_score, n), far, missing
 
 
 def evaluate_cams(
@@ -134,8 +139,9 @@ def evaluate_cams(
     Returns ``miou`` (fraction), ``best_threshold``, ``curve`` (``"thr" -> miou``),
     ``class_iou`` (by class name), ``scores`` (nsrom.metrics.scores at the best
     threshold), ``num_images`` (scored), ``num_without_mask`` (images of the
-    split without ground truth, not scored) and ``missing_maps`` (present
-    classes whose CAM file is absent; scored as all-zero maps).
+    split without ground truth, not scored), ``missing_maps`` (present
+    classes whose CAM file is absent; scored as all-zero maps) and
+    ``error_kinds`` (:func:`nsrom.error_kinds.error_kinds` at the best threshold).
     """
     thresholds = sorted(float(t) for t in thresholds)
     if not thresholds or not all(0.0 <= t < 1.0 for t in thresholds):
@@ -149,27 +155,33 @@ def evaluate_cams(
     image_labels = layout.labels_for(ids)
     job = functools.partial(_cam_image, layout=layout, cam_dir=cam_dir, n=n, resize=resize)
     histogram = np.zeros((n, n, CAM_LEVELS), dtype=np.int64)
+    far_scores = np.zeros(CAM_LEVELS, dtype=np.int64)
     missing = 0
-    for hist, miss in parallel_map(job, list(image_labels.items()), workers=workers, desc=f"eval CAMs {cam_dir.name}"):
+    for hist, far, miss in parallel_map(job, list(image_labels.items()), workers=workers,
+                                        desc=f"eval CAMs {cam_dir.name}"):
         histogram += hist
+        far_scores += far
         missing += miss
     if missing == sum(len(c) for c in image_labels.values()) and missing:
         raise DataError(f"no CAM of {split} found in {cam_dir} (expected <id>_<class>.png, 0-based class)")
     results = [scores(confusion_at_threshold(histogram, t), names) for t in thresholds]
     curve = {f"{t:g}": r["Mean IoU"] for t, r in zip(thresholds, results)}
     best = int(np.argmax([r["Mean IoU"] for r in results]))  # first best: the lowest threshold
+    far_labelled = int(far_scores[np.arange(CAM_LEVELS) / 255.0 > thresholds[best]].sum())
     return {
         "kind": "cams", "dir": str(cam_dir), "split": split, "num_images": len(image_labels),
         "num_without_mask": without_mask, "missing_maps": missing, "miou": results[best]["Mean IoU"],
         "best_threshold": thresholds[best], "curve": curve, "class_iou": results[best]["Class IoU"],
         "scores": results[best],
+        "error_kinds": error_kinds(confusion_at_threshold(histogram, thresholds[best]), far_labelled),
     }
 
 
 def _label_image(
     image_id: str, layout: DataLayout, label_dir: Path, n: int
-) -> tuple[str, tuple[np.ndarray, int, int] | None]:
-    """``(id, (confusion, valid pixels, ignored valid pixels))``, or ``(id, None)`` without a label."""
+) -> tuple[str, tuple[np.ndarray, int, int, int, int] | None]:
+    """``(id, (confusion, valid pixels, ignored valid pixels, far background labelled with a class,
+    ignored object pixels))``, or ``(id, None)`` without a label."""
     path = label_dir / f"{image_id}.png"
     if not path.is_file():
         return image_id, None
@@ -179,7 +191,11 @@ def _label_image(
     gt = _read_gt(layout, image_id, n - 1)
     _check_shape(label, path, gt, layout.mask_path(image_id))
     valid = gt < n
-    return image_id, (confusion_matrix(gt, label, n), int(valid.sum()), int((valid & (label == IGNORE_INDEX)).sum()))
+    ignored = label == IGNORE_INDEX
+    far_labelled = far_background(gt, n) & (label >= 1) & (label < n)
+    objects_ignored = (gt >= 1) & valid & ignored
+    return image_id, (confusion_matrix(gt, label, n), int(valid.sum()), int((valid & ignored).sum()),
+                      int(far_labelled.sum()), int(objects_ignored.sum()))
 
 
 def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, workers: int = 1) -> dict:
@@ -188,8 +204,9 @@ def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, worke
     Returns ``miou`` (fraction), ``class_iou`` (by class name), ``scores``
     (nsrom.metrics.scores), ``ignored_fraction`` (share of the pixels with a
     valid ground truth that the labels ignore), ``num_images`` (scored),
-    ``num_without_mask`` (images of the split without ground truth, not scored)
-    and ``missing`` (ids with a mask but no label file; not scored).
+    ``num_without_mask`` (images of the split without ground truth, not scored),
+    ``missing`` (ids with a mask but no label file; not scored) and
+    ``error_kinds`` (:func:`nsrom.error_kinds.error_kinds`, ignored object pixels included).
     """
     label_dir = Path(label_dir)
     if not label_dir.is_dir():
@@ -198,7 +215,7 @@ def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, worke
     n = len(names)
     ids, without_mask = scored_ids(layout, split)
     matrix = np.zeros((n, n), dtype=np.int64)
-    valid_pixels = ignored_pixels = 0
+    valid_pixels = ignored_pixels = far_labelled = objects_ignored = 0
     job = functools.partial(_label_image, layout=layout, label_dir=label_dir, n=n)
     outcomes = dict(parallel_map(job, ids, workers=workers, desc=f"eval labels {label_dir.name}"))
     missing = [i for i in ids if outcomes[i] is None]
@@ -209,12 +226,15 @@ def evaluate_labels(layout: DataLayout, split: str, label_dir: str | Path, worke
             matrix += outcome[0]
             valid_pixels += outcome[1]
             ignored_pixels += outcome[2]
+            far_labelled += outcome[3]
+            objects_ignored += outcome[4]
     result = scores(matrix, names)
     return {
         "kind": "labels", "dir": str(label_dir), "split": split, "num_images": len(ids) - len(missing),
         "num_without_mask": without_mask, "missing": missing, "miou": result["Mean IoU"],
         "ignored_fraction": ignored_pixels / valid_pixels if valid_pixels else 0.0,
         "class_iou": result["Class IoU"], "scores": result,
+        "error_kinds": error_kinds(matrix, far_labelled, objects_ignored),
     }
 
 
@@ -231,6 +251,8 @@ def report(result: dict) -> str:
         lines.append(f"{'Ignored pixels (%)':<22}  {100 * result['ignored_fraction']:6.2f}")
         if result["missing"]:
             lines.append(f"{len(result['missing'])} label files missing (not scored): {', '.join(result['missing'][:10])}")
+    if "error_kinds" in result:
+        lines.append(describe(result["error_kinds"]))
     if result.get("num_without_mask"):
         lines.append(f"{result['num_without_mask']} images of {result['split']} have no ground-truth mask (not scored)")
     return "\n".join(lines)

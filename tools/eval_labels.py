@@ -11,7 +11,9 @@ accumulated maps of stage 1 (``runs/exp1/accu_att``), after resizing them as
 the export does.
 Images of the split without a mask are not scored (the table says how many).
 
-Prints one per-class IoU table per folder and writes them all as JSON
+Prints one per-class IoU table per folder, with a line of where its errors lie
+(``nsrom.error_kinds``: missed, other class, ignored, background near an object or far
+from it, in % of the object pixels), and writes them all as JSON
 (``{folder: result}``). The logic is :mod:`nsrom.evaluation`
 (``evaluate_cams`` / ``evaluate_labels``); this file is only the command line.
 """
