@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from classification.recognition import lowest_class_ap
+from nsrom.error_kinds import NEAR_PIXELS
 from nsrom.files import atomic_write_text, read_json, write_json
 
 RESULT_KEYS = {
@@ -48,6 +49,15 @@ MISSED_OBJECT_ROWS = {
     "seg_round2": "round-2 predictions + CRF",
 }
 """Rows of the missed-objects table: results.json ``missed_objects`` keys and what they are."""
+
+ERROR_ROWS = {
+    "cam": "CAM (stage 1b, at its best threshold)",
+    "oacam": "OA-CAM (stage 2, at its best threshold)",
+    "pseudo_label_no_pom": "pseudo labels without POM (ablation)",
+    "pseudo_label": "pseudo labels (stage 3, with POM)",
+    "masked_label": "masked labels (stage 6, NSRM)",
+}
+"""Rows of the table of where the training-set outputs go wrong (their ``error_kinds``, nsrom/error_kinds.py)."""
 
 POM_KEY = "pom"
 """results.json: whether stage 3 ran with POM (absent in runs made before this key: with POM)."""
@@ -167,6 +177,7 @@ def render_markdown(
                           f"column below). See {LOST_CLASS_DOC}."]
     lines += recognition_lines(results.get(RECOGNITION_KEY) or [])
     lines += _evidence(results)
+    lines += error_lines(results)
     if keys:
         classes = list(results[keys[0]]["class_iou"])
         lines += ["", "Per-class IoU (%):", "", "| class | " + " | ".join(keys) + " |",
@@ -248,12 +259,28 @@ def _evidence(results: dict) -> list[str]:
     return lines
 
 
+def error_lines(results: dict) -> list[str]:
+    """results.md's table of where the errors of the CAMs, OA-CAMs and labels lie (those results that have them)."""
+    rows = [(key, name) for key, name in ERROR_ROWS.items() if "error_kinds" in results.get(key, {})]
+    if not rows:
+        return []
+    lines = ["", f"Where the training-set outputs go wrong, in % of the objects' pixels of train_aug "
+                 f"(background near: within {NEAR_PIXELS} px of an object; nsrom/error_kinds.py):", "",
+             "| output | missed (background) | other class | ignored | background near, labelled | "
+             "background far, labelled |", "|---|---:|---:|---:|---:|---:|"]
+    for key, name in rows:
+        e = results[key]["error_kinds"]
+        lines.append(f"| {_without_pom(name, results)} | {_pct(e['missed'])} | {_pct(e['other_class'])} | "
+                     f"{_pct(e.get('ignored'))} | {_pct(e['background_near'])} | {_pct(e['background_far'])} |")
+    return lines
+
+
 def write_markdown(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
 __all__ = [
-    "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "kept_attempt",
-    "recognition_lines", "load_results", "update_results", "render_markdown",
+    "ERROR_ROWS", "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "kept_attempt",
+    "error_lines", "recognition_lines", "load_results", "update_results", "render_markdown",
     "weak_class_line", "weak_classes", "write_markdown", "write_json",
 ]

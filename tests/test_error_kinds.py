@@ -104,3 +104,18 @@ def test_cams_are_sorted_at_their_best_threshold(tmp_path):
     assert kinds == pytest.approx({"object_pixels": 32, "missed": 4 / 32, "other_class": 0.0,
                                    "background_near": 4 / 32, "background_far": 1 / 32})
     assert "farther background labelled 3.1" in report(result)
+
+
+def test_results_md_has_a_row_per_output_that_has_them():
+    from runner.results import render_markdown
+
+    cams = error_kinds(np.array([[50, 6, 4], [3, 10, 2], [1, 0, 4]]), background_far=4)
+    labels = error_kinds(np.array([[50, 6, 4], [3, 10, 2], [1, 0, 4]]), background_far=4, ignored=5)
+    results = {"cam": {"miou": 0.5, "class_iou": {}, "error_kinds": cams},
+               "pseudo_label": {"miou": 0.6, "class_iou": {}, "error_kinds": labels},
+               "seg_round1": {"miou": 0.7, "class_iou": {}}}
+    md = render_markdown(results, {}, {})
+    assert "Where the training-set outputs go wrong" in md
+    assert "| CAM (stage 1b, at its best threshold) | 20.0 | 10.0 | - | 30.0 | 20.0 |" in md
+    assert "| pseudo labels (stage 3, with POM) | 16.0 | 8.0 | 20.0 | 24.0 | 16.0 |" in md
+    assert "go wrong" not in render_markdown({"seg_round1": {"miou": 0.7, "class_iou": {}}}, {}, {})
