@@ -89,12 +89,17 @@ def cam_histogram(gt: np.ndarray, top_label: np.ndarray, top_score: np.ndarray, 
     return np.bincount(index, minlength=n * n * CAM_LEVELS).reshape(n, n, CAM_LEVELS)
 
 
+def levels_above(threshold: float) -> np.ndarray:
+    """Bool over the 256 CAM levels v: True where ``v / 255 > threshold`` (the pixel takes its best class)."""
+    return np.arange(CAM_LEVELS) / 255.0 > threshold
+
+
 def confusion_at_threshold(histogram: np.ndarray, threshold: float) -> np.ndarray:
     """Confusion matrix of the CAM labels at one background threshold, from :func:`cam_histogram`.
 
-    A pixel is its best class when ``v / 255 > threshold``, else background (0).
+    A pixel is its best class when ``v / 255 > threshold`` (:func:`levels_above`), else background (0).
     """
-    above = np.arange(CAM_LEVELS) / 255.0 > threshold
+    above = levels_above(threshold)
     matrix = histogram[:, :, above].sum(axis=2)
     matrix[:, 0] += histogram[:, :, ~above].sum(axis=(1, 2))
     return matrix
@@ -167,7 +172,7 @@ def evaluate_cams(
     results = [scores(confusion_at_threshold(histogram, t), names) for t in thresholds]
     curve = {f"{t:g}": r["Mean IoU"] for t, r in zip(thresholds, results)}
     best = int(np.argmax([r["Mean IoU"] for r in results]))  # first best: the lowest threshold
-    far_labelled = int(far_scores[np.arange(CAM_LEVELS) / 255.0 > thresholds[best]].sum())
+    far_labelled = int(far_scores[levels_above(thresholds[best])].sum())
     return {
         "kind": "cams", "dir": str(cam_dir), "split": split, "num_images": len(image_labels),
         "num_without_mask": without_mask, "missing_maps": missing, "miou": results[best]["Mean IoU"],
