@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += bool(missed)
             lost = weak_classes(results["cam"])[0]  # a class stage 1 did not learn (runner/results.py)
             recognition = results.get(RECOGNITION_KEY, [])
-            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"], KEPT: i == kept_attempt(recognition)}
+            kept = kept_attempt(recognition)
+            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"], KEPT: i == kept}
                         for i, a in enumerate(recognition)]
             rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed,
                          "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})

@@ -169,7 +169,8 @@ def evaluate_cams(
         missing += miss
     if missing == sum(len(c) for c in image_labels.values()) and missing:
         raise DataError(f"no CAM of {split} found in {cam_dir} (expected <id>_<class>.png, 0-based class)")
-    results = [scores(confusion_at_threshold(histogram, t), names) for t in thresholds]
+    confusions = [confusion_at_threshold(histogram, t) for t in thresholds]
+    results = [scores(confusion, names) for confusion in confusions]
     curve = {f"{t:g}": r["Mean IoU"] for t, r in zip(thresholds, results)}
     best = int(np.argmax([r["Mean IoU"] for r in results]))  # first best: the lowest threshold
     far_labelled = int(far_scores[levels_above(thresholds[best])].sum())
@@ -178,7 +179,7 @@ def evaluate_cams(
         "num_without_mask": without_mask, "missing_maps": missing, "miou": results[best]["Mean IoU"],
         "best_threshold": thresholds[best], "curve": curve, "class_iou": results[best]["Class IoU"],
         "scores": results[best],
-        "error_kinds": error_kinds(confusion_at_threshold(histogram, thresholds[best]), far_labelled),
+        "error_kinds": error_kinds(confusions[best], far_labelled),
     }
 
 

@@ -29,13 +29,14 @@ ATTEMPTS_FILE = "stage1_attempts.json"
 ARCHIVE_DIR = "attempts"
 """In the stage-1 run folder: one ``attempt<N>`` folder (N from 1, as in results.md) per attempt set aside."""
 
+SET_ASIDE = ".complete"
+"""Written in an attempt's folder once all of its outputs are in it."""
+
+
 def attempt_outputs(run_root: Path) -> list[Path]:
     """What one training of stage 1 writes in its run folder (the CAMs are exported later, by stage 1b)."""
     dirs = run_dirs(run_root.name, run_root.parent)
     return [dirs.model, dirs.accu_att, dirs.logs, dirs.root / REPORT_NAME, dirs.train_args]
-
-SET_ASIDE = ".complete"
-"""Written in an attempt's folder once all of its outputs are in it."""
 
 
 def lowest_ap(report: dict) -> float:
