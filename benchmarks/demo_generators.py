@@ -1,7 +1,8 @@
-"""The demo preset on data of both synthetic generators: its figures, its claims, its time.
+"""The demo preset on data of both synthetic generators, or on datasets you bring: its figures, its claims, its time.
 
     python benchmarks/demo_generators.py [--out /tmp/demo_check] [--seeds 0 1] [--generators synthetic blob]
                                          [--deeplab-seeds 1 2] [--iam-seeds 1 2] [--full-supervision]
+    python benchmarks/demo_generators.py --data-root mine=data/mydata other/VOC-like [--full-supervision] ...
 
 For each generator and seed: make a dataset (``synthetic``: tools/make_synthetic_voc.py
 with its defaults, the data of tools/demo.sh; ``blob``: tools/blob_voc.py, a
@@ -15,6 +16,16 @@ time, which of the demo's targets the run misses, and the classes whose CAM
 IoU is under a quarter of the median of the classes (a class stage 1 did not
 learn; runner/results.py). A run that exists is
 read, not redone (``--redo`` to run again).
+
+``--data-root`` runs the same preset on VOC-format datasets made elsewhere
+(the layout of README, "Your own data": ``labels.txt``, the ``train_aug`` and
+``val`` lists, masks, saliency maps), each as ``PATH`` or ``NAME=PATH``, instead
+of the generators (or as well, when ``--generators`` is given too). The row
+gives the same figures; where the dataset has no object record
+(``objects.json``, nsrom/objects.py) the missed-object columns are ``-``, and a
+target whose figure the run did not produce (no masks for train_aug, say) is
+named "not scored", not missed. The run goes to ``OUT/data_NAME/work``; the
+dataset is read where it is.
 
 ``--deeplab-seeds`` asks how much of the difference between the rounds is the
 DeepLab seed's: for each run and each seed given, a copy of its work folder
@@ -41,15 +52,20 @@ how many fall below the CAMs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
+import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from classification import train as cls_train
 from runner.context import RunContext
@@ -59,6 +75,7 @@ from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.paths import RunPaths
 
 REPO = Path(__file__).resolve().parents[1]
+GENERATORS = ("synthetic", "blob")
 
 TARGETS = (
     ("CAM >= 45", lambda r: r["cam"] >= 45),
@@ -70,6 +87,19 @@ TARGETS = (
     ("final >= 60", lambda r: r["r2crf"] >= 60),
 )
 """What the demo has to reach on such data (README, "Quick start")."""
+
+
+def check_targets(r: dict) -> tuple[list[str], list[str]]:
+    """The targets a run's summary misses, and those it cannot be checked on (a figure they need is NaN)."""
+    figures = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+    missed, unscored = [], []
+    for name, ok in TARGETS:
+        try:
+            if not ok(figures):
+                missed.append(name)
+        except TypeError:  # a comparison with None: the run did not produce that figure
+            unscored.append(name)
+    return missed, unscored
 
 
 def make_data(generator: str, seed: int, root: Path, blob_max_size: int) -> None:
@@ -86,6 +116,7 @@ def run_demo(data: Path, work: Path, extra: tuple[str, ...] = (),
     """``pipeline.py --preset demo`` plus ``extra``; its wall and CPU seconds (user + system, children included)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    work.parent.mkdir(parents=True, exist_ok=True)
     with open(work.parent / log_name, "w") as log:
         subprocess.run([sys.executable, "pipeline.py", "--data-root", str(data), "--work-dir", str(work),
                         "--preset", "demo", "--device", "cpu", *extra], cwd=REPO, check=True, stdout=log, stderr=log)
@@ -95,10 +126,15 @@ def run_demo(data: Path, work: Path, extra: tuple[str, ...] = (),
 
 
 def summary(results: dict) -> dict:
-    pct = {k: 100 * results[key]["miou"] for k, key in (
+    """A run's figures in %, from its results.json; NaN for one it did not produce (no masks to score on, say)."""
+    def percent(key: str, field: str = "miou") -> float:
+        value = (results.get(key) or {}).get(field)
+        return float("nan") if value is None else 100 * value
+
+    pct = {k: percent(key) for k, key in (
         ("cam", "cam"), ("oacam", "oacam"), ("pseudo", "pseudo_label"), ("r1crf", "seg_round1_crf"),
         ("masked", "masked_label"), ("r2crf", "seg_round2_crf"))}
-    pct["ignored"] = 100 * results["pseudo_label"]["ignored_fraction"]
+    pct["ignored"] = percent("pseudo_label", "ignored_fraction")
     missed = results.get("missed_objects", {})
     share = lambda key, outcome: 100 * missed[key][outcome] if key in missed else float("nan")  # noqa: E731
     pct["bg_no_pom"] = share("pseudo_label_no_pom", "background")
@@ -222,10 +258,67 @@ def attempts_cell(attempts: list[dict]) -> str:
     return f"{len(attempts)} ({retried}{tail})"
 
 
+def figure_cell(value: float) -> str:
+    """A figure in a table cell: one decimal, or ``-`` where the run has none (NaN)."""
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One row of the table: its name, its folder under ``--out``, its dataset and how to make it (None: given)."""
+
+    name: str
+    base: Path
+    data: Path
+    make: Callable[[], None] | None
+    record: dict
+    """What identifies the run in the ``--json`` rows."""
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def data_root_run(spec: str, out: Path) -> PlannedRun:
+    """``PATH`` or ``NAME=PATH`` of ``--data-root``: a dataset made elsewhere, run in ``out/data_NAME``."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        name, path = Path(spec).resolve().name, spec
+    if not RUN_NAME.fullmatch(name):
+        raise SystemExit(f"--data-root {spec}: the name {name!r} must be letters, digits, '.', '_' or '-' "
+                         "(give one as NAME=PATH)")
+    data = Path(path).resolve()
+    if not data.is_dir():
+        raise SystemExit(f"--data-root {spec}: {data} is not a folder")
+    return PlannedRun(name, out / f"data_{name}", data, None, {"data_root": str(data), "name": name})
+
+
+def planned_runs(args: argparse.Namespace) -> list[PlannedRun]:
+    """The generators' runs (``--generators`` x ``--seeds``; none by default when ``--data-root`` is given), then
+    those of ``--data-root``; two runs may not share a name."""
+    out = Path(args.out)
+    generators = args.generators if args.generators is not None else ([] if args.data_root else GENERATORS)
+    runs = []
+    for generator in generators:
+        for seed in args.seeds:
+            base = out / f"{generator}_seed{seed}"
+            make = functools.partial(make_data, generator, seed, base / "data", args.blob_max_size)
+            runs.append(PlannedRun(f"{generator} seed {seed}", base, base / "data", make,
+                                   {"generator": generator, "seed": seed}))
+    runs += [data_root_run(spec, out) for spec in args.data_root]
+    names = [r.name for r in runs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SystemExit(f"--data-root: two datasets are named {', '.join(twice)}; name them apart with NAME=PATH")
+    return runs
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/nsrom_demo_generators", help="where datasets and runs go")
-    p.add_argument("--generators", nargs="+", default=["synthetic", "blob"], choices=["synthetic", "blob"])
+    p.add_argument("--generators", nargs="+", choices=GENERATORS,
+                   help="default: both, or none when --data-root is given")
+    p.add_argument("--data-root", nargs="+", default=[], metavar="[NAME=]PATH",
+                   help="also (or, without --generators, only) run on these VOC-format datasets made elsewhere")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--blob-max-size", type=int, default=200, help="largest image side of the blob data")
     p.add_argument("--redo", action="store_true", help="run again even when a run's results exist")
@@ -241,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    runs = planned_runs(args)
     header = ("data", "CAM", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
               "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed", "CAM: classes far below",
               "stage-1 attempts")
@@ -248,48 +342,55 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     failures = 0
     rows, round_tables, iam_table, full_table = [], [], [], []
-    for generator in args.generators:
-        for seed in args.seeds:
-            base = Path(args.out) / f"{generator}_seed{seed}"
-            data, work = base / "data", base / "work"
-            timing_path = base / "timing.json"
-            if args.redo or not timing_path.is_file():
-                if not (data / "labels.txt").is_file():
-                    make_data(generator, seed, data, args.blob_max_size)
+    for run in runs:
+        name, data, work = run.name, run.data, run.base / "work"
+        timing_path = run.base / "timing.json"
+        if args.redo or not timing_path.is_file():
+            if run.make is not None and not (data / "labels.txt").is_file():
+                run.make()
+            try:
                 wall, cpu = run_demo(data, work)
-                timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
-            timing = json.loads(timing_path.read_text())
-            results = json.loads((work / "results.json").read_text())
-            r = summary(results)
-            missed = [name for name, ok in TARGETS if not ok(r)]
-            failures += bool(missed)
-            lost = weak_classes(results["cam"])[0]  # a class stage 1 did not learn (runner/results.py)
-            recognition = results.get(RECOGNITION_KEY, [])
-            kept = kept_attempt(recognition)
-            attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"], KEPT: i == kept}
-                        for i, a in enumerate(recognition)]
-            rows.append({"generator": generator, "seed": seed, **r, **timing, "targets_missed": missed,
-                         "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})
-            cells = [f"{r[k]:.1f}" for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
-                                              "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
-            print(f"| {generator} seed {seed} | " + " | ".join(cells)
-                  + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {', '.join(missed) or 'none'} | "
-                  + (", ".join(f"{name} {100 * iou:.1f}" for name, iou in lost) or "none") + " | "
-                  + attempts_cell(attempts) + " |", flush=True)
-            extra_seeds = [s for s in args.deeplab_seeds if s != PRESET_DEEPLAB_SEED]
-            if extra_seeds:
-                per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}
-                rows[-1]["deeplab_seeds"] = {str(s): {k: v[k] for k in ("r1crf", "r2crf")} for s, v in per_seed.items()}
-                round_tables.extend(round_rows(f"{generator} seed {seed}", per_seed))
-            extra_iam = [s for s in args.iam_seeds if s != PRESET_IAM_SEED]
-            if extra_iam:
-                per_iam = {PRESET_IAM_SEED: r} | {s: rerun_iam(data, work, s, args.redo) for s in extra_iam}
-                rows[-1]["iam_seeds"] = {str(s): {k: v[k] for k in ("cam", "oacam")} for s, v in per_iam.items()}
-                iam_table.extend(iam_rows(f"{generator} seed {seed}", per_iam))
-            if args.full_supervision:
-                full = full_supervision(data, work, args.redo)
-                rows[-1].update(full)
-                full_table.append(full_supervision_row(f"{generator} seed {seed}", {**r, **full}))
+            except subprocess.CalledProcessError:
+                failures += 1
+                rows.append({**run.record, "failed": str(run.base / "pipeline.out")})
+                print(f"| {name} | pipeline.py failed: see {rows[-1]['failed']} |", flush=True)
+                continue
+            timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
+        timing = json.loads(timing_path.read_text())
+        results = json.loads((work / "results.json").read_text())
+        r = summary(results)
+        missed, unscored = check_targets(r)
+        failures += bool(missed)
+        lost = weak_classes(results.get("cam") or {})[0]  # a class stage 1 did not learn (runner/results.py)
+        recognition = results.get(RECOGNITION_KEY, [])
+        kept = kept_attempt(recognition)
+        attempts = [{"seed": a.get("seed"), "unlearnt": a["unlearnt"], KEPT: i == kept}
+                    for i, a in enumerate(recognition)]
+        rows.append({**run.record, **r, **timing, "targets_missed": missed, "targets_not_scored": unscored,
+                     "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})
+        cells = [figure_cell(r[k]) for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
+                                             "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
+        targets = ", ".join(missed) or "none"
+        if unscored:
+            targets += "; not scored: " + ", ".join(unscored)
+        print(f"| {name} | " + " | ".join(cells)
+              + f" | {timing['wall']:.0f} | {timing['cpu']:.0f} | {targets} | "
+              + (", ".join(f"{cls} {100 * iou:.1f}" for cls, iou in lost) or "none") + " | "
+              + attempts_cell(attempts) + " |", flush=True)
+        extra_seeds = [s for s in args.deeplab_seeds if s != PRESET_DEEPLAB_SEED]
+        if extra_seeds:
+            per_seed = {PRESET_DEEPLAB_SEED: r} | {s: rerun_rounds(data, work, s, args.redo) for s in extra_seeds}
+            rows[-1]["deeplab_seeds"] = {str(s): {k: v[k] for k in ("r1crf", "r2crf")} for s, v in per_seed.items()}
+            round_tables.extend(round_rows(name, per_seed))
+        extra_iam = [s for s in args.iam_seeds if s != PRESET_IAM_SEED]
+        if extra_iam:
+            per_iam = {PRESET_IAM_SEED: r} | {s: rerun_iam(data, work, s, args.redo) for s in extra_iam}
+            rows[-1]["iam_seeds"] = {str(s): {k: v[k] for k in ("cam", "oacam")} for s, v in per_iam.items()}
+            iam_table.extend(iam_rows(name, per_iam))
+        if args.full_supervision:
+            full = full_supervision(data, work, args.redo)
+            rows[-1].update(full)
+            full_table.append(full_supervision_row(name, {**r, **full}))
     if round_tables:
         print("\nBoth DeepLab rounds with other seeds on the same labels (mIoU %, val, with CRF):")
         print("| data | DeepLab seed | R1+CRF | R2+CRF | R2 - R1 |\n|---|---|---|---|---|")

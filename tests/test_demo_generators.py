@@ -180,3 +180,80 @@ def test_the_table_reads_finished_runs_and_names_a_class_stage_1_lost(tmp_path, 
     assert bench.attempts_cell(best_first) == "2 (seed 0: green; seed 1: green, red; kept seed 0)"
     learnt_last = [{"seed": 0, "unlearnt": ["green"]}, {"seed": 1, "unlearnt": [], "kept": True}]
     assert bench.attempts_cell(learnt_last) == "2 (seed 0: green)"
+
+
+def test_a_dataset_made_elsewhere_is_run_by_name_and_shows_dashes_without_an_object_record(tmp_path, capsys):
+    dataset = tmp_path / "mine"
+    dataset.mkdir()
+    out = tmp_path / "out"
+    work = out / "data_theirs" / "work"
+    work.mkdir(parents=True)
+    (work / "results.json").write_text(json.dumps(results_json(0.80, 0.83)))  # no missed_objects: no record
+    (out / "data_theirs" / "timing.json").write_text(json.dumps({"wall": 250.0, "cpu": 480.0}))
+    rows = tmp_path / "rows.json"
+    status = bench.main(["--out", str(out), "--data-root", f"theirs={dataset}", "--json", str(rows)])
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert status == 1  # pseudo labels at 50.0, under 65
+    assert row.startswith("| theirs | 50.0 | 50.0 | 50.0 | 10.0 | 80.0 | 50.0 | 83.0 | - | - | - | - | 250 | 480 |")
+    assert "| pseudo >= 65 |" in row
+    run = json.loads(rows.read_text())["runs"][0]
+    assert run["name"] == "theirs" and run["data_root"] == str(dataset.resolve())
+    assert run["targets_not_scored"] == []
+    assert sorted(p.name for p in out.iterdir()) == ["data_theirs"]  # no generator ran
+
+
+def test_a_target_whose_figure_the_run_did_not_produce_is_not_scored():
+    results = results_json(0.70, 0.71)
+    del results["cam"]  # e.g. no ground-truth masks for train_aug
+    r = bench.summary(results)
+    assert r["cam"] != r["cam"] and r["oacam"] == 50.0  # NaN
+    missed, unscored = bench.check_targets(r)
+    assert unscored == ["CAM >= 45", "OA-CAM >= CAM"]
+    assert missed == ["pseudo >= 65", "R2+CRF >= R1+CRF+2"]
+    assert bench.figure_cell(r["cam"]) == "-" and bench.figure_cell(12.345) == "12.3"
+
+
+def test_data_root_names_a_folder_and_two_datasets_need_two_names(tmp_path):
+    a, b = tmp_path / "x" / "data", tmp_path / "y" / "data"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    parse = bench.build_parser().parse_args
+    runs = bench.planned_runs(parse(["--out", str(tmp_path / "o"), "--data-root", f"x={a}", str(b)]))
+    assert [(r.name, r.base.name, r.data) for r in runs] == [("x", "data_x", a), ("data", "data_data", b)]
+    both = bench.planned_runs(parse(["--out", "o", "--generators", "blob", "--seeds", "3", "--data-root", str(a)]))
+    assert [r.name for r in both] == ["blob seed 3", "data"]
+    for argv, message in (([str(a), str(b)], "two datasets are named data"),
+                          ([str(tmp_path / "none")], "is not a folder"),
+                          ([f"a b={a}"], "must be letters")):
+        try:
+            bench.planned_runs(parse(["--data-root", *argv]))
+        except SystemExit as stop:
+            assert message in str(stop)
+        else:
+            raise AssertionError(f"{argv} was accepted")
+
+
+def test_a_run_that_fails_is_reported_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+
+    def fake_run(data, work, extra=(), log_name="pipeline.out"):
+        if data == first.resolve():
+            raise bench.subprocess.CalledProcessError(1, "pipeline.py")
+        work.mkdir(parents=True)
+        (work / "results.json").write_text(json.dumps(results_json(0.80, 0.83)))
+        return 100.0, 190.0
+
+    monkeypatch.setattr(bench, "run_demo", fake_run)
+    status = bench.main(["--out", str(tmp_path / "out"), "--data-root", str(first), str(second),
+                         "--json", str(tmp_path / "rows.json")])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    failed, ran = json.loads((tmp_path / "rows.json").read_text())["runs"]
+    assert failed == {"data_root": str(first.resolve()), "name": "first",
+                      "failed": str(tmp_path / "out" / "data_first" / "pipeline.out")}
+    assert ran["name"] == "second" and ran["r1crf"] == 80.0
+    assert lines[-2] == f"| first | pipeline.py failed: see {tmp_path / 'out' / 'data_first' / 'pipeline.out'} |"
+    assert lines[-1].startswith("| second | 50.0 |")
+    assert not (tmp_path / "out" / "data_first" / "timing.json").exists()  # run again next time
