@@ -25,7 +25,9 @@ gives the same figures; where the dataset has no object record
 (``objects.json``, nsrom/objects.py) the missed-object columns are ``-``, and a
 target whose figure the run did not produce (no masks for train_aug, say) is
 named "not scored", not missed. The run goes to ``OUT/data_NAME/work``; the
-dataset is read where it is.
+dataset is read where it is. A run that fails (a data-check error, say) gets a
+row that names its log, what the pipeline said goes to stderr, and the next
+run goes on; the exit status is then 1.
 
 ``--deeplab-seeds`` asks how much of the difference between the rounds is the
 DeepLab seed's: for each run and each seed given, a copy of its work folder
@@ -258,6 +260,20 @@ def attempts_cell(attempts: list[dict]) -> str:
     return f"{len(attempts)} ({retried}{tail})"
 
 
+FAILURE_LINES = 6
+"""How many lines of a failed run's log :func:`failure_reason` gives at most."""
+
+
+def failure_reason(log: Path) -> str:
+    """What a failed ``pipeline.py`` said: its log from the last line that starts with ``error`` (the
+    pipeline's own messages: data check, config, missing weights), else its last lines; indented, at most
+    :data:`FAILURE_LINES` lines."""
+    lines = [line.rstrip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.lower().startswith("error")]
+    tail = lines[starts[-1]:] if starts else lines[-FAILURE_LINES:]
+    return "\n".join("  " + line for line in tail[:FAILURE_LINES])
+
+
 def figure_cell(value: float) -> str:
     """A figure in a table cell: one decimal, or ``-`` where the run has none (NaN)."""
     return "-" if math.isnan(value) else f"{value:.1f}"
@@ -354,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 rows.append({**run.record, "failed": str(run.base / "pipeline.out")})
                 print(f"| {name} | pipeline.py failed: see {rows[-1]['failed']} |", flush=True)
+                print(failure_reason(run.base / "pipeline.out"), file=sys.stderr, flush=True)
                 continue
             timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
         timing = json.loads(timing_path.read_text())

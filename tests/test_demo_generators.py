@@ -240,6 +240,9 @@ def test_a_run_that_fails_is_reported_and_the_next_one_still_runs(tmp_path, monk
 
     def fake_run(data, work, extra=(), log_name="pipeline.out"):
         if data == first.resolve():
+            work.parent.mkdir(parents=True)
+            (work.parent / log_name).write_text("12:00 INFO runner.run: data check\nerror: 1 problem(s) in the data\n"
+                                                "  image list not found: train_aug.txt\n")
             raise bench.subprocess.CalledProcessError(1, "pipeline.py")
         work.mkdir(parents=True)
         (work / "results.json").write_text(json.dumps(results_json(0.80, 0.83)))
@@ -248,7 +251,9 @@ def test_a_run_that_fails_is_reported_and_the_next_one_still_runs(tmp_path, monk
     monkeypatch.setattr(bench, "run_demo", fake_run)
     status = bench.main(["--out", str(tmp_path / "out"), "--data-root", str(first), str(second),
                          "--json", str(tmp_path / "rows.json")])
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert captured.err.splitlines() == ["  error: 1 problem(s) in the data", "    image list not found: train_aug.txt"]
     assert status == 1
     failed, ran = json.loads((tmp_path / "rows.json").read_text())["runs"]
     assert failed == {"data_root": str(first.resolve()), "name": "first",
@@ -257,3 +262,11 @@ def test_a_run_that_fails_is_reported_and_the_next_one_still_runs(tmp_path, monk
     assert lines[-2] == f"| first | pipeline.py failed: see {tmp_path / 'out' / 'data_first' / 'pipeline.out'} |"
     assert lines[-1].startswith("| second | 50.0 |")
     assert not (tmp_path / "out" / "data_first" / "timing.json").exists()  # run again next time
+
+
+def test_the_reason_of_a_failed_run_is_its_last_error_or_its_last_lines(tmp_path):
+    log = tmp_path / "pipeline.out"
+    log.write_text("error: an old one\nINFO working\nerror: missing weights\n  put them in pretrained/\n\n")
+    assert bench.failure_reason(log) == "  error: missing weights\n    put them in pretrained/"
+    log.write_text("".join(f"line {i}\n" for i in range(10)))  # a traceback, say: no error line of ours
+    assert bench.failure_reason(log).splitlines() == [f"  line {i}" for i in range(4, 10)]
