@@ -16,6 +16,8 @@ ROUNDS = ("round1", "round2")
 FIGURES = {
     "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
     "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",
+    "missed_objects": "objects the saliency map misses (outlined in yellow): image, saliency, pseudo label without "
+                      "and with POM, round-1 prediction, masked label, round-2 prediction, ground truth",
 }
 """The report's figures (``W/figures/<name>.png``) and their captions in results.md."""
 

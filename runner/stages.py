@@ -402,11 +402,12 @@ def missed_objects(ctx: RunContext) -> dict:
 
 
 def report(ctx: RunContext) -> None:
-    from .figures import draw_figures
+    from .figures import draw_figures, draw_missed_objects
     from .plots import draw_threshold_curves
     from .results import load_results
 
     draw_figures(ctx)
+    draw_missed_objects(ctx)
     draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
 
 
@@ -480,7 +481,7 @@ STAGES: list[Stage] = [
           _round2_trainaug_pred, parallel=True, needs=SCORED_ON_TRAIN),
     Stage("missed_objects", "where the pixels of the objects the saliency map misses end up, per stage",
           missed_objects, needs=SCORED_ON_TRAIN),
-    Stage("report", "results.md, the figure grid and the CAM threshold curves", report,
+    Stage("report", "results.md, the figure grids and the CAM threshold curves", report,
           needs=(*SCORED_ON_TRAIN, *VAL_NEEDS)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -223,6 +223,7 @@ def test_pipeline_runs_to_the_end_without_training_masks(own_dataset, tmp_path, 
     md = (ctx.work_dir / "results.md").read_text()
     assert f"- {RESULT_KEYS['cam']}: not scored" in md and "| DeepLab-v2 round 2 + CRF (val)" in md
     assert (ctx.figures_dir / "qualitative.png").is_file()
+    assert not (ctx.figures_dir / "missed_objects.png").exists() and "missed_objects.png" not in md  # no object record
 
 
 def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tiny_preset):

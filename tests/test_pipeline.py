@@ -62,7 +62,7 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     assert len(cams) == sum(len(c) for c in synthetic_root.image_labels("train_aug").values())
     md = (ctx.work_dir / "results.md").read_text()
     assert "| DeepLab-v2 round 2 + CRF (val): the reported number |" in md and "| total |" in md
-    for name in ("qualitative", "cam_thresholds"):
+    for name in ("qualitative", "cam_thresholds", "missed_objects"):  # the synthetic data records its objects
         figure = ctx.figure_path(name)
         assert figure.is_file() and figure.stat().st_size > 1000
         assert f"](figures/{name}.png)" in md
