@@ -158,3 +158,21 @@ def test_every_repository_path_a_document_names_exists():
             if not ((REPO / span).exists() or (doc.parent / span).exists()):
                 missing.append(f"{doc.relative_to(REPO)}: {span}")
     assert seen > 50 and missing == []
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_and_image_of_a_document_exists():
+    """``[text](docs/x.md)`` and ``![alt](docs/images/x.png)`` in a README or docs/*.md point at files of the
+    repository, relative to the document (web addresses and in-page anchors are not checked)."""
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("*/README.md"))]
+    missing, seen = [], 0
+    for doc in docs:
+        for target in MARKDOWN_LINK.findall(doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            seen += 1
+            if not (doc.parent / target).exists():
+                missing.append(f"{doc.relative_to(REPO)}: {target}")
+    assert seen > 20 and missing == []
