@@ -133,6 +133,23 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]} == kept
 
 
+def test_overwrite_deletes_the_earlier_runs_checkpoints(run_args, synthetic_root):
+    """Training again with --overwrite starts clean: a --resume afterwards cannot pick the earlier run's
+    higher-step checkpoint (here checkpoint_3.pth of a 3-step run, after a 2-step run)."""
+    from segmentation.libs.train import latest_checkpoint
+
+    args, cfg = run_args
+    gt = ["--set", f"DATASET.LABEL_DIR={synthetic_root.mask_dir}", "--cpu", "--fully-supervised"]
+    paths = RunPaths.from_config(cfg)
+    seg_main.main(["train", *args, "--set", "SOLVER.ITER_MAX=3", *gt])
+    assert (paths.model_dir / "checkpoint_3.pth").is_file()
+    seg_main.main(["train", *args, *gt, "--overwrite"])  # ITER_MAX=2
+    assert sorted(p.name for p in paths.model_dir.glob("*.pth")) == [
+        "checkpoint_1.pth", "checkpoint_2.pth", "checkpoint_final.pth"]
+    assert latest_checkpoint(paths) == paths.checkpoint(2)
+    assert torch.load(paths.final_checkpoint, weights_only=True)["step"] == 2
+
+
 def test_missing_weights_give_clear_messages(run_args, tmp_path, capsys):
     args, _ = run_args
     with pytest.raises(SystemExit):

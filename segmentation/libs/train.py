@@ -61,14 +61,28 @@ SEED_RANGE = 2**31 - 1
 """Shuffling/augmentation seed drawn from torch's generator (``torch.manual_seed`` makes runs repeatable)."""
 
 
-def latest_checkpoint(paths: RunPaths) -> Path:
-    """The most advanced training checkpoint of a run: checkpoint_recent.pth or the highest checkpoint_<step>.pth."""
+def _numbered_checkpoints(paths: RunPaths) -> list[Path]:
+    """The run's ``checkpoint_<step>.pth`` files, highest step first."""
     numbered = []
     for path in paths.model_dir.glob("checkpoint_*.pth"):
         match = re.fullmatch(r"checkpoint_(\d+)\.pth", path.name)
         if match:
             numbered.append((int(match.group(1)), path))
-    candidates = [path for _, path in sorted(numbered, reverse=True)] + [paths.recent_checkpoint]
+    return [path for _, path in sorted(numbered, reverse=True)]
+
+
+def remove_earlier_checkpoints(paths: RunPaths) -> list[Path]:
+    """Delete an earlier run's checkpoints (numbered, recent, final), so that a later ``--resume`` of a run
+    started again with ``--overwrite`` cannot continue the earlier one; returns the deleted paths."""
+    found = [p for p in (*_numbered_checkpoints(paths), paths.recent_checkpoint, paths.final_checkpoint) if p.is_file()]
+    for path in found:
+        path.unlink()
+    return found
+
+
+def latest_checkpoint(paths: RunPaths) -> Path:
+    """The most advanced training checkpoint of a run: checkpoint_recent.pth or the highest checkpoint_<step>.pth."""
+    candidates = [*_numbered_checkpoints(paths), paths.recent_checkpoint]
     best = most_advanced(candidates)
     if best is None:
         raise NsromError(f"--resume: no checkpoint_<step>.pth or {paths.recent_checkpoint.name} in {paths.model_dir}; "
@@ -216,6 +230,10 @@ def _train(
         ensure_writable_dir(paths.model_dir)
         ensure_writable_dir(paths.log_dir)
         remove_leftover_temporaries(paths.model_dir)
+        if overwrite and resume is None:
+            removed = remove_earlier_checkpoints(paths)
+            if removed:
+                LOG.info("--overwrite: deleted %d checkpoint(s) of an earlier run in %s", len(removed), paths.model_dir)
     model = build_model(cfg.MODEL, n_classes)
     if resume is None:
         if init and cfg.MODEL.INIT_MODEL:
