@@ -149,9 +149,9 @@ PRESETS: dict[str, Preset] = {
         cam_args=["--accu-gate", "0.99"],
         # The IAM at stage 1's rate for 12 epochs: with 6 it had not yet learnt to keep
         # the background of the accumulated maps low and its maps often scored below
-        # the CAMs. Stage 1's own schedule (15 epochs, decay at 10 and 13, as in the
-        # paper) moved the OA-CAMs by -1.0 to +1.0 mIoU on five benchmark runs and
-        # takes about a quarter longer.
+        # the CAMs. Stage 1's schedule in this preset (the paper's 15 epochs, decayed at 10
+        # and 13 here, at 5 and 10 in the paper) moved the OA-CAMs by -1.0 to +1.0 mIoU on
+        # five benchmark runs and takes about a quarter longer.
         iam_args=["--epochs", "12", "--decay-points", "8,10"],
         export_args=["--input-size", "256", "--num-workers", "0"],
         seg_config=SEGMENTATION_CONFIGS / "demo.yaml",

@@ -164,15 +164,16 @@ def test_torchvision_keys_map_onto_caffe_layout(tmp_path):
     assert torch.equal(model.layer4.block1.conv3x3.conv.weight, tv["layer3.0.conv2.weight"])
 
 
-def test_torchvision_stem_fold_gives_the_same_bn_output():
-    """BN(conv(torchvision-normalised RGB)) == BN'(conv'(BGR - caffe mean)) after the fold."""
+@pytest.mark.parametrize("mean_bgr", [None, (90.0, 100.0, 110.0)])  # the default (IMAGE.MEAN of voc12), another
+def test_torchvision_stem_fold_gives_the_same_bn_output(mean_bgr):
+    """BN(conv(torchvision-normalised RGB)) == BN'(conv'(BGR - IMAGE.MEAN)) after the fold."""
     tv = fake_torchvision_resnet()
     mapped, _ = torchvision_to_deeplab(tv)
-    folded = fold_torchvision_input(mapped)
+    folded = fold_torchvision_input(mapped) if mean_bgr is None else fold_torchvision_input(mapped, mean_bgr)
     rgb = torch.rand(1, 3, 9, 9) * 255
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     tv_input = (rgb / 255 - mean) / std
-    caffe_input = rgb.flip(1) - torch.tensor([104.008, 116.669, 122.675]).view(1, 3, 1, 1)
+    caffe_input = rgb.flip(1) - torch.tensor(mean_bgr or [104.008, 116.669, 122.675]).view(1, 3, 1, 1)
 
     def stem(x, state):
         y = F.conv2d(x, state["layer1.conv1.conv.weight"])  # no padding: the fold is exact

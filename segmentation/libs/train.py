@@ -237,7 +237,7 @@ def _train(
     model = build_model(cfg.MODEL, n_classes)
     if resume is None:
         if init and cfg.MODEL.INIT_MODEL:
-            load_init(model.base, cfg.MODEL.INIT_MODEL)
+            load_init(model.base, cfg.MODEL.INIT_MODEL, mean_bgr=mean_bgr(cfg))
         else:
             LOG.info("no init model: training from scratch (ASPP N(0, 0.01), convs PyTorch default)")
     dataset = TrainDataset(

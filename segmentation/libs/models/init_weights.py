@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,7 +32,8 @@ TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
 """Input normalisation a torchvision ResNet was trained with (RGB, 0..1 scale)."""
 TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)
-"""The mean this network subtracts from its BGR 0..255 input (IMAGE.MEAN)."""
+"""The mean this network subtracts from its BGR 0..255 input: IMAGE.MEAN of the configs; the default of
+:func:`fold_torchvision_input` and :func:`load_init`, which training calls with the config's own value."""
 
 COCO_INIT_HELP = (
     "download deeplabv1_resnet101-coco.pth (COCO-pretrained DeepLab-v1 ResNet-101) from the "
@@ -115,8 +116,10 @@ def torchvision_to_deeplab(state: Mapping[str, torch.Tensor]) -> tuple[dict[str,
     return out, unmapped
 
 
-def fold_torchvision_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Make a torchvision stem accept this network's input: BGR, 0..255, minus CAFFE_MEAN_BGR.
+def fold_torchvision_input(
+    state: dict[str, torch.Tensor], mean_bgr: Sequence[float] = CAFFE_MEAN_BGR
+) -> dict[str, torch.Tensor]:
+    """Make a torchvision stem accept this network's input: BGR, 0..255, minus ``mean_bgr`` (IMAGE.MEAN).
 
     Torchvision's first conv sees ``(x/255 - m) / s`` in RGB order. Since
     ``x/255 - m = (x_bgr - M + (M - 255 m)) / 255`` per channel, the stem gives
@@ -129,7 +132,7 @@ def fold_torchvision_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     weight = state["layer1.conv1.conv.weight"].to(torch.float32)
     std_bgr = torch.tensor(TORCHVISION_STD_RGB[::-1]).view(1, 3, 1, 1)
     folded = weight.flip(1) / (255.0 * std_bgr)
-    shift_bgr = torch.tensor(CAFFE_MEAN_BGR) - 255.0 * torch.tensor(TORCHVISION_MEAN_RGB[::-1])
+    shift_bgr = torch.tensor(tuple(mean_bgr)) - 255.0 * torch.tensor(TORCHVISION_MEAN_RGB[::-1])
     offset = (folded * shift_bgr.view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
     state["layer1.conv1.conv.weight"] = folded
     key = "layer1.conv1.bn.running_mean"
@@ -138,8 +141,13 @@ def fold_torchvision_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return state
 
 
-def load_init(base: nn.Module, path: str | Path, fold_input: bool = True) -> dict:
+def load_init(
+    base: nn.Module, path: str | Path, fold_input: bool = True, mean_bgr: Sequence[float] = CAFFE_MEAN_BGR
+) -> dict:
     """Load an init file into the DeepLab base network (without the ASPP when it differs).
+
+    A torchvision-layout file's stem is folded for this network's input, minus
+    ``mean_bgr`` (:func:`fold_torchvision_input`; training passes IMAGE.MEAN).
 
     Every base tensor whose name and shape are found is copied; the rest keep
     their fresh initialisation. Logs how many tensors matched (``num_batches_tracked``
@@ -154,7 +162,7 @@ def load_init(base: nn.Module, path: str | Path, fold_input: bool = True) -> dic
         layout = "torchvision"
         source, unused = torchvision_to_deeplab(source)
         if fold_input and "layer1.conv1.conv.weight" in source:
-            source = fold_torchvision_input(source)
+            source = fold_torchvision_input(source, mean_bgr)
     target = base.state_dict()
     counted = [k for k in target if not k.endswith("num_batches_tracked")]
     loadable = {k: v for k, v in source.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}

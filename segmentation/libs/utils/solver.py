@@ -75,8 +75,9 @@ def msc_loss(
     labels of all outputs are resized in one device-side gather and the pixel
     counts stay on the device (no host synchronisation). ``reduce_counts``
     turns this batch's per-output valid-pixel counts into the counts the means
-    divide by: under DDP the sum over ranks times the world size, so that the
-    averaged gradient equals one process's on the whole global batch.
+    divide by: under DDP the sum over ranks divided by the world size
+    (train.py, ``global_count_reducer``), so that DDP's average of the ranks'
+    gradients equals one process's gradient on the whole global batch.
     """
     targets = resize_labels_multi(labels, [o.shape[2:] for o in outputs])
     counts = torch.stack([(t != ignore_index).sum() for t in targets]).to(outputs[0].device, torch.float32)
