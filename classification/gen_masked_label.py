@@ -42,7 +42,8 @@ from classification.labeling.settings import add_rule_args, rules_from_args
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
 # Stage-5 CRF labels: segmentation's OUTPUT_DIR/features/<EXP.ID>/<model>/<split>/label_crf
-# (segmentation/libs/utils/paths.py) with configs/voc12.yaml run from segmentation/.
+# (segmentation/libs/utils/paths.py derives it) with configs/voc12.yaml run from segmentation/;
+# written out here so that the classification package does not import the segmentation one.
 DEFAULT_PRED_DIR = Path("../segmentation/data/features/voc12/deeplabv2_resnet101_msc/train_aug/label_crf")
 DEFAULT_PSEUDO_DIR = Path("pseudo_labels")
 DEFAULT_SAL_DIR = Path("data/saliency_aug")
@@ -127,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="NSROM stage 6: masked pseudo labels (non-salient region masking).")
     add_common_args(p, DEFAULT_LIST, DEFAULT_SAL_DIR, DEFAULT_OUT_DIR)
     p.add_argument("--pred-dir", type=Path, default=DEFAULT_PRED_DIR,
-                   help="stage-5 predictions <id>.png (segmentation trainaug_pred.py crf)")
+                   help="stage-5 predictions <id>.png (segmentation trainaug_pred.py crf; the default is where "
+                        "configs/voc12.yaml writes them, run from segmentation/; with CRF.WRAPPED_IMAGE: false "
+                        "they are in label_crf_rgb/ instead of label_crf/)")
     p.add_argument("--pseudo-dir", type=Path, default=DEFAULT_PSEUDO_DIR, help="stage-3 pseudo labels <id>.png")
     add_rule_args(p, NsrmRules, "stage-6 rules (docs/method.md, stage 6; the defaults are the paper's)")
     return p

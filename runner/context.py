@@ -12,7 +12,6 @@ from .presets import Preset
 
 CLASSIFIER_EXP = "exp1"
 IAM_EXP = "exp2"
-ROUNDS = ("round1", "round2")
 FIGURES = {
     "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
     "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",

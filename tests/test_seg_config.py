@@ -55,6 +55,7 @@ def test_overrides_are_typed():
         ("SOLVER.ITERMAX=3", "unknown config key SOLVER.ITERMAX.*SOLVER.ITER_MAX"),
         ("SOLVER.ITER_MAX=ten", "SOLVER.ITER_MAX must be int"),
         ("SOLVER.ITER_MAX=2.5", "SOLVER.ITER_MAX must be int"),
+        ("DATASET.N_CLASSES=abc", "DATASET.N_CLASSES must be int"),  # null in the schema: typed by its table
         ("CRF.WRAPPED_IMAGE=maybe", "CRF.WRAPPED_IMAGE must be bool"),
         ("SOLVER.LR=null", "SOLVER.LR must not be empty"),
         ("SOLVER.ITER_MAX", "KEY=VALUE"),

@@ -13,8 +13,4 @@ bash tools/install.sh
 if [ ! -f "$DEMO_DIR/data/labels.txt" ] || { [ -f "$DEMO_DIR/data/synthetic.json" ] && [ ! -f "$DEMO_DIR/data/objects.json" ]; }; then
     "$PY" tools/make_synthetic_voc.py --out "$DEMO_DIR/data"
 fi
-if [ -f pipeline.py ]; then
-    "$PY" pipeline.py --data-root "$DEMO_DIR/data" --work-dir "$DEMO_DIR/work" --preset demo "$@"
-else
-    echo "pipeline.py is not there yet: the synthetic dataset is in $DEMO_DIR/data"
-fi
+"$PY" pipeline.py --data-root "$DEMO_DIR/data" --work-dir "$DEMO_DIR/work" --preset demo "$@"

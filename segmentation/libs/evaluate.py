@@ -158,7 +158,8 @@ def _test(
                 missing_gt += 1
                 continue
             if gt.shape != image.shape[1:]:
-                raise DataError(f"ground truth of {image_id} is {gt.shape}, its image {image.shape[1:]}")
+                raise DataError(f"ground-truth mask {layout.mask_path(image_id)} is {tuple(gt.shape)}, its image "
+                                f"{layout.image_path(image_id)} {tuple(image.shape[1:])}")
             acc.update(gt, pred)
             scored += 1
     if info.enabled:  # every rank scored its shard: sum the matrices and counts

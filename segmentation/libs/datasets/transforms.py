@@ -20,8 +20,6 @@ import torch
 
 from nsrom.classes import IGNORE_INDEX
 
-TRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)
-"""Random rescaling factors of training (DATASET.SCALES)."""
 FLIP_PROB = 0.5
 """Chance of a horizontal flip in training."""
 

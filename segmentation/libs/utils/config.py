@@ -61,7 +61,7 @@ NULLABLE = {"DATASET.LABELS", "DATASET.LABEL_DIR", "DATASET.N_CLASSES", "IMAGE.S
             *DATASET_SETTING_KEYS}
 """Keys whose value may be null (YAML empty or ``null``)."""
 
-TYPES_OF_NULL_KEYS: dict[str, type] = {"DATASET.LABELS": str, "IMAGE.SIZE.BASE": int,
+TYPES_OF_NULL_KEYS: dict[str, type] = {"DATASET.LABELS": str, "DATASET.N_CLASSES": int, "IMAGE.SIZE.BASE": int,
                                        **{key: str for key in DATASET_SETTING_KEYS}}
 """Expected type of keys whose schema value is null."""
 

@@ -1,4 +1,5 @@
-"""The one place that derives every output path of a run from the config (docs/method.md, stages 4, 5, 7).
+"""The one place that derives every output path of a run from the config (docs/method.md, stages 4, 5, 7);
+gen_masked_label.py's default ``--pred-dir`` is the one copy, of the voc12 layout.
 
 Layout, as deeplab-pytorch's (``<run>`` = ``<EXP.ID>/<model name, lower case>``)::
 
