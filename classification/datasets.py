@@ -18,8 +18,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nsrom import distributed
-from nsrom.classes import VOC_CLASSES
-from nsrom.data import DataLayout, find_file, label_vector, missing_list_error, read_cls_list, read_ids
+from nsrom.data import (
+    DataLayout, find_file, has_class_tokens, label_vector, list_image_labels, missing_list_error, read_ids,
+    resolve_num_classes,
+)
 from nsrom.data_check import check_class_list, check_images
 from nsrom.dataset_settings import AUTO_IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
@@ -35,10 +37,6 @@ class Sample:
     image_id: str
     image_path: Path
     classes: tuple[int, ...]
-
-
-def _has_class_tokens(path: Path) -> bool:
-    return any(len(line.split()) > 1 for line in path.read_text().splitlines())
 
 
 def _image_paths(ids: list[str], layout: DataLayout | None, img_dir: str | Path | None) -> list[Path]:
@@ -81,8 +79,7 @@ def load_samples(
     with that many processes).
     """
     layout = DataLayout(data_root, **(layout_overrides or {})) if data_root is not None else None
-    if num_classes is None:
-        num_classes = layout.num_classes if layout is not None else len(VOC_CLASSES) - 1
+    num_classes = resolve_num_classes(num_classes, layout)
     if list_path is None:
         if layout is None:
             raise ConfigError("give --data-root ROOT (VOC layout) or --list FILE with --img-dir DIR")
@@ -93,20 +90,14 @@ def load_samples(
     if img_dir is None and layout is None:
         raise ConfigError("--img-dir DIR is needed without --data-root")
     if check_workers is not None:
-        cls_path = list_path if _has_class_tokens(list_path) else layout.cls_list_path if layout is not None else None
+        cls_path = list_path if has_class_tokens(list_path) else layout.cls_list_path if layout is not None else None
         cls_path = cls_path if cls_path is not None and cls_path.is_file() else None
         ids = read_ids(list_path)
         images = list(zip(ids, _image_paths(ids, layout, img_dir)))
         root = layout.root if layout is not None else Path(img_dir).parent
         distributed.run_on_main(lambda: check_inputs(list_path, cls_path, images, num_classes, check_workers, root))
-    if _has_class_tokens(list_path):
-        labels = read_cls_list(list_path, num_classes)
-        ids = list(labels)
-    else:
-        ids = read_ids(list_path)
-        if layout is None:
-            raise ConfigError(f"{list_path} has no class indices; give --data-root so labels can be found")
-        labels = layout.labels_for(ids)
+    labels = list_image_labels(list_path, num_classes, layout)
+    ids = list(labels)
     samples = [Sample(i, path, tuple(labels[i])) for i, path in zip(ids, _image_paths(ids, layout, img_dir))]
     missing = [str(s.image_path) for s in samples if not s.image_path.is_file()]
     if missing:

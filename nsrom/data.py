@@ -27,9 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .classes import IGNORE_INDEX, load_class_names
+from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names
 from .dataset_settings import DatasetSettings, load_settings
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .files import atomic_write_text
 from .images import read_label
 
@@ -269,6 +269,47 @@ def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str,
                 )
         labels[id_from_token(parts[0])] = sorted(set(classes))
     return labels
+
+
+VOC_NUM_CLASSES = len(VOC_CLASSES) - 1
+"""Foreground class count when neither --num-classes nor a dataset gives one (VOC's 20)."""
+
+
+def resolve_num_classes(num_classes: int | None, layout: "DataLayout | None") -> int:
+    """Foreground class count C: ``--num-classes``, else the dataset's (``labels.txt``, or VOC's), else 20.
+
+    A ``--num-classes`` below 1, or one that disagrees with the dataset's ``labels.txt``, is a
+    :class:`ConfigError` naming the file.
+    """
+    from_root = layout.num_classes if layout is not None else None
+    if num_classes is not None and num_classes < 1:
+        raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
+    if num_classes is not None and from_root is not None and num_classes != from_root:
+        raise ConfigError(f"--num-classes {num_classes} disagrees with {layout.labels_path} ({from_root} classes)")
+    return num_classes or from_root or VOC_NUM_CLASSES
+
+
+def has_class_tokens(path: str | Path) -> bool:
+    """True when some line of the list holds class indices after the id (the ``train_cls.txt`` format)."""
+    return any(len(line.split()) > 1 for line in Path(path).read_text().splitlines())
+
+
+def list_image_labels(
+    path: str | Path, num_classes: int | None = None, layout: "DataLayout | None" = None
+) -> dict[str, list[int]]:
+    """Image id -> 0-based classes of an image list given with ``--list``.
+
+    A list in the ``train_cls.txt`` format gives the classes itself
+    (:func:`read_cls_list`); a plain id list takes them from the dataset
+    (``layout``: its ``train_cls.txt``, else the masks), and without a dataset
+    it is a :class:`ConfigError`, never a list of images without classes.
+    """
+    if has_class_tokens(path):
+        return read_cls_list(path, num_classes)
+    ids = read_ids(path)
+    if layout is None:
+        raise ConfigError(f"{path} has no class indices; give --data-root so labels can be found")
+    return layout.labels_for(ids)
 
 
 def write_cls_list(path: str | Path, labels: Mapping[str, Iterable[int]]) -> None:

@@ -12,7 +12,7 @@ from classification.transforms import (
     IMAGENET_MEAN, IMAGENET_STD, ColorJitter, InputTransform, adjust_hue, export_transform, hue_offset,
     to_normalized_tensor,
 )
-from nsrom.errors import DataError
+from nsrom.errors import ConfigError, DataError
 from nsrom.images import write_grey
 
 
@@ -79,6 +79,14 @@ def test_samples_from_the_data_root(synthetic_root):
     assert [s.image_id for s in samples] == synthetic_root.ids("train_aug")
     assert all(list(s.classes) == labels[s.image_id] for s in samples)
     assert all(s.image_path == synthetic_root.image_path(s.image_id) for s in samples)
+
+
+@pytest.mark.parametrize("num_classes, message", [(5, "disagrees with .*labels.txt"), (0, "at least 1")])
+def test_num_classes_must_agree_with_the_dataset(synthetic_root, num_classes, message):
+    """--num-classes is checked as in stages 3 and 6 (nsrom.data.resolve_num_classes); before, 5 and 0 passed."""
+    with pytest.raises(ConfigError, match=message):
+        load_samples(synthetic_root.root, num_classes=num_classes)
+    assert load_samples(synthetic_root.root, num_classes=3)[1] == 3
 
 
 def test_original_layout_img_dir_and_cls_list(synthetic_root, tmp_path):

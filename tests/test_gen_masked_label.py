@@ -189,3 +189,25 @@ def test_cli_without_arguments_uses_the_original_layout(stage6_inputs, monkeypat
     monkeypatch.chdir(cls_dir)
     assert gen_masked_label.main([]) == 0
     assert sorted(p.stem for p in (cls_dir / "masked_labels").glob("*.png")) == sorted(layout.ids("train_aug"))
+
+
+def test_a_plain_id_list_takes_its_classes_from_the_dataset(synthetic_root, tmp_path):
+    """--list with ids alone (stages 3 and 6): the classes come from the dataset, as for the classifiers; with
+    no dataset it is an error. Before, every image got no class and stage 6 kept every prediction unmasked."""
+    from pathlib import Path
+
+    from classification.labeling.io import resolve_image_labels
+    from nsrom.data import write_cls_list, write_ids
+    from nsrom.errors import ConfigError
+
+    ids = synthetic_root.ids("train_aug")[:4]
+    expected = synthetic_root.labels_for(ids)
+    assert list(expected) == ids and all(expected.values())
+    plain, own = tmp_path / "ids.txt", tmp_path / "cls.txt"
+    write_ids(plain, ids)
+    n = synthetic_root.num_classes
+    assert resolve_image_labels(plain, synthetic_root, Path("absent.txt"), n) == expected
+    with pytest.raises(ConfigError, match="no class indices.*--data-root"):
+        resolve_image_labels(plain, None, Path("absent.txt"), n)
+    write_cls_list(own, {ids[0]: [0], ids[1]: [1, 2]})  # a list with classes keeps its own
+    assert resolve_image_labels(own, synthetic_root, Path("absent.txt"), n) == {ids[0]: [0], ids[1]: [1, 2]}

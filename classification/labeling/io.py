@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from nsrom.classes import IGNORE_INDEX
-from nsrom.data import DataLayout, read_cls_list
+from nsrom.data import DataLayout, list_image_labels, read_cls_list, resolve_num_classes
 from nsrom.data_check import ERROR, FileJob, run_checks
 from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, DataError
@@ -27,9 +27,6 @@ from nsrom.images import read_grey, read_label
 from nsrom.parallel import parallel_map
 
 LOG = logging.getLogger(__name__)
-
-VOC_NUM_CLASSES = 20
-"""Foreground class count when neither --num-classes nor --data-root gives one."""
 
 WRITTEN, EXISTS, MISSING, FAILED = "written", "exists", "missing", "failed"
 """Per-image outcomes: label written; output already there (no --overwrite);
@@ -151,26 +148,17 @@ def read_class_label(path: Path, num_classes: int, what: str) -> np.ndarray:
     return label
 
 
-def resolve_num_classes(num_classes: int | None, layout: DataLayout | None) -> int:
-    """Foreground class count: --num-classes, else ROOT/labels.txt (or VOC), else 20."""
-    from_root = layout.num_classes if layout is not None else None
-    if num_classes is not None and from_root is not None and num_classes != from_root:
-        raise ConfigError(f"--num-classes {num_classes} disagrees with {layout.labels_path} ({from_root} classes)")
-    if num_classes is not None and num_classes < 1:
-        raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
-    return num_classes or from_root or VOC_NUM_CLASSES
-
-
 def resolve_image_labels(
     list_path: Path | None, layout: DataLayout | None, default_list: Path, num_classes: int
 ) -> dict[str, list[int]]:
-    """Image id -> 0-based classes: from --list; with --data-root, the labels of the
-    dataset's training split (``train_cls.txt``, else the masks); else the default list.
+    """Image id -> 0-based classes: from --list (its class indices, or for a plain id list the
+    dataset's labels of those ids: nsrom.data.list_image_labels); with --data-root, the labels of
+    the dataset's training split (``train_cls.txt``, else the masks); else the default list.
 
     A class index outside ``0..C-1`` raises :class:`DataError` naming file and line.
     """
     if list_path is not None:
-        return read_cls_list(list_path, num_classes)
+        return list_image_labels(list_path, num_classes, layout)
     if layout is not None:
         return layout.image_labels(layout.train_split)
     if not Path(default_list).is_file():
