@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from classification.gen_label import GenLabelConfig, run
+from nsrom.cam import class_map_name
 from nsrom.images import write_grey
 
 from timing import dump, report
@@ -53,8 +54,8 @@ def write_inputs(root: Path, n_images: int, height: int, width: int) -> dict[str
         labels[image_id] = classes
         write_grey(root / "saliency" / f"{image_id}.png", blob(rng, height, width))
         for c in classes:
-            write_grey(root / "oacam" / f"{image_id}_{c}.png", blob(rng, height, width))
-            write_grey(root / "cam" / f"{image_id}_{c}.png", blob(rng, height, width))
+            write_grey(root / "oacam" / class_map_name(image_id, c), blob(rng, height, width))
+            write_grey(root / "cam" / class_map_name(image_id, c), blob(rng, height, width))
     return labels
 
 

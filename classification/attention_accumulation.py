@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nsrom.cam import max_normalize, to_uint8
+from nsrom.cam import class_map_name, max_normalize, to_uint8
 from nsrom.images import read_grey, write_grey
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ Update = tuple[Key, np.ndarray, float]
 
 
 def map_name(image_id: str, cls: int) -> str:
-    """File name of the (image, 0-based class) map: ``<id>_<c>.png``."""
-    return f"{image_id}_{cls}.png"
+    """File name of the (image, 0-based class) map: ``<id>_<c>.png`` (nsrom.cam.class_map_name)."""
+    return class_map_name(image_id, cls)
 
 
 def parse_map_name(name: str) -> Key | None:

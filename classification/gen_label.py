@@ -38,12 +38,13 @@ from classification.labeling.io import (
 )
 from classification.labeling.pom import PomRules, make_pseudo_label
 from classification.labeling.settings import add_rule_args, rules_from_args
+from classification.run_layout import CLASSIFIER_EXP, IAM_EXP
 
 # Original layout, relative to the current folder (classification/).
 DEFAULT_LIST = Path("data/train_cls.txt")
 DEFAULT_SAL_DIR = Path("data/saliency_aug")
-DEFAULT_OACAM_DIR = Path("runs/exp2/attention")
-DEFAULT_CAM_DIR = Path("runs/exp1/attention")
+DEFAULT_OACAM_DIR = Path("runs") / IAM_EXP / "attention"
+DEFAULT_CAM_DIR = Path("runs") / CLASSIFIER_EXP / "attention"
 DEFAULT_OUT_DIR = Path("pseudo_labels")
 
 

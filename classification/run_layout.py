@@ -2,8 +2,10 @@
 
 ``runs/<exp>/{model, accu_att, attention, logs}`` under ``classification/`` by
 default (the original layout: ``exp1`` for the classifier, ``exp2`` for the
-IAM). Every folder can be overridden; later stages (pseudo labels) call
-:func:`run_dirs` with the experiment names to find the CAMs and OA-CAMs.
+IAM). Every folder can be overridden. The trainers and exports call
+:func:`run_dirs`, and so does the pipeline runner (runner/context.py) to find
+the CAMs and OA-CAMs; ``gen_label.py`` names the same folders by default,
+relative to the current folder as in the original (``runs/exp2/attention``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CAM normalisations used across stages (docs/method.md, stages 1, 1b, 2, 3)."""
+"""CAM normalisations and file names used across stages (docs/method.md, stages 1, 1b, 2, 3)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import numpy as np
 
 EPS = 1e-8
 """Added to denominators so that an all-zero map stays all zero."""
+
+
+def class_map_name(image_id: str, cls: int) -> str:
+    """File name of the map of one (image, 0-based class): ``<id>_<c>.png``, as CAMs, OA-CAMs and the
+    accumulated maps of stage 1 are stored (docs/method.md, stages 1, 1b and 2)."""
+    return f"{image_id}_{cls}.png"
 
 
 def max_normalize(cam: np.ndarray) -> np.ndarray:

@@ -331,12 +331,18 @@ def classes_in_mask(mask: np.ndarray, num_classes: int, where: str = "mask") -> 
     return [int(v) - 1 for v in values if 0 < v <= num_classes]
 
 
-def derive_image_labels(layout: DataLayout, ids: Iterable[str]) -> dict[str, list[int]]:
-    """Image-level labels of ``ids`` derived from their masks."""
-    num_classes = layout.num_classes
+def derive_image_labels(
+    layout: DataLayout, ids: Iterable[str], num_classes: int | None = None, skip_missing: bool = False
+) -> dict[str, list[int]]:
+    """Image-level labels (0-based) of ``ids`` derived from their masks, with ``num_classes`` foreground
+    classes (default: the dataset's). An id without a mask is a :class:`DataError` naming the file, or,
+    with ``skip_missing``, left out."""
+    num_classes = layout.num_classes if num_classes is None else num_classes
     labels = {}
     for image_id in ids:
         path = layout.mask_path(image_id)
+        if skip_missing and not path.is_file():
+            continue
         labels[image_id] = classes_in_mask(read_label(path, "mask"), num_classes, str(path))
     return labels
 

@@ -238,7 +238,7 @@ def check_class_list(path: Path, num_classes: int, ids: Sequence[str] | None = N
         parts = line.split()
         if not parts:
             continue
-        listed.add(Path(parts[0]).stem if ("/" in parts[0] or "." in parts[0]) else parts[0])
+        listed.add(id_from_token(parts[0]))
         for token in parts[1:]:
             if not token.lstrip("-").isdigit():
                 problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",

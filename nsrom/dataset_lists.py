@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .classes import load_class_names, read_class_names, write_class_names
-from .data import DataLayout, classes_in_mask, id_from_token, read_ids, write_cls_list, write_ids
+from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
 from .errors import ConfigError, DataError
-from .images import read_label
 
 BACKGROUND = "background"
 HEADER_NAMES = {"image_id", "id", "image", "filename", "file", "name"}
@@ -70,12 +69,7 @@ def write_lists(
 
 def labels_from_masks(layout: DataLayout, ids: Iterable[str], num_classes: int) -> dict[str, list[int]]:
     """Image-level labels (0-based) of the ``ids`` that have a mask; the others are left out."""
-    labels = {}
-    for image_id in ids:
-        path = layout.mask_path(image_id)
-        if path.is_file():
-            labels[image_id] = classes_in_mask(read_label(path, "mask"), num_classes, str(path))
-    return labels
+    return derive_image_labels(layout, ids, num_classes, skip_missing=True)
 
 
 # --- classes and the CSV of image-level labels ------------------------------------------

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cam import resize_to_image
+from .cam import class_map_name, resize_to_image
 from .classes import IGNORE_INDEX
 from .data import DataLayout
 from .error_kinds import describe, error_kinds, far_background
@@ -50,7 +50,7 @@ def _read_gt(layout: DataLayout, image_id: str, num_classes: int) -> np.ndarray:
 def scored_ids(layout: DataLayout, split: str) -> tuple[list[str], int]:
     """The ids of ``split`` that have a mask, and how many do not; DataError when none has one."""
     ids = layout.ids(split)
-    with_mask = [i for i in ids if layout.has_mask(i)]
+    with_mask = layout.ids_with_masks(split)
     if not with_mask:
         raise DataError(
             f"no image of split {split} has a ground-truth mask (<id>.png in "
@@ -114,7 +114,7 @@ def _cam_image(
     gt = _read_gt(layout, image_id, n - 1)
     cams, missing = {}, 0
     for c in classes:
-        path = cam_dir / f"{image_id}_{c}.png"
+        path = cam_dir / class_map_name(image_id, c)
         if not path.is_file():
             missing += 1
             continue

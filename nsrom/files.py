@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OutputError
+from .errors import DataError, OutputError
 
 TEMP_MARKER = ".partial-"
 """Part of every temporary name (``.<name>.partial-XXXX<suffix>``): a run killed while writing leaves these."""
@@ -165,9 +165,12 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    with open(path) as f:
-        return json.load(f)
+    """Read a JSON file; one that is not valid JSON (UTF-8) is a :class:`DataError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
 
 
 def leftover_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:

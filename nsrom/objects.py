@@ -130,8 +130,11 @@ def object_shares(
         objs = [o for o in record.get(image_id, []) if o.saliency == status]
         if not objs:
             continue
-        instances = read_label(instance_mask_path(layout.root, image_id), "instance mask")
-        label = read_label(Path(label_dir) / f"{image_id}.png")
+        instance_path, label_path = instance_mask_path(layout.root, image_id), Path(label_dir) / f"{image_id}.png"
+        instances, label = read_label(instance_path, "instance mask"), read_label(label_path)
+        if label.shape != instances.shape:
+            raise DataError(f"label {label_path} {label.shape} and instance mask {instance_path} "
+                            f"{instances.shape} differ in size")
         counts = object_counts(label, instances, objs)
         total += counts.sum(axis=0)
         count += int((counts.sum(axis=1) > 0).sum())

@@ -7,11 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from classification.run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
 from nsrom.data import DataLayout
 from .presets import Preset
 
-CLASSIFIER_EXP = "exp1"
-IAM_EXP = "exp2"
 FIGURES = {
     "qualitative": "image, saliency, CAM, OA-CAM, pseudo label, masked label, round-2 prediction, ground truth",
     "cam_thresholds": "CAM and OA-CAM mIoU against the background threshold (train_aug)",
@@ -86,7 +85,7 @@ class RunContext:
         return self.work_dir / "classification" / "runs"
 
     def attention_dir(self, exp: str) -> Path:
-        return self.runs_dir / exp / "attention"
+        return run_dirs(exp, self.runs_dir).attention
 
     @property
     def pseudo_dir(self) -> Path:

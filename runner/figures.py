@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from nsrom.cam import class_map_name
 from nsrom.errors import NsromError
 from nsrom.files import atomic_path
 from nsrom.images import colorize, read_grey, read_label, read_rgb
@@ -56,7 +57,7 @@ def _blank() -> np.ndarray:
 
 def cam_overlay(image: np.ndarray, cam_dir: Path, image_id: str, classes: list[int]) -> np.ndarray | None:
     """Max over the image's classes of ``<id>_<c>.png``, as a jet heat map over the image."""
-    maps = [read_grey(p) for c in classes if (p := cam_dir / f"{image_id}_{c}.png").is_file()]
+    maps = [read_grey(p) for c in classes if (p := cam_dir / class_map_name(image_id, c)).is_file()]
     if not maps:
         return None
     heat = cv2.applyColorMap(np.max(maps, axis=0), cv2.COLORMAP_JET)[:, :, ::-1]

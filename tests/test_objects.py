@@ -78,6 +78,16 @@ def test_record_round_trip_and_bad_entries(recorded, tmp_path):
     write_json(record_path(layout.root), {"img_a": [{"instance": 1}]})
     with pytest.raises(DataError, match="img_a"):
         read_record(layout.root)
+    record_path(layout.root).write_text('{"img_a": [{instance: 1}]}')  # not JSON: the file is named
+    with pytest.raises(DataError, match=f"{record_path(layout.root)} is not valid JSON"):
+        read_record(layout.root)
+
+
+def test_a_label_of_another_size_names_both_files(recorded):
+    layout, labels = recorded
+    write_label(labels / "img_a.png", np.zeros((2, 4), np.uint8))
+    with pytest.raises(DataError, match=r"img_a\.png \(2, 4\) and instance mask .*img_a\.png \(3, 4\)"):
+        object_shares(layout, ["img_a"], labels)
 
 
 def test_missing_label_file_is_named(recorded, tmp_path):

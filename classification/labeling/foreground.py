@@ -13,13 +13,16 @@ MIN_FOREGROUND_FRACTION = 0.01
 of the image's pixels is discarded (all ignore)."""
 
 
+def foreground_pixels(label: np.ndarray) -> int:
+    """Number of pixels whose label is a foreground class (not 0, not 255)."""
+    label = np.asarray(label)
+    return int(((label != 0) & (label != IGNORE_INDEX)).sum())
+
+
 def foreground_fraction(label: np.ndarray) -> float:
     """Share of the image's pixels whose label is a foreground class (not 0, not 255)."""
     label = np.asarray(label)
-    if label.size == 0:
-        return 0.0
-    foreground = (label != 0) & (label != IGNORE_INDEX)
-    return float(foreground.sum()) / label.size
+    return foreground_pixels(label) / label.size if label.size else 0.0
 
 
 def apply_min_foreground(label: np.ndarray, min_fraction: float = MIN_FOREGROUND_FRACTION) -> np.ndarray:
@@ -30,8 +33,7 @@ def apply_min_foreground(label: np.ndarray, min_fraction: float = MIN_FOREGROUND
     Returns a new array; ``label`` is not modified.
     """
     label = np.array(label, copy=True)
-    foreground = int(((label != 0) & (label != IGNORE_INDEX)).sum())
-    # Exact rational comparison, so that exactly 1% is never lost to float rounding.
-    if foreground < Fraction(min_fraction).limit_denominator(10**6) * label.size:
+    # Exact rational comparison of the pixel count, so that exactly 1% is never lost to float rounding.
+    if foreground_pixels(label) < Fraction(min_fraction).limit_denominator(10**6) * label.size:
         label[...] = IGNORE_INDEX
     return label

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from nsrom.cam import class_map_name
 from nsrom.classes import IGNORE_INDEX
 from nsrom.data import DataLayout, list_image_labels, read_cls_list, resolve_num_classes
 from nsrom.data_check import ERROR, FileJob, run_checks
@@ -96,7 +97,7 @@ def read_optional_grey(path: Path, what: str) -> np.ndarray | None:
 
 def class_map_path(folder: Path, image_id: str, c: int) -> Path:
     """Path of a CAM / OA-CAM PNG: ``<folder>/<id>_<c>.png`` with the 0-based class c."""
-    return Path(folder) / f"{image_id}_{c}.png"
+    return Path(folder) / class_map_name(image_id, c)
 
 
 def read_class_maps(
