@@ -22,6 +22,12 @@ from .errors import DataError
 IGNORE_INDEX = 255
 """Label value of pixels that carry no supervision and are not scored."""
 
+
+def values_outside_classes(label: np.ndarray, num_classes: int) -> list[int]:
+    """The values of a label map that are neither 0..``num_classes`` (background and the C classes)
+    nor :data:`IGNORE_INDEX`, sorted: what makes a mask or label file wrong for the dataset."""
+    return [int(v) for v in np.unique(label) if num_classes < v != IGNORE_INDEX]
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
     "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names
+from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names, values_outside_classes
 from .dataset_settings import DatasetSettings, load_settings
 from .errors import ConfigError, DataError
 from .files import atomic_write_text
@@ -325,7 +325,7 @@ def classes_in_mask(mask: np.ndarray, num_classes: int, where: str = "mask") -> 
     value outside ``1..num_classes`` raises :class:`DataError`.
     """
     values = np.unique(mask)
-    bad = [int(v) for v in values if v != IGNORE_INDEX and v > num_classes]
+    bad = values_outside_classes(values, num_classes)
     if bad:
         raise DataError(f"{where}: values {bad} outside 0..{num_classes} and {IGNORE_INDEX}")
     return [int(v) - 1 for v in values if 0 < v <= num_classes]

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .cam import class_map_name, resize_to_image
-from .classes import IGNORE_INDEX
+from .classes import IGNORE_INDEX, values_outside_classes
 from .data import DataLayout
 from .error_kinds import describe, error_kinds, far_background
 from .errors import ConfigError, DataError
@@ -42,7 +42,7 @@ CAM_LEVELS = 256
 def _read_gt(layout: DataLayout, image_id: str, num_classes: int) -> np.ndarray:
     path = layout.mask_path(image_id)
     gt = read_label(path, "ground-truth mask")
-    if (bad := [int(v) for v in np.unique(gt) if num_classes < v < IGNORE_INDEX]):
+    if (bad := values_outside_classes(gt, num_classes)):
         raise DataError(f"ground-truth mask {path} holds values {bad} outside 0..{num_classes} and {IGNORE_INDEX}")
     return gt
 
@@ -192,7 +192,7 @@ def _label_image(
     if not path.is_file():
         return image_id, None
     label = read_label(path, "label")
-    if (bad := [int(v) for v in np.unique(label) if n <= v < IGNORE_INDEX]):
+    if (bad := values_outside_classes(label, n - 1)):
         raise DataError(f"label {path} holds values {bad} outside 0..{n - 1} and {IGNORE_INDEX}")
     gt = _read_gt(layout, image_id, n - 1)
     _check_shape(label, path, gt, layout.mask_path(image_id))

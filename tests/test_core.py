@@ -11,7 +11,9 @@ import torch.utils.data
 from PIL import Image
 
 from nsrom.cam import max_normalize, minmax_normalize, to_uint8
-from nsrom.classes import VOC_CLASSES, load_class_names, read_class_names, voc_palette, write_class_names
+from nsrom.classes import (
+    VOC_CLASSES, load_class_names, read_class_names, values_outside_classes, voc_palette, write_class_names,
+)
 from nsrom.data import read_cls_list, read_ids
 from nsrom.errors import DataError, exit_on_error
 from nsrom.files import atomic_path, atomic_write_text, read_json, write_json
@@ -26,6 +28,13 @@ def test_voc_palette_known_colours():
     assert pal[15].tolist() == [192, 128, 128]  # person
     assert pal[20].tolist() == [0, 64, 128]  # tvmonitor
     assert pal[255].tolist() == [224, 224, 192]  # ignore
+
+
+def test_values_outside_the_classes_are_all_but_0_to_c_and_255():
+    label = np.array([[0, 1, 3, 4], [255, 254, 7, 3]], np.uint8)
+    assert values_outside_classes(label, 3) == [4, 7, 254]
+    assert values_outside_classes(label, 254) == []
+    assert values_outside_classes(np.zeros((2, 2), np.uint8), 1) == []
 
 
 def test_class_names_from_labels_txt(tmp_path):

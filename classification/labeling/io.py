@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from nsrom.cam import class_map_name
-from nsrom.classes import IGNORE_INDEX
+from nsrom.classes import IGNORE_INDEX, values_outside_classes
 from nsrom.data import DataLayout, list_image_labels, read_cls_list, resolve_num_classes
 from nsrom.data_check import ERROR, FileJob, run_checks
 from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
@@ -140,7 +140,7 @@ def check_size(array: np.ndarray, path: Path, what: str, shape: tuple[int, ...],
 def read_class_label(path: Path, num_classes: int, what: str) -> np.ndarray:
     """A label PNG whose values must be 0..C or 255; :class:`DataError` naming the file otherwise."""
     label = read_label(path, what)
-    bad = [int(v) for v in np.unique(label) if v > num_classes and v != IGNORE_INDEX]
+    bad = values_outside_classes(label, num_classes)
     if bad:
         raise DataError(
             f"{what} {path} holds class values {bad} outside 0..{num_classes} and {IGNORE_INDEX} "
