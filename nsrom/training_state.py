@@ -198,13 +198,26 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     write_bytes(path, buffer.getbuffer())
 
 
+def load_torch_file(path: str | Path, what: str, missing_help: str = "", mmap: bool = False) -> Any:
+    """``torch.load`` of a weight or checkpoint file onto the CPU (tensors only, ``weights_only``).
+
+    A missing file is an :class:`NsromError` "``what`` not found: path" followed by
+    ``missing_help`` (what to download, which flag skips it); a corrupt or foreign
+    file one that names it. The one reader of .pth files for every stage.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NsromError(f"{what} not found: {path}" + (f"; {missing_help}" if missing_help else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file: name it
+        raise NsromError(f"cannot read {what} {path}: {exc}") from None
+
+
 def load_state(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
     """A checkpoint written by :func:`save_state` (tensors on the CPU)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file: name it
-        raise NsromError(f"cannot read {what} {path}: {exc}") from None
+    state = load_torch_file(path, what)
     if not isinstance(state, dict):
         raise NsromError(f"{what} {path} is not a training checkpoint (expected a dict)")
     return state
@@ -212,10 +225,7 @@ def load_state(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
 
 def checkpoint_step(path: str | Path) -> int:
     """The ``step`` recorded in a checkpoint (read without loading its tensors)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:
-        raise NsromError(f"cannot read checkpoint {path}: {exc}") from None
+    state = load_torch_file(path, "checkpoint", mmap=True)
     if not isinstance(state, dict) or "step" not in state:
         raise NsromError(f"{path} holds no training step; it is not a training checkpoint of this project")
     return int(state["step"])

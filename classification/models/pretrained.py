@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nsrom.errors import ConfigError, NsromError
+from nsrom.training_state import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,6 @@ class LoadReport:
         return "; ".join(lines)
 
 
-def _torch_load(path: Path, what: str) -> object:
-    if not path.is_file():
-        raise NsromError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, wrong format: tell the user which file
-        raise NsromError(f"cannot read {what} {path}: {exc}") from None
-
-
 def unwrap_state_dict(obj: object, what: str) -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint: ``obj['state_dict']``, ``obj['model']`` or ``obj``.
 
@@ -74,7 +66,7 @@ def unwrap_state_dict(obj: object, what: str) -> dict[str, torch.Tensor]:
 def fetch_imagenet_vgg16(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """ImageNet VGG16 state dict from ``path``, else from torch's hub cache / the download URL."""
     if path is not None:
-        return unwrap_state_dict(_torch_load(Path(path), "ImageNet VGG16 weights"), str(path))
+        return unwrap_state_dict(load_torch_file(Path(path), "ImageNet VGG16 weights"), str(path))
     cache = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
     try:
         state = torch.hub.load_state_dict_from_url(VGG16_URL, map_location="cpu", progress=False)
@@ -124,7 +116,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise NsromError(f"checkpoint not found: {path}; train first (train.sh / train_iam.sh) or pass --checkpoint FILE")
-    obj = _torch_load(path, "checkpoint")
+    obj = load_torch_file(path, "checkpoint")
     return obj if isinstance(obj, dict) else {"state_dict": obj}
 
 

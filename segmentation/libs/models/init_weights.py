@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from nsrom.errors import NsromError
+from nsrom.training_state import load_torch_file
 
 LOG = logging.getLogger(__name__)
 
@@ -65,12 +66,7 @@ def read_weights(path: str | Path, help_text: str) -> dict[str, torch.Tensor]:
     ``{"state_dict": ...}`` wrappers are unwrapped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NsromError(f"weight file not found: {path}; {help_text}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise NsromError(f"cannot read weight file {path}: {exc}") from None
+    obj = load_torch_file(path, "weight file", missing_help=help_text)
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
