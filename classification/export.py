@@ -123,11 +123,14 @@ def run(args: argparse.Namespace) -> Path:
         return _run(args)
 
 
-def export_producer(args: argparse.Namespace, checkpoint: Path, samples: list[Sample], num_classes: int) -> Producer:
-    """What makes the maps: the checkpoint, the image folder and the settings that change a map."""
+def export_producer(
+    args: argparse.Namespace, checkpoint: Path, samples: list[Sample], num_classes: int, width_div: int
+) -> Producer:
+    """What makes the maps: the checkpoint, the image folder and the settings that change a map
+    (``width_div``: the width the network is built with, from ``--width-div`` or the checkpoint)."""
     inputs = {"images": samples[0].image_path.parent} if samples else {}
     settings = {"arch": args.arch, "input_size": args.input_size, "num_classes": num_classes,
-                "width_div": args.width_div}
+                "width_div": width_div}
     return Producer("classification.export", settings, checkpoint=checkpoint, inputs=inputs)
 
 
@@ -137,7 +140,8 @@ def _run(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
     samples, num_classes = samples_from_args(args)
     ckpt = read_checkpoint(checkpoint)
-    producer = export_producer(args, checkpoint, samples, num_classes)
+    width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
+    producer = export_producer(args, checkpoint, samples, num_classes, width_div)
     distributed.run_on_main(lambda: prepare_output_dir(dirs.attention, producer, args.overwrite, MAP_PATTERN))
     todo = distributed.broadcast_from_main(pending_batches(samples, dirs.attention, args.batch_size, args.overwrite))
     log.info("%d of %d batches of %d images to export into %s", len(todo),
@@ -145,7 +149,6 @@ def _run(args: argparse.Namespace) -> Path:
     if not todo:
         return dirs.attention
     device = distributed.local_device(resolve_device(args.device))
-    width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
     load_model_state(model, ckpt, str(checkpoint))
     mine = [sample for batch in distributed.shard(todo) for sample in batch]  # whole batches per rank, in order

@@ -192,7 +192,9 @@ def test_cam_export_refuses_maps_of_a_retrained_model(synthetic_root, tmp_path, 
     out = cam_export.main(argv)
     maps = sorted(out.glob("*.png"))
     assert maps and read_record(out)["checkpoint"]["sha256"]
+    assert read_record(out)["settings"]["width_div"] == 16  # the width the network had: the checkpoint's
     cam_export.main(argv)  # same checkpoint: nothing to redo
+    cam_export.main([*argv, "--width-div", "16"])  # the checkpoint's own width spelled out: the same producer
     build_cls_checkpoint(model, seed=1)  # trained again
     err = _refused(lambda: cam_export.main(argv), capsys)
     assert f"{out} holds {len(maps)} outputs of another producer" in err and "checkpoint:" in err
