@@ -4,9 +4,10 @@ Trains a model twice: once straight through, once interrupted by an exception
 raised on every rank during step CRASH_AT and then resumed with ``--resume``,
 all inside one process group, as a pipeline runner would. ``{out}`` in the
 arguments becomes ``straight`` or ``resumed``; the test compares the two final
-checkpoints.
+checkpoints. The resumed run must train exactly LEFT steps on every rank (from
+the most recent checkpoint on), else the job fails.
 
-Usage: torchrun ... tests/ddp_resume_driver.py KIND CRASH_AT ARGS... [:: KIND CRASH_AT ARGS...]
+Usage: torchrun ... tests/ddp_resume_driver.py KIND CRASH_AT LEFT ARGS... [:: KIND CRASH_AT LEFT ARGS...]
 with KIND seg (main.py train) or cls (classification.train).
 """
 
@@ -27,7 +28,7 @@ class Interrupted(Exception):
     pass
 
 
-def run(kind: str, crash_at: int, template: list[str]) -> None:
+def run(kind: str, crash_at: int, left: int, template: list[str]) -> None:
     entry, module = ENTRY[kind]
     entry([a.replace("{out}", "straight") for a in template])
     resumed = [a.replace("{out}", "resumed") for a in template]
@@ -48,7 +49,20 @@ def run(kind: str, crash_at: int, template: list[str]) -> None:
         raise SystemExit(f"{kind}: training ended without the interruption at call {crash_at}")
     finally:
         module.train_step = real
-    entry([*resumed, "--resume"])
+    calls.clear()
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    module.train_step = counted
+    try:
+        entry([*resumed, "--resume"])
+    finally:
+        module.train_step = real
+    if len(calls) != left:
+        raise SystemExit(f"{kind}: the resumed run trained {len(calls)} steps, not the {left} left after the "
+                         "most recent checkpoint")
 
 
 def main(argv: list[str]) -> None:
@@ -56,7 +70,7 @@ def main(argv: list[str]) -> None:
         while argv:
             block = argv[: argv.index("::")] if "::" in argv else argv
             argv = argv[len(block) + 1:]
-            run(block[0], int(block[1]), block[2:])
+            run(block[0], int(block[1]), int(block[2]), block[3:])
 
 
 if __name__ == "__main__":

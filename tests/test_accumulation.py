@@ -54,6 +54,18 @@ def test_train_start_epoch_flag(capsys):
     assert "--accu-start-epoch" in capsys.readouterr().err
 
 
+def test_samples_not_kept_give_no_record(tmp_path):
+    """The distributed sampler's padding (keep false: nsrom.distributed.real_samples) is left out of the
+    accumulation, so a padded duplicate never counts twice, also where fusing it would change nothing."""
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    ids, labels, cams, logits = batch(CAM_A, HIGH, present=(1.0, 1.0))
+    two = (ids + ["2007_000033"], labels.repeat(2, 1), cams.repeat(2, 1, 1, 1), logits.repeat(2, 1))
+    assert [key for key, _, _ in acc.prepare(1, *two)] == [(ids[0], 0), (ids[0], 1), ("2007_000033", 0),
+                                                            ("2007_000033", 1)]
+    assert [key for key, _, _ in acc.prepare(1, *two, keep=[True, False])] == [(ids[0], 0), (ids[0], 1)]
+    assert acc.prepare(1, *two, keep=[False, False]) == []
+
+
 def test_first_store_is_the_normalised_8bit_map_only_for_present_classes(tmp_path):
     acc = AttentionAccumulator(tmp_path, num_epochs=15)
     assert acc.update(1, *batch(CAM_A, HIGH)) == 1

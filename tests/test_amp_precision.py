@@ -111,14 +111,30 @@ def test_classification_amp_off_is_bit_identical_to_plain_float32_step():
         assert torch.equal(p, q), name
 
 
-def test_classification_bf16_channels_last_flags(synthetic_root, tmp_path, capsys):
+def test_classification_bf16_channels_last_flags(synthetic_root, tmp_path, capsys, monkeypatch):
+    """--amp bf16 --channels-last reach stage 1's training steps: every forward runs in bfloat16 on
+    channels-last weights (a step of the real loop, observed, not replaced)."""
+    from classification import training
+
     args = ["--data-root", str(synthetic_root.root), "--runs-dir", str(tmp_path), "--input-size", "32",
             "--num-workers", "0", "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--width-div", "16",
             "--no-pretrained", "--seed", "0", "--amp", "bf16", "--channels-last"]
     assert cls_train.build_parser().parse_args(args).amp == "bf16"
+    real_step, outputs, layouts = training.train_step, [], []
+
+    def observed_step(model, *rest):
+        handle = model.register_forward_hook(lambda m, i, o: outputs.append(o.dtype))
+        first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        layouts.append(first_conv.weight.is_contiguous(memory_format=torch.channels_last))
+        try:
+            return real_step(model, *rest)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(training, "train_step", observed_step)
     final = cls_train.main(args)
     assert final.is_file()
-    assert args[-3:] == ["--amp", "bf16", "--channels-last"]
+    assert outputs and set(outputs) == {torch.bfloat16} and all(layouts) and len(layouts) == len(outputs)
     with pytest.raises(SystemExit):
         cls_train.build_parser().parse_args([*args[:-2], "fp8"])  # --amp fp8
     assert "argument --amp: invalid choice: 'fp8'" in capsys.readouterr().err

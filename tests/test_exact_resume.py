@@ -51,6 +51,18 @@ def crash_on_call(monkeypatch, module, number: int) -> None:
     monkeypatch.setattr(module, "train_step", step)
 
 
+def count_calls(monkeypatch, module) -> list[int]:
+    """Count the calls of ``module.train_step`` (the real one runs): what a resumed run still trains."""
+    real, calls = module.train_step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_step", step)
+    return calls
+
+
 def cls_args(layout, runs: Path, *extra: str) -> list[str]:
     return ["--data-root", str(layout.root), "--runs-dir", str(runs), "--input-size", "32", "--num-workers", "0",
             "--device", "cpu", "--epochs", "3", "--batch-size", "3", "--width-div", "16", "--no-pretrained",
@@ -69,7 +81,10 @@ def test_classifier_killed_mid_epoch_resumes_to_identical_weights_and_maps(synth
     recent = torch.load(model_dir / "checkpoint_recent.pth", weights_only=True)
     assert recent["position"]["epoch"] == 1 and recent["position"]["batch"] == 1 and recent["step"] == 4
     assert len(recent["records"]["ids"]) > 0  # epoch 1 accumulates: its first batch's records are saved
+    steps = count_calls(monkeypatch, training)
     cls_train.main(cls_args(synthetic_root, tmp_path / "b", "--resume"))
+    monkeypatch.undo()
+    assert len(steps) == 9 - 4  # from the recent checkpoint's step on: not from an epoch's start, nor from 0
     assert not (model_dir / "checkpoint_recent.pth").exists()
     final_a = torch.load(tmp_path / "a" / "exp1" / "model" / "checkpoint_final.pth", weights_only=True)
     final_b = torch.load(model_dir / "checkpoint_final.pth", weights_only=True)
@@ -114,7 +129,10 @@ def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tm
     assert latest_checkpoint(paths) == paths.recent_checkpoint
     recent = torch.load(paths.recent_checkpoint, weights_only=True)
     assert recent["step"] == 2 and recent["stream"] == {"epoch": 1, "batch": 1}  # 4 batches: 3 in pass 0, 1 in pass 1
+    steps = count_calls(monkeypatch, seg_train)
     final_b = seg_main.main(seg_argv(synthetic_root, tmp_path / "b", "--resume"))
+    monkeypatch.undo()
+    assert len(steps) == 5 - 2  # from the recent checkpoint's step 2 to step 5
     assert not paths.recent_checkpoint.exists()
     a, b = torch.load(final_a, weights_only=True), torch.load(final_b, weights_only=True)
     for key, value in a["model"].items():

@@ -38,7 +38,7 @@ def test_four_sizes_in_one_call_equal_pil_per_sample(height, width):
             assert np.array_equal(o[i].numpy(), pil_resize(labels[i], h, w))
 
 
-def test_msc_loss_equals_mean_ce_against_pil_resized_labels():
+def test_msc_loss_is_the_sum_of_mean_ces_against_pil_resized_labels():
     torch.manual_seed(0)
     labels = np.random.default_rng(3).integers(0, 4, size=(2, 33, 33)).astype(np.uint8)
     labels[:, :5] = 255
