@@ -304,6 +304,8 @@ def list_image_labels(
     (``layout``: its ``train_cls.txt``, else the masks), and without a dataset
     it is a :class:`ConfigError`, never a list of images without classes.
     """
+    if not Path(path).is_file():
+        raise DataError(f"class list not found: {path}")
     if has_class_tokens(path):
         return read_cls_list(path, num_classes)
     ids = read_ids(path)

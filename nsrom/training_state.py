@@ -209,7 +209,7 @@ def load_torch_file(path: str | Path, what: str, missing_help: str = "", mmap: b
     if not path.is_file():
         raise NsromError(f"{what} not found: {path}" + (f"; {missing_help}" if missing_help else ""))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
     except Exception as exc:  # torch raises several types for a corrupt or foreign file: name it
         raise NsromError(f"cannot read {what} {path}: {exc}") from None
 

@@ -198,7 +198,7 @@ def test_a_plain_id_list_takes_its_classes_from_the_dataset(synthetic_root, tmp_
 
     from classification.labeling.io import resolve_image_labels
     from nsrom.data import write_cls_list, write_ids
-    from nsrom.errors import ConfigError
+    from nsrom.errors import ConfigError, DataError
 
     ids = synthetic_root.ids("train_aug")[:4]
     expected = synthetic_root.labels_for(ids)
@@ -209,5 +209,7 @@ def test_a_plain_id_list_takes_its_classes_from_the_dataset(synthetic_root, tmp_
     assert resolve_image_labels(plain, synthetic_root, Path("absent.txt"), n) == expected
     with pytest.raises(ConfigError, match="no class indices.*--data-root"):
         resolve_image_labels(plain, None, Path("absent.txt"), n)
+    with pytest.raises(DataError, match="class list not found: .*nowhere.txt"):  # a message, not a traceback
+        resolve_image_labels(tmp_path / "nowhere.txt", synthetic_root, Path("absent.txt"), n)
     write_cls_list(own, {ids[0]: [0], ids[1]: [1, 2]})  # a list with classes keeps its own
     assert resolve_image_labels(own, synthetic_root, Path("absent.txt"), n) == {ids[0]: [0], ids[1]: [1, 2]}

@@ -133,7 +133,7 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     assert {i: (label_dir / f"{i}.png").stat().st_mtime_ns for i in train_ids[1:]} == kept
 
 
-def test_overwrite_deletes_the_earlier_runs_checkpoints(run_args, synthetic_root):
+def test_overwrite_deletes_the_earlier_runs_checkpoints(run_args, synthetic_root, tmp_path):
     """Training again with --overwrite starts clean: a --resume afterwards cannot pick the earlier run's
     higher-step checkpoint (here checkpoint_3.pth of a 3-step run, after a 2-step run)."""
     from segmentation.libs.train import latest_checkpoint
@@ -143,6 +143,9 @@ def test_overwrite_deletes_the_earlier_runs_checkpoints(run_args, synthetic_root
     paths = RunPaths.from_config(cfg)
     seg_main.main(["train", *args, "--set", "SOLVER.ITER_MAX=3", *gt])
     assert (paths.model_dir / "checkpoint_3.pth").is_file()
+    with pytest.raises(SystemExit):  # a retrain that stops before training (no init file) deletes nothing
+        seg_main.main(["train", *args, *gt, "--overwrite", "--set", f"MODEL.INIT_MODEL={tmp_path / 'absent.pth'}"])
+    assert torch.load(paths.final_checkpoint, weights_only=True)["step"] == 3
     seg_main.main(["train", *args, *gt, "--overwrite"])  # ITER_MAX=2
     assert sorted(p.name for p in paths.model_dir.glob("*.pth")) == [
         "checkpoint_1.pth", "checkpoint_2.pth", "checkpoint_final.pth"]

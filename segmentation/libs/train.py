@@ -230,10 +230,6 @@ def _train(
         ensure_writable_dir(paths.model_dir)
         ensure_writable_dir(paths.log_dir)
         remove_leftover_temporaries(paths.model_dir)
-        if overwrite and resume is None:
-            removed = remove_earlier_checkpoints(paths)
-            if removed:
-                LOG.info("--overwrite: deleted %d checkpoint(s) of an earlier run in %s", len(removed), paths.model_dir)
     model = build_model(cfg.MODEL, n_classes)
     if resume is None:
         if init and cfg.MODEL.INIT_MODEL:
@@ -249,6 +245,10 @@ def _train(
              len(dataset), cfg.DATASET.SPLIT.TRAIN, n_classes, info.world_size, batch_size)
     if check_data:
         check_split(layout, cfg.DATASET.SPLIT.TRAIN, dataset.ids, n_classes, "training", label_dir)
+    if info.is_main and overwrite and resume is None:  # only once the new run's init and data are in order
+        removed = remove_earlier_checkpoints(paths)
+        if removed:
+            LOG.info("--overwrite: deleted %d checkpoint(s) of an earlier run in %s", len(removed), paths.model_dir)
     seed = distributed.broadcast_from_main(int(torch.randint(SEED_RANGE, ())))
 
     model.train()
