@@ -171,4 +171,10 @@ class RunContext:
 
     @property
     def cuda_flag(self) -> str:
-        return "--cpu" if self.device == "cpu" else "--cuda"
+        """The segmentation scripts' device flag: ``--cpu`` for ``cpu``, and for ``auto`` where CUDA is not
+        available (so that they do not warn about a flag pipeline.py does not have); else ``--cuda``."""
+        import torch
+
+        if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
+            return "--cpu"
+        return "--cuda"

@@ -72,6 +72,15 @@ KEPT = "kept"
 
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
+SPLITS_KEY = "splits"
+"""results.json key of the run's split names, ``{"train": ..., "val": ...}`` (the dataset's, else VOC's)."""
+
+
+def in_splits(text: str, results: dict) -> str:
+    """A row name or heading written for VOC's splits (``train_aug``, ``(val)``) with the run's split names."""
+    splits = results.get(SPLITS_KEY) or {}
+    text = text.replace("train_aug", splits.get("train", "train_aug"))
+    return text.replace("(val)", f"({splits.get('val', 'val')})")
 
 
 WEAK_CLASS_SHARE = 0.25
@@ -162,11 +171,12 @@ def render_markdown(
     for key in keys:
         entry = results[key]
         extra = f" (thr {entry['best_threshold']:.2f})" if "best_threshold" in entry else ""
-        name = _without_pom(RESULT_KEYS[key], results)
+        name = in_splits(_without_pom(RESULT_KEYS[key], results), results)
         lines.append(f"| {name}{extra} | {_pct(entry['miou'])} | {_pct(entry.get('ignored_fraction'))} |")
     notes = results.get(NOTES_KEY, {})
     if notes:
-        lines += ["", "Notes:", ""] + [f"- {RESULT_KEYS.get(k, k)}: {text}" for k, text in notes.items()]
+        lines += ["", "Notes:", ""] + [f"- {in_splits(RESULT_KEYS.get(k) or ERROR_ROWS.get(k, k), results)}: {text}"
+                                       for k, text in notes.items()]
     weak = {key: line for key in keys if (line := weak_class_line(key, results[key]))}
     if weak:
         lines += ["", f"Classes far below the others (IoU under {WEAK_CLASS_SHARE:.0%} of the median of the "
@@ -187,7 +197,7 @@ def render_markdown(
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += ["", "| stage | what | time (s) |", "|---|---|---:|"]
     for stage, seconds in stage_seconds.items():
-        lines.append(f"| {stage} | {stage_descriptions.get(stage, '')} | {seconds:.1f} |")
+        lines.append(f"| {stage} | {in_splits(stage_descriptions.get(stage, ''), results)} | {seconds:.1f} |")
     lines.append(f"| total | | {sum(stage_seconds.values()):.1f} |")
     if "machine" in results:
         machine = results["machine"]
@@ -231,7 +241,7 @@ def _evidence(results: dict) -> list[str]:
     """The sections on POM, round 1 against round 2 and the missed objects (those results present)."""
     lines: list[str] = []
     if "pseudo_label_no_pom" in results and "pseudo_label" in results:
-        lines += ["", "Potential object mining (stage 3, train_aug):", "",
+        lines += ["", in_splits("Potential object mining (stage 3, train_aug):", results), "",
                   "| pseudo labels | mIoU over non-ignored (%) | ignored (%) |", "|---|---:|---:|"]
         for key, name in (("pseudo_label_no_pom", "without POM"), ("pseudo_label", "with POM (the method)")):
             entry = results[key]
@@ -240,15 +250,16 @@ def _evidence(results: dict) -> list[str]:
             for name, suffix in (("DeepLab-v2", ""), ("DeepLab-v2 + CRF", "_crf"))]
     rows = [(name, a, b) for name, a, b in rows if a is not None and b is not None]
     if rows:
-        lines += ["", "Round 1 (pseudo labels) against round 2 (masked labels), val mIoU (%):", "",
+        val = (results.get(SPLITS_KEY) or {}).get("val", "val")
+        lines += ["", f"Round 1 (pseudo labels) against round 2 (masked labels), {val} mIoU (%):", "",
                   "| model | round 1 | round 2 | round 2 - round 1 |", "|---|---:|---:|---:|"]
         for name, a, b in rows:
             lines.append(f"| {name} | {_pct(a['miou'])} | {_pct(b['miou'])} | {_signed(b['miou'] - a['miou'])} |")
     missed = results.get(MISSED_OBJECTS_KEY)
     if missed:
         first = next(iter(missed.values()))
-        lines += ["", f"Objects the saliency map misses ({first['objects']} objects, {first['pixels']} pixels of "
-                      "train_aug): where their pixels end up (%):", "",
+        lines += ["", in_splits(f"Objects the saliency map misses ({first['objects']} objects, {first['pixels']} "
+                                f"pixels of train_aug): where their pixels end up (%):", results), "",
                   "| stage | own class | ignored | background | other class |", "|---|---:|---:|---:|---:|"]
         for key, name in MISSED_OBJECT_ROWS.items():
             name = _without_pom(name, results)
@@ -264,8 +275,8 @@ def error_lines(results: dict) -> list[str]:
     rows = [(key, name) for key, name in ERROR_ROWS.items() if "error_kinds" in results.get(key, {})]
     if not rows:
         return []
-    lines = ["", f"Where the training-set outputs go wrong, in % of the objects' pixels of train_aug "
-                 f"(background near: within {NEAR_PIXELS} px of an object; nsrom/error_kinds.py):", "",
+    lines = ["", in_splits(f"Where the training-set outputs go wrong, in % of the objects' pixels of train_aug "
+                           f"(background near: within {NEAR_PIXELS} px of an object; nsrom/error_kinds.py):", results), "",
              "| output | missed (background) | other class | ignored | background near, labelled | "
              "background far, labelled |", "|---|---:|---:|---:|---:|---:|"]
     for key, name in rows:
@@ -280,7 +291,8 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "ERROR_ROWS", "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "kept_attempt",
+    "ERROR_ROWS", "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "SPLITS_KEY",
+    "in_splits", "kept_attempt",
     "error_lines", "recognition_lines", "load_results", "update_results", "render_markdown",
     "weak_class_line", "weak_classes", "write_markdown", "write_json",
 ]

@@ -21,7 +21,9 @@ from nsrom.errors import ConfigError, DataError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
-from .results import RESULT_KEYS, load_results, render_markdown, update_results, weak_class_line, write_markdown
+from .results import (
+    RESULT_KEYS, SPLITS_KEY, load_results, render_markdown, update_results, weak_class_line, write_markdown,
+)
 from .stages import STAGE_NAMES, STAGES, Stage, check_stage_flags
 from .state import StageState
 
@@ -214,7 +216,8 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
 
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
-    results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device)})
+    results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device),
+                                                SPLITS_KEY: {"train": ctx.train_split, "val": ctx.val_split}})
     figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
                for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
     write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

@@ -221,7 +221,10 @@ def test_pipeline_runs_to_the_end_without_training_masks(own_dataset, tmp_path, 
     assert sorted(p.stem for p in ctx.masked_dir.glob("*.png")) == sorted(train_ids)
     assert sorted(p.stem for p in ctx.pseudo_dir.glob("*.png")) == sorted(train_ids)
     md = (ctx.work_dir / "results.md").read_text()
-    assert f"- {RESULT_KEYS['cam']}: not scored" in md and "| DeepLab-v2 round 2 + CRF (val)" in md
+    assert "- CAM (stage 1b, train, best bg threshold): not scored" in md and "| DeepLab-v2 round 2 + CRF (val)" in md
+    assert "- pseudo labels without POM (ablation): not scored" in md  # every note by its readable name
+    assert "train_aug" not in md  # the run's split names, not VOC's
+    assert results["splits"] == {"train": "train", "val": "val"}
     assert (ctx.figures_dir / "qualitative.png").is_file()
     assert not (ctx.figures_dir / "missed_objects.png").exists() and "missed_objects.png" not in md  # no object record
 

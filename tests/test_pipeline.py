@@ -29,7 +29,8 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
     assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
-                            "stage1_recognition"}
+                            "stage1_recognition", "splits"}
+    assert results["splits"] == {"train": "train_aug", "val": "val"}
     assert results["pom"] is True
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
     return ctx, results
@@ -372,3 +373,14 @@ def test_the_paper_preset_names_a_missing_coco_init_before_the_first_stage(synth
     ctx = dataclasses.replace(make_ctx(synthetic_root, tmp_path / "w2", get_preset("voc12")),
                               seg_overrides=["MODEL.INIT_MODEL=null"])
     run_pipeline(ctx)  # from scratch: every stage runs without the init file
+
+
+@pytest.mark.parametrize("device, cuda, flag", [("auto", False, "--cpu"), ("auto", True, "--cuda"), ("cpu", True, "--cpu"),
+                                                ("cuda", False, "--cuda")])
+def test_segmentation_device_flag_follows_the_pipeline_device(tmp_path, tiny_preset, monkeypatch, device, cuda, flag):
+    """--device auto without CUDA hands the segmentation scripts --cpu, so they do not warn that CUDA is missing
+    and suggest a flag pipeline.py does not have; --device cuda keeps asking for CUDA (and is warned)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert RunContext(tmp_path / "d", tmp_path / "w", tiny_preset, device=device).cuda_flag == flag
