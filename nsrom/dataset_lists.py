@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .classes import load_class_names, read_class_names, write_class_names
 from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
+from .data_check import SALIENCY, elsewhere_hint
 from .errors import ConfigError, DataError
 
 BACKGROUND = "background"
@@ -265,10 +266,11 @@ def build_lists(layout: DataLayout, request: ListRequest, write: bool = True) ->
     """
     images = image_ids(layout)
     rows = read_label_csv(request.labels_csv) if request.labels_csv is not None else []
+    old_names = load_class_names(layout.root) if layout.labels_path.is_file() else None
     if request.classes is not None:
         names = request.classes
-    elif layout.labels_path.is_file():
-        names = load_class_names(layout.root)
+    elif old_names is not None:
+        names = old_names
     elif rows:
         names = class_names_from_csv(rows, request.labels_csv)
     else:
@@ -306,6 +308,20 @@ def build_lists(layout: DataLayout, request: ListRequest, write: bool = True) ->
         },
         notes=_notes(images, train, val, csv_labels, mask_labels, names),
     )
+    if request.classes is None and old_names is None and with_mask:
+        order = ", ".join(f"{k} {name}" for k, name in enumerate(names[1:], start=1))
+        report.notes.append(
+            f"class indices from the CSV's names, sorted (neither --classes nor {layout.labels_path} gives them): "
+            f"{order}. A mask's value k must mean class k of this list: if your masks were made in another order, "
+            "run again with --classes in that order")
+    if request.classes is not None and old_names is not None and list(old_names) != list(names):
+        report.notes.append(f"{layout.labels_path} {'rewritten' if write else 'would be rewritten'}: "
+                            f"{', '.join(old_names[1:])} -> {', '.join(names[1:])}")
+    no_saliency = report.missing["saliency maps (training images)"]
+    if train and len(no_saliency) == len(train):
+        hint = elsewhere_hint(layout, SALIENCY, train)
+        report.notes.append(f"no training image has a saliency map in {layout.saliency_dir} (<id>.png); "
+                            + (hint or "put them there, or name their folder with --saliency-dir"))
     if write:
         write_lists(layout, report.splits, cls_labels, report.missing)
         if request.classes is not None or not layout.labels_path.is_file():
@@ -326,11 +342,13 @@ def _notes(
     left_out = [i for i in images if i not in used]
     if left_out:
         notes.append(f"left out (no CSV row, no mask): {len(left_out)} images, e.g. {', '.join(left_out[:3])}")
-    differ = [i for i in csv_labels if i in mask_labels and csv_labels[i] != mask_labels[i]]
+    both = [i for i in csv_labels if i in mask_labels]
+    differ = [i for i in both if csv_labels[i] != mask_labels[i]]
     if differ:
         i = differ[0]
-        notes.append(f"CSV labels differ from the mask for {len(differ)} images, e.g. {i}: "
-                     f"CSV {csv_labels[i]}, mask {mask_labels[i]} (the CSV's are used)")
+        notes.append(f"CSV labels differ from the mask for {len(differ)} of the {len(both)} images with both, e.g. "
+                     f"{i}: CSV {csv_labels[i]}, mask {mask_labels[i]} (the CSV's are used; if most differ, the "
+                     "masks' class order is not that of the class list: give --classes in the masks' order)")
     counts = {name: 0 for name in names[1:]}
     for image_id in train:
         for c in csv_labels.get(image_id, mask_labels.get(image_id, [])):

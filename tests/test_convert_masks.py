@@ -94,7 +94,13 @@ def test_the_tool_refuses_to_write_over_its_source_or_another_labels_txt(tmp_pat
     with pytest.raises(SystemExit):
         convert_masks.main([str(src), str(tmp_path / "out"), "--colours", str(tmp_path / "labelmap.txt"),
                             "--labels-out", str(tmp_path / "labels.txt")])
-    assert "exists with other classes" in capsys.readouterr().err
+    assert "exists with other classes than the labelmap's" in capsys.readouterr().err
+    (tmp_path / "labels.txt").write_text("0 background\n1 dog\n2 cat\n")  # the labelmap's classes, reversed
+    with pytest.raises(SystemExit):  # the same classes, reversed: said so, and what to do
+        convert_masks.main([str(src), str(tmp_path / "out"), "--colours", str(tmp_path / "labelmap.txt"),
+                            "--labels-out", str(tmp_path / "labels.txt")])
+    err = capsys.readouterr().err
+    assert "the same classes in another order" in err and "remove" in err and "leave out" not in err
     with pytest.raises(SystemExit):
         convert_masks.main([str(src), str(tmp_path / "out"), "--labels-out", str(tmp_path / "l2.txt")])
     assert "needs --colours labelmap.txt" in capsys.readouterr().err

@@ -122,12 +122,32 @@ def test_list_tool_from_a_csv_with_names_indices_and_separators(tmp_path, capsys
     out = capsys.readouterr().out
     assert "train_aug: 3 ids" in out and "bird 2, cat 2, dog 2" in out
     assert "missing saliency maps (training images): 3" in out
+    assert f"no training image has a saliency map in {root / 'saliency'}" in out
+    # the class order was guessed (CSV names, sorted) while masks exist: said, with the way out
+    assert "class indices from the CSV's names, sorted" in out and "1 bird, 2 cat, 3 dog" in out and "--classes" in out
     assert not (root / "dataset.yaml").exists()  # no layout flag given
     # The same labels as 0-based indices, read against labels.txt.
     csv.write_text("a,2 1\nb,0;1\nc,0|2\n")
     layout.cls_list_path.unlink()
     make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--val-fraction", "1"])
     assert read_cls_list(layout.cls_list_path) == expected
+    assert "class indices from the CSV" not in capsys.readouterr().out  # labels.txt gives them now
+    # --classes in another order rewrites labels.txt, and says so
+    make_lists_main(["--root", str(root), "--classes", "dog,cat,bird", "--val-fraction", "1", "--dry-run"])
+    assert f"{layout.labels_path} would be rewritten: bird, cat, dog -> dog, cat, bird" in capsys.readouterr().out
+    assert layout.class_names() == ["background", "bird", "cat", "dog"]  # a dry run writes nothing
+
+
+def test_list_tool_finds_saliency_maps_in_another_folder(tmp_path, capsys):
+    root = tmp_path / "root"
+    _images(root, ["a", "b", "c"])
+    write_label(root / "SegmentationClass" / "c.png", np.array([[0, 1]], np.uint8))  # the val image
+    for image_id in ("a", "b"):
+        write_grey(root / "sal_maps" / f"{image_id}.png", np.zeros((3, 4), np.uint8))
+    (tmp_path / "labels.csv").write_text("a,x\nb,x\n")
+    make_lists_main(["--root", str(root), "--labels-csv", str(tmp_path / "labels.csv"), "--val-fraction", "1"])
+    out = capsys.readouterr().out
+    assert "no training image has a saliency map" in out and "saliency_dir: sal_maps in ROOT/dataset.yaml" in out
 
 
 def test_list_tool_from_masks_with_layout_flags_and_a_seeded_fraction(tmp_path):

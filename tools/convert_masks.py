@@ -110,9 +110,13 @@ def _write_labels(path: Path, colour_map: ColourMap) -> None:
         raise ConfigError("--labels-out needs --colours labelmap.txt (the VOC colours carry no class names)")
     names = list(colour_map.names)
     if path.is_file():
-        if read_class_names(path) != names:
-            raise DataError(f"{path} exists with other classes than the labelmap's {names}; remove it or "
-                            "leave out --labels-out")
+        existing = read_class_names(path)
+        if existing != names:
+            what = "the same classes in another order" if sorted(existing) == sorted(names) else "other classes"
+            raise DataError(
+                f"{path} exists with {what} than the labelmap's {names} ({existing}); the converted masks hold the "
+                "labelmap's class indices, so the dataset's labels.txt must list its classes in that order: remove "
+                f"{path} and run again (tools/make_lists.py then reads the order from it)")
         return
     write_class_names(path, names)
     print(f"class names written to {path}")
