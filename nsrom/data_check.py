@@ -337,7 +337,7 @@ class DataReport:
         for title, group in (("error", self.errors), ("warning", self.warnings)):
             if group:
                 lines.append(f"{len(group)} {title}(s):")
-                lines += [f"  {p.line()}" for p in group]
+                lines += [f"  {line}" for line in _listed(group)]
         lines += self.saliency_summary()
         rate = f" ({self.images / self.seconds:.0f} images/s)" if self.images and self.seconds > 0 else ""
         lines.append(f"{len(self.errors)} errors, {len(self.warnings)} warnings; {self.seconds:.1f} s with "
@@ -348,6 +348,25 @@ class DataReport:
         return {"root": self.root, "images": self.images, "checked": dict(self.checked), "seconds": self.seconds,
                 "workers": self.workers, "errors": [asdict(p) for p in self.errors],
                 "warnings": [asdict(p) for p in self.warnings], "saliency_coverage": self.coverage}
+
+
+SAME_MESSAGE_SHOWN = 5
+"""Problems with one message (the same kind, for several files) printed before the rest are counted."""
+
+
+def _listed(problems: Sequence[Problem]) -> list[str]:
+    """The printed lines of ``problems``, in order: the first :data:`SAME_MESSAGE_SHOWN` of each message in full,
+    then one line that counts the rest (the JSON report keeps every one)."""
+    shown: Counter = Counter(p.message for p in problems)
+    seen: Counter = Counter()
+    lines = []
+    for problem in problems:
+        seen[problem.message] += 1
+        if seen[problem.message] <= SAME_MESSAGE_SHOWN:
+            lines.append(problem.line())
+        if seen[problem.message] == SAME_MESSAGE_SHOWN and shown[problem.message] > SAME_MESSAGE_SHOWN:
+            lines.append(f"... and {shown[problem.message] - SAME_MESSAGE_SHOWN} more: {problem.message}")
+    return lines
 
 
 def run_checks(root: str | Path, jobs: Sequence[FileJob], problems: Sequence[Problem] = (),

@@ -241,6 +241,21 @@ def test_a_stage_lists_the_first_errors_and_counts_the_rest():
     assert lines[-1] == "  ... and 5 more"
 
 
+def test_the_printed_report_shows_five_files_of_a_repeated_problem_and_counts_the_rest():
+    missing = [Problem(WARNING, SALIENCY, "train_aug", f"/d/saliency/{i}.png", "saliency map not found")
+               for i in range(8)]
+    other = Problem(WARNING, SALIENCY, "train_aug", "/d/saliency/x.png", "saliency map is 16-bit")
+    report = DataReport("/d", [*missing[:3], other, *missing[3:]])
+    lines = report.format().splitlines()
+    start = lines.index("9 warning(s):") + 1
+    assert lines[start:start + 7] == [
+        "  /d/saliency/0.png: saliency map not found", "  /d/saliency/1.png: saliency map not found",
+        "  /d/saliency/2.png: saliency map not found", "  /d/saliency/x.png: saliency map is 16-bit",
+        "  /d/saliency/3.png: saliency map not found", "  /d/saliency/4.png: saliency map not found",
+        "  ... and 3 more: saliency map not found"]
+    assert len(report.to_dict()["warnings"]) == 9  # the JSON report keeps every one
+
+
 def test_the_hint_leaves_out_the_layouts_own_folders_under_a_relative_root(synthetic_root, tmp_path, monkeypatch):
     shutil.copytree(synthetic_root.root, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
