@@ -25,9 +25,11 @@ from nsrom.data import (
 from nsrom.data_check import check_class_list, check_images
 from nsrom.dataset_settings import AUTO_IMAGE_EXTS
 from nsrom.errors import ConfigError, DataError
+from nsrom.files import read_json
 from nsrom.images import read_grey, read_rgb
 
 from .attention_accumulation import map_name
+from .run_layout import TRAIN_ARGS
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,21 @@ class ImageLabelDataset(Dataset):
         }
 
 
+def _no_accumulation_hint(accu_dir: Path) -> str:
+    """Why a finished stage-1 run stored no maps, from its ``train_args.json`` next to ``accu_dir``: it ran no
+    more epochs than its ``--accu-start-epoch`` (docs/method.md, stage 1); else nothing."""
+    path = Path(accu_dir).parent / TRAIN_ARGS
+    try:
+        args = read_json(path) if path.is_file() else {}
+    except DataError:
+        return ""
+    epochs, start = args.get("epochs"), args.get("accu_start_epoch")
+    if isinstance(epochs, int) and isinstance(start, int) and epochs <= start:
+        return (f". {path} says that stage 1 ran {epochs} epoch(s) and accumulates from epoch {start} (0-based) on, "
+                f"so it stored no map: train it for more than {start} epoch(s), or with --accu-start-epoch 0")
+    return ""
+
+
 class IAMDataset(ImageLabelDataset):
     """Stage-2 items: also ``"target"`` (C, s, s), the accumulated maps / 255, zero for absent classes."""
 
@@ -162,6 +179,7 @@ class IAMDataset(ImageLabelDataset):
             raise DataError(
                 f"{len(missing)} accumulated attention maps are missing from {self.accu_dir}, e.g. "
                 f"{missing[:3]}; run stage 1 (train.sh) to the end, or point --accu-dir at its accu_att dir"
+                + _no_accumulation_hint(self.accu_dir)
             )
 
     def __getitem__(self, index: int) -> dict:

@@ -15,6 +15,7 @@ with the weights and maps of an uninterrupted run.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -28,8 +29,8 @@ from tqdm import tqdm
 
 from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
-from nsrom.errors import ConfigError, NsromError
-from nsrom.files import ensure_writable_dir, remove_leftover_temporaries, write_json
+from nsrom.errors import ConfigError, DataError, NsromError
+from nsrom.files import ensure_writable_dir, read_json, remove_leftover_temporaries, write_json
 from nsrom.precision import AMP_MODES, AMP_OFF, Precision
 from nsrom.training_state import (
     CheckpointCadence, ResumableSampler, gather_rng, load_state, most_advanced, reseed_loader, restore_rank_rng,
@@ -194,6 +195,23 @@ def _json_safe(args: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
+NOT_SETTINGS = frozenset({"resume", "overwrite", "device", "num_workers", "check_data", "checkpoint_every_steps",
+                          "checkpoint_every_minutes", "runs_dir", "model_dir", "log_dir", "accu_dir", "resolved"})
+"""Arguments of a training run that do not change what it trains (where it runs, how often it saves, where)."""
+
+
+def changed_settings(args: argparse.Namespace, dirs: RunDirs) -> list[str]:
+    """``name: earlier -> now`` for each setting of this command line that differs from the one the run in
+    ``dirs`` recorded in its ``train_args.json`` (none when it has no record)."""
+    try:
+        before = read_json(dirs.train_args) if dirs.train_args.is_file() else {}
+    except DataError:
+        return []
+    now = json.loads(json.dumps(_json_safe(args)))  # as the record holds it (tuples as lists)
+    return [f"{key}: {before[key]!r} -> {now[key]!r}" for key in sorted(now)
+            if key in before and key not in NOT_SETTINGS and before[key] != now[key]]
+
+
 def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionAccumulator | None) -> bool:
     """Check earlier outputs; returns False when the run is already complete (skip).
 
@@ -203,6 +221,9 @@ def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionA
     """
     if dirs.checkpoint_final.is_file() and not args.overwrite:
         log.info("%s exists: training already done (use --overwrite to train again)", dirs.checkpoint_final)
+        if changed := changed_settings(args, dirs):
+            log.warning("the finished run in %s was trained with other settings (%s): they are not applied; "
+                        "pass --overwrite to train again with them", dirs.root, "; ".join(changed))
         return False
     ensure_writable_dir(dirs.model)
     ensure_writable_dir(dirs.logs)

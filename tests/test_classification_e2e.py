@@ -98,8 +98,14 @@ def test_export_skips_existing_maps_unless_overwrite(synthetic_root, runs):
     assert all(p.stat().st_mtime_ns != before[p] for p in others)
 
 
-def test_finished_training_is_skipped(synthetic_root, runs):
+def test_finished_training_is_skipped(synthetic_root, runs, capsys):
     assert train.main(common(synthetic_root, runs) + TINY_TRAIN) is None
+    assert "other settings" not in capsys.readouterr().err  # the same command: skipped quietly
+    # another setting (and one that changes nothing trained): still skipped, but said so
+    assert train.main(common(synthetic_root, runs) + TINY_TRAIN + ["--accu-start-epoch", "0",
+                                                                    "--checkpoint-every-steps", "5"]) is None
+    err = capsys.readouterr().err
+    assert "trained with other settings (accu_start_epoch: 1 -> 0): they are not applied" in err and "--overwrite" in err
 
 
 def test_resume_after_an_interruption(synthetic_root, tmp_path, monkeypatch):
@@ -239,8 +245,12 @@ def test_warmup_raises_the_rate_linearly_across_the_epoch_boundary(synthetic_roo
     assert rates == pytest.approx([2e-4, 4e-4, 6e-4, 6e-4])
 
 
-def test_a_start_epoch_past_the_run_warns_that_nothing_is_accumulated(synthetic_root, tmp_path):
+def test_a_start_epoch_past_the_run_warns_that_nothing_is_accumulated(synthetic_root, tmp_path, capsys):
     train.main(common(synthetic_root, tmp_path) + TINY_TRAIN + ["--accu-start-epoch", "2"])
     log_text = (tmp_path / "exp1" / "logs" / "train.log").read_text()
     assert "--accu-start-epoch 2 with --epochs 2: no CAM is accumulated" in log_text
     assert not any((tmp_path / "exp1" / "accu_att").glob("*.png"))
+    with pytest.raises(SystemExit):  # stage 2 then names the cause, not only the missing maps
+        train_iam.main(common(synthetic_root, tmp_path) + TINY_TRAIN)
+    err = capsys.readouterr().err
+    assert "accumulated attention maps are missing" in err and "ran 2 epoch(s) and accumulates from epoch 2" in err
