@@ -81,8 +81,17 @@ def test_checkpoint_errors_name_the_remedy(tmp_path):
     with pytest.raises(NsromError, match="checkpoint_70.4.pth"):
         load_checkpoint(model, tmp_path / "missing.pth")
     torch.save(DeepLabV2_ResNet101_MSC(5, (1, 1, 1, 1), (1, 2, 3, 4), width_div=16).state_dict(), tmp_path / "other.pth")
-    with pytest.raises(NsromError, match="N_CLASSES"):
+    with pytest.raises(NsromError, match="N_CLASSES") as info:
         load_checkpoint(model, tmp_path / "other.pth")
+    # how it differs: the ASPP's class count, shape by shape
+    assert "8 of other shapes (e.g. base.aspp.c0.weight (5, 128, 3, 3) in the file, (4, 128, 3, 3) in the model" in str(info.value)
+    run = tmp_path / "run"  # a training checkpoint: the config of its run is next to it, and named
+    run.mkdir()
+    torch.save(DeepLabV2_ResNet101_MSC(4, (1, 1, 1, 1), (1, 2, 3, 4), width_div=8).state_dict(), run / "final.pth")
+    (run / "config.yaml").write_text("MODEL:\n    WIDTH_DIV: 8\n")
+    with pytest.raises(NsromError, match=f"run with -c {run / 'config.yaml'}") as info:
+        load_checkpoint(model, run / "final.pth")
+    assert "of other shapes" in str(info.value)
 
 
 def test_coco_init_fills_base_without_aspp(resnet101, tmp_path, caplog):

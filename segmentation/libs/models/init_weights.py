@@ -186,14 +186,39 @@ def load_init(
     return report
 
 
+def checkpoint_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> str:
+    """How a state dict differs from a model's: counts of missing and unexpected tensors, the first few names,
+    and the first tensors whose shapes differ (the ASPP's first dimension is the class count)."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(target[k].shape)} in the model"
+              for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors of the model not in the file (e.g. {', '.join(missing[:2])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensors of the file not in the model (e.g. {', '.join(unexpected[:2])})")
+    if shapes:
+        parts.append(f"{len(shapes)} of other shapes (e.g. {'; '.join(shapes[:2])})")
+    return "; ".join(parts)
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load a full model (``base.*`` keys) strictly: a released file or a training checkpoint."""
+    """Load a full model (``base.*`` keys) strictly: a released file or a training checkpoint.
+
+    A file that does not fit says how (:func:`checkpoint_mismatch`) and, for a training checkpoint, that the
+    config of its run is saved next to it (``config.yaml``), whose MODEL and DATASET keys it needs.
+    """
     state = read_weights(path, CHECKPOINT_HELP)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+    except RuntimeError:
+        run_config = Path(path).parent / "config.yaml"
+        remedy = (f"run with -c {run_config} (the config it was trained with), or --set the MODEL keys and "
+                  "DATASET.LABELS of that file" if run_config.is_file() else
+                  "check MODEL.NAME, MODEL.N_BLOCKS, MODEL.WIDTH_DIV and the class list (DATASET.LABELS or "
+                  "DATASET.N_CLASSES)")
         raise NsromError(
-            f"checkpoint {path} does not fit the configured model ({first} ...); check "
-            "MODEL.NAME, MODEL.N_BLOCKS, MODEL.WIDTH_DIV and DATASET.N_CLASSES"
+            f"checkpoint {path} does not fit the configured model: {checkpoint_mismatch(state, model)}; {remedy}"
         ) from None
