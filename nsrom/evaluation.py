@@ -59,12 +59,17 @@ def scored_ids(layout: DataLayout, split: str) -> tuple[list[str], int]:
     return with_mask, len(ids) - len(with_mask)
 
 
-def _check_shape(array: np.ndarray, path: Path, gt: np.ndarray, gt_path: Path) -> None:
+def _check_shape(array: np.ndarray, path: Path, gt: np.ndarray, gt_path: Path, hint: str = "") -> None:
     if array.shape != gt.shape:
         raise DataError(
             f"sizes differ: {path} is {array.shape[1]}x{array.shape[0]} (WxH), "
-            f"its ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}"
+            f"its ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}{hint}"
         )
+
+
+RESIZE_HINT = ("; maps kept at another size than the image, such as stage 1's accumulated maps (accu_att), "
+               "are scored with --resize-maps (resized to the image as the export does)")
+"""Added to the size error of a map (not of a label): how tools/eval_labels.py scores such maps."""
 
 
 def cam_top_scores(cams: dict[int, np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +126,7 @@ def _cam_image(
         cams[c] = read_grey(path, "CAM")
         if resize and cams[c].shape != gt.shape:
             cams[c] = resize_to_image(cams[c], *gt.shape)
-        _check_shape(cams[c], path, gt, layout.mask_path(image_id))
+        _check_shape(cams[c], path, gt, layout.mask_path(image_id), "" if resize else RESIZE_HINT)
     top_label, top_score = cam_top_scores(cams, gt.shape)
     far = np.bincount(top_score[far_background(gt, n)], minlength=CAM_LEVELS)
     return cam_histogram(gt, top_label, top_score, n), far, missing

@@ -86,7 +86,7 @@ def test_maps_at_cam_resolution_are_scored_after_a_bicubic_resize(tmp_path):
     # the accumulated maps of stage 1 are kept at CAM resolution: 2x2 here, the mask is 4x4
     layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 0, 1, 1]] * 4})
     write_grey(tmp_path / "accu" / "img1_0.png", np.array([[0, 255], [0, 255]], np.uint8))
-    with pytest.raises(DataError, match="sizes differ"):
+    with pytest.raises(DataError, match="sizes differ.*scored with --resize-maps"):  # the error names the way
         evaluate_cams(layout, "train_aug", tmp_path / "accu")
     # bicubic, as the export: each row becomes [0, 58, 197, 255]
     result = evaluate_cams(layout, "train_aug", tmp_path / "accu", thresholds=[0.2, 0.5], resize=True)

@@ -201,8 +201,10 @@ def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_
     p.add_argument("--data-root", type=Path, help="VOC-format dataset root: class count from ROOT/labels.txt; "
                    "the images are those of the training split, labelled by "
                    "ROOT/ImageSets/Segmentation/train_cls.txt (or the masks); saliency defaults to ROOT/saliency")
-    p.add_argument("--list", type=Path, help=f"train_cls.txt-format list '<id> <c> ...' (default {default_list})")
-    p.add_argument("--sal-dir", type=Path, help=f"saliency maps <id>.png (default {default_sal_dir})")
+    p.add_argument("--list", type=Path, help="image list: train_cls.txt format '<id> <c> ...', or ids alone with "
+                   f"--data-root (default: the training split of --data-root, else {default_list})")
+    p.add_argument("--sal-dir", type=Path, help="saliency maps <id>.png (default: the saliency folder of "
+                   f"--data-root, else {default_sal_dir})")
     p.add_argument("--out-dir", type=Path, default=default_out_dir, help="output label PNGs <id>.png")
     p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
