@@ -79,6 +79,14 @@ def build_voc_lists(
         splits={TRAIN_SPLIT: train_aug, VAL_SPLIT: voc_val}, missing=missing,
         expected={TRAIN_SPLIT: VOC_TRAIN_AUG_SIZE, VAL_SPLIT: VOC_VAL_SIZE},
     )
+    if train_aug and len(missing["saliency maps"]) == len(train_aug):
+        report.notes.append(f"no train_aug image has a saliency map in {sal_dir}: stage 3 needs them; unpack "
+                            "the released saliency_aug.tar.gz there (README, 'Saliency maps') or name the folder "
+                            "with --saliency-dir")
+    if missing["masks"]:
+        report.notes.append("masks are missing: train_aug's SBD images take their masks (and image-level labels) "
+                            "from SBD's SegmentationClassAug.zip, unpacked into "
+                            f"{layout.root / 'SegmentationClassAug'} (README, 'Downloads and where they go')")
     if write:
         splits = {TRAIN_SPLIT: train_aug}
         if not layout.list_path(VAL_SPLIT).is_file():

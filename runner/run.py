@@ -17,7 +17,7 @@ import torch
 
 from nsrom import distributed
 from nsrom.data_check import MASKS, SALIENCY, DataReport, check_dataset
-from nsrom.errors import ConfigError, DataError
+from nsrom.errors import ConfigError, DataError, NsromError
 from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
@@ -129,7 +129,9 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
                 f"--from {from_stage}: the stages before it have not all run in {ctx.work_dir} "
                 f"(not done: {', '.join(missing)}); run without --from, which resumes where the last run stopped")
     now, before = run_settings(ctx), state.settings()
-    if from_stage is None and before is not None and before != now and any(map(state.is_done, STAGE_NAMES)):
+    # pretrain of a preset without stand-ins wrote nothing: a work dir with only that done holds no output yet
+    wrote = [n for n in STAGE_NAMES if state.is_done(n) and not (n == "pretrain" and ctx.preset.standin is None)]
+    if from_stage is None and before is not None and before != now and wrote:
         changed = "; ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
                             for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key))
         raise ConfigError(
@@ -156,8 +158,16 @@ def _prepare(ctx: RunContext, stages: list[Stage]) -> None:
     removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
     if removed:
         LOG.info("removed %d temporary files left by an interrupted run", removed)
-    check_stage_flags(ctx, {stage.name for stage in stages})
-    check_data(ctx, stages)
+    problems = []  # every missing download and data problem at once, not one per run
+    for check in (lambda: check_stage_flags(ctx, {stage.name for stage in stages}), lambda: check_data(ctx, stages)):
+        try:
+            check()
+        except NsromError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError("before the first stage:\n" + "\n".join(f"- {exc}" for exc in problems))
 
 
 def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
@@ -182,8 +192,15 @@ def check_data(ctx: RunContext, stages: list[Stage]) -> DataReport | None:
              len(report.warnings), report.seconds)
     roles = {"train": ctx.train_split, "val": ctx.val_split, None: None}
     needs = {(part, roles[role]) for stage in stages for part, role in stage.needs}
-    report.raise_for(needs, f"the pipeline (stages {', '.join(s.name for s in stages)})")
-    _require_some(ctx, report, needs)
+    errors = []
+    for check in (lambda: report.raise_for(needs, f"the pipeline (stages {', '.join(s.name for s in stages)})"),
+                  lambda: _require_some(ctx, report, needs)):
+        try:
+            check()
+        except DataError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise DataError("\n".join(errors))
     return report
 
 
@@ -196,7 +213,8 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
     """
     remedies = {
         SALIENCY: ("saliency map", "stage 3 (pseudo_label) needs them: one grey PNG per training image "
-                   "(README, 'Saliency maps'), in the folder that saliency_dir of ROOT/dataset.yaml names"),
+                   "(README, 'Saliency maps'; for PASCAL VOC the released saliency_aug.tar.gz), in ROOT/saliency "
+                   "or the folder that saliency_dir of ROOT/dataset.yaml names"),
         MASKS: ("mask", "the DeepLab-v2 rounds are scored on them: put the masks there, set mask_dir in "
                 "ROOT/dataset.yaml (or --mask-dir), or name a split that has them with --val-split"),
     }

@@ -195,6 +195,26 @@ def test_a_finished_work_dir_refuses_other_settings_unless_from(synthetic_root, 
         run_pipeline(dataclasses.replace(other, data_root=(tmp_path / "other_data").resolve()))
 
 
+def test_a_work_dir_with_nothing_written_takes_other_settings(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    """A run of a preset without stand-ins that stopped in stage 1 (a missing download, say) has only the no-op
+    pretrain done: run again with the flag that fixes it (here --cls-arg), it is not refused."""
+    paper_like = dataclasses.replace(tiny_preset, standin=None)
+
+    def stage1_fails(ctx):
+        raise ConfigError("stage 1 stopped")
+
+    stages = [dataclasses.replace(s, run=stage1_fails if s.name == "cam_train" else (lambda ctx: {}))
+              for s in stage_module.STAGES]
+    monkeypatch.setattr(runner, "STAGES", stages)
+    with pytest.raises(ConfigError, match="stage 1 stopped"):
+        run_pipeline(make_ctx(synthetic_root, tmp_path, paper_like))
+    assert StageState(tmp_path).is_done("pretrain") and not StageState(tmp_path).is_done("cam_train")
+    fixed = dataclasses.replace(make_ctx(synthetic_root, tmp_path, paper_like), classifier_extra=["--no-pretrained"])
+    with pytest.raises(ConfigError, match="stage 1 stopped"):  # past the settings check, to stage 1 again
+        run_pipeline(fixed)
+    assert StageState(tmp_path).settings()["cls_arg"] == ["--no-pretrained"]
+
+
 def test_stage_3_without_pom_has_no_ablation_and_says_so(finished_run, synthetic_root, tmp_path, tiny_preset):
     import shutil
 
@@ -384,3 +404,23 @@ def test_segmentation_device_flag_follows_the_pipeline_device(tmp_path, tiny_pre
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert RunContext(tmp_path / "d", tmp_path / "w", tiny_preset, device=device).cuda_flag == flag
+
+
+def test_every_missing_download_and_data_problem_is_named_at_once(synthetic_root, tmp_path, tiny_preset):
+    """A missing COCO init and training images without saliency maps: one error before the first stage names
+    both (with the pipeline's flags), not one per run."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    shutil.rmtree(root / "saliency")
+    paper_like = dataclasses.replace(tiny_preset, standin=None)
+    ctx = dataclasses.replace(RunContext(root, tmp_path / "work", paper_like, device="cpu"),
+                              seg_overrides=[f"MODEL.INIT_MODEL={tmp_path / 'absent.pth'}"])
+    with pytest.raises(ConfigError) as info:
+        run_pipeline(ctx)
+    text = str(info.value)
+    assert text.startswith("before the first stage:")
+    assert f"MODEL.INIT_MODEL: {tmp_path / 'absent.pth'} not found" in text and "--seg-set MODEL.INIT_MODEL=null" in text
+    assert "none of the" in text and "has a saliency map" in text and "saliency_aug.tar.gz" in text
+    assert not StageState(tmp_path / "work").is_done("cam_train")

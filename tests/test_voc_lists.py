@@ -51,6 +51,13 @@ def test_lists_from_sbd_lists_and_missing_report(fake_voc):
     assert len(missing) == 3
     summary = report.summary()
     assert "train_aug: 4 ids" in summary and "missing masks: 1" in summary
+    assert "SegmentationClassAug.zip" in summary  # where the missing masks come from
+    assert "no train_aug image has a saliency map" not in summary  # three of four have one
+    import shutil
+
+    shutil.rmtree(voc.saliency_dir)
+    summary = build_voc_lists(voc.root, sbd_dir=sbd, write=False).summary()
+    assert f"no train_aug image has a saliency map in {voc.saliency_dir}" in summary and "saliency_aug.tar.gz" in summary
 
 
 def test_lists_from_masks_without_sbd_lists(fake_voc):

@@ -74,7 +74,8 @@ def fetch_imagenet_vgg16(path: str | Path | None = None) -> dict[str, torch.Tens
         raise NsromError(
             f"cannot get the ImageNet VGG16 weights ({exc.__class__.__name__}: {exc}). "
             f"Download {VGG16_URL} and either put it at {cache} or pass --pretrained-path FILE; "
-            "or train from random init with --no-pretrained"
+            "or train from random init with --no-pretrained (with pipeline.py: --cls-arg=--pretrained-path=FILE "
+            "or --cls-arg=--no-pretrained)"
         ) from None
     return unwrap_state_dict(state, VGG16_URL)
 
