@@ -200,16 +200,28 @@ NOT_SETTINGS = frozenset({"resume", "overwrite", "device", "num_workers", "check
 """Arguments of a training run that do not change what it trains (where it runs, how often it saves, where)."""
 
 
+PATH_SETTINGS = frozenset({"data_root", "list", "img_dir", "pretrained_path"})
+"""Settings that name a file or folder: compared as resolved paths (``data/x`` is ``./data/x``)."""
+
+
 def changed_settings(args: argparse.Namespace, dirs: RunDirs) -> list[str]:
     """``name: earlier -> now`` for each setting of this command line that differs from the one the run in
-    ``dirs`` recorded in its ``train_args.json`` (none when it has no record)."""
+    ``dirs`` recorded in its ``train_args.json`` (none when it has no record). A setting left to its default
+    on either side (None: resolved later, e.g. the class count from labels.txt) is not compared."""
     try:
         before = read_json(dirs.train_args) if dirs.train_args.is_file() else {}
     except DataError:
         return []
     now = json.loads(json.dumps(_json_safe(args)))  # as the record holds it (tuples as lists)
+
+    def same(key: str) -> bool:
+        old, new = before[key], now[key]
+        if old is None or new is None or old == new:
+            return True
+        return key in PATH_SETTINGS and Path(old).resolve() == Path(new).resolve()
+
     return [f"{key}: {before[key]!r} -> {now[key]!r}" for key in sorted(now)
-            if key in before and key not in NOT_SETTINGS and before[key] != now[key]]
+            if key in before and key not in NOT_SETTINGS and not same(key)]
 
 
 def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionAccumulator | None) -> bool:

@@ -355,17 +355,21 @@ SAME_MESSAGE_SHOWN = 5
 
 
 def _listed(problems: Sequence[Problem]) -> list[str]:
-    """The printed lines of ``problems``, in order: the first :data:`SAME_MESSAGE_SHOWN` of each message in full,
-    then one line that counts the rest (the JSON report keeps every one)."""
-    shown: Counter = Counter(p.message for p in problems)
+    """The printed lines of ``problems``, in order: the first :data:`SAME_MESSAGE_SHOWN` of each kind (one
+    message for one part of one split) in full, then one line that counts the rest (the JSON keeps every one)."""
+    def kind(p: Problem) -> tuple:
+        return p.part, p.split, p.message
+
+    total: Counter = Counter(kind(p) for p in problems)
     seen: Counter = Counter()
     lines = []
     for problem in problems:
-        seen[problem.message] += 1
-        if seen[problem.message] <= SAME_MESSAGE_SHOWN:
+        seen[kind(problem)] += 1
+        if seen[kind(problem)] <= SAME_MESSAGE_SHOWN:
             lines.append(problem.line())
-        if seen[problem.message] == SAME_MESSAGE_SHOWN and shown[problem.message] > SAME_MESSAGE_SHOWN:
-            lines.append(f"... and {shown[problem.message] - SAME_MESSAGE_SHOWN} more: {problem.message}")
+        if seen[kind(problem)] == SAME_MESSAGE_SHOWN and total[kind(problem)] > SAME_MESSAGE_SHOWN:
+            where = f" ({problem.split})" if problem.split else ""
+            lines.append(f"... and {total[kind(problem)] - SAME_MESSAGE_SHOWN} more{where}: {problem.message}")
     return lines
 
 

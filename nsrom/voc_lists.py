@@ -81,8 +81,8 @@ def build_voc_lists(
     )
     if train_aug and len(missing["saliency maps"]) == len(train_aug):
         report.notes.append(f"no train_aug image has a saliency map in {sal_dir}: stage 3 needs them; unpack "
-                            "the released saliency_aug.tar.gz there (README, 'Saliency maps') or name the folder "
-                            "with --saliency-dir")
+                            "the released saliency_aug.tar.gz there (README, 'Saliency maps'), or set saliency_dir "
+                            "in ROOT/dataset.yaml to the folder that holds them")
     if missing["masks"]:
         report.notes.append("masks are missing: train_aug's SBD images take their masks (and image-level labels) "
                             "from SBD's SegmentationClassAug.zip, unpacked into "

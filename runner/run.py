@@ -129,9 +129,7 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
                 f"--from {from_stage}: the stages before it have not all run in {ctx.work_dir} "
                 f"(not done: {', '.join(missing)}); run without --from, which resumes where the last run stopped")
     now, before = run_settings(ctx), state.settings()
-    # pretrain of a preset without stand-ins wrote nothing: a work dir with only that done holds no output yet
-    wrote = [n for n in STAGE_NAMES if state.is_done(n) and not (n == "pretrain" and ctx.preset.standin is None)]
-    if from_stage is None and before is not None and before != now and wrote:
+    if from_stage is None and before is not None and before != now and not _nothing_written(ctx, state, before):
         changed = "; ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
                             for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key))
         raise ConfigError(
@@ -139,6 +137,15 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
             "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
             "them), or another --work-dir")
     state.store_settings(now)
+
+
+def _nothing_written(ctx: RunContext, state: StageState, before: dict) -> bool:
+    """True for a work dir of the same preset, one that makes no stand-ins, where no stage but its no-op
+    ``pretrain`` is done and no weights or maps exist (a run stopped before stage 1 trained, e.g. for a missing
+    download): other flags cannot mix with anything there."""
+    done = [name for name in STAGE_NAMES if state.is_done(name)]
+    return (ctx.preset.standin is None and before.get("preset") == ctx.preset.name and done in ([], ["pretrain"])
+            and not any(ctx.work_dir.rglob("*.pth")) and not any(ctx.work_dir.rglob("*.png")))
 
 
 def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
@@ -158,12 +165,12 @@ def _prepare(ctx: RunContext, stages: list[Stage]) -> None:
     removed = remove_leftover_temporaries(ctx.work_dir, recursive=True)
     if removed:
         LOG.info("removed %d temporary files left by an interrupted run", removed)
-    problems = []  # every missing download and data problem at once, not one per run
-    for check in (lambda: check_stage_flags(ctx, {stage.name for stage in stages}), lambda: check_data(ctx, stages)):
-        try:
-            check()
-        except NsromError as exc:
-            problems.append(exc)
+    missing_init = check_stage_flags(ctx, {stage.name for stage in stages})  # a flag typo stops the run here
+    problems = [missing_init] if missing_init is not None else []  # the rest at once, not one per run
+    try:
+        check_data(ctx, stages)
+    except NsromError as exc:
+        problems.append(exc)
     if len(problems) == 1:
         raise problems[0]
     if problems:

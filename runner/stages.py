@@ -415,13 +415,14 @@ SEG_STAGES = frozenset({"seg1_train", "seg1_test", "seg1_crf", "trainaug_pred", 
                         "seg2_crf", "seg2_trainaug_pred"})
 
 
-def check_stage_flags(ctx: RunContext, names: set[str]) -> None:
+def check_stage_flags(ctx: RunContext, names: set[str]) -> ConfigError | None:
     """Parse the flags of each stage in ``names`` with its script's parser, before the first stage runs.
 
     A typo in ``--cls-arg``, ``--cam-arg``, ``--pseudo-label-arg``,
     ``--masked-label-arg``, ``--seg-set`` or ``--seg-config`` then stops the run
-    at once instead of when its stage starts, hours into a VOC run; so does a
-    missing COCO init file of a preset that loads the real one.
+    at once instead of when its stage starts, hours into a VOC run. Returns the
+    problem of a missing COCO init file of a preset that loads the real one
+    (None when there is none), which the runner names with the data's problems.
     """
     from classification import gen_label, gen_masked_label, train, train_iam
     from segmentation.libs.models.init_weights import COCO_INIT_HELP
@@ -448,8 +449,9 @@ def check_stage_flags(ctx: RunContext, names: set[str]) -> None:
         cfg = load_config(ctx.seg_config_path, ctx.seg_sets("round1", ctx.pseudo_dir))  # names a bad --seg-set key
         init = cfg.MODEL.INIT_MODEL
         if ctx.preset.standin is None and init and not Path(init).is_file():
-            raise ConfigError(f"MODEL.INIT_MODEL: {init} not found; {COCO_INIT_HELP.replace('--set', '--seg-set')}"
-                              "; with pipeline.py: --seg-set MODEL.INIT_MODEL=null to train from scratch")
+            return ConfigError(f"MODEL.INIT_MODEL: {init} not found; {COCO_INIT_HELP.replace('--set', '--seg-set')}"
+                               "; with pipeline.py: --seg-set MODEL.INIT_MODEL=null to train from scratch")
+    return None
 
 
 STAGES: list[Stage] = [

@@ -254,3 +254,22 @@ def test_a_start_epoch_past_the_run_warns_that_nothing_is_accumulated(synthetic_
         train_iam.main(common(synthetic_root, tmp_path) + TINY_TRAIN)
     err = capsys.readouterr().err
     assert "accumulated attention maps are missing" in err and "ran 2 epoch(s) and accumulates from epoch 2" in err
+
+
+def test_changed_settings_compares_paths_resolved_and_skips_defaults(tmp_path, monkeypatch):
+    """A re-run that names the same folder another way, or leaves a setting to its default, changes nothing."""
+    import argparse
+    import json
+
+    from classification.run_layout import run_dirs
+
+    monkeypatch.chdir(tmp_path)
+    dirs = run_dirs("exp1", tmp_path / "runs")
+    dirs.root.mkdir(parents=True)
+    dirs.train_args.write_text(json.dumps({"data_root": str(tmp_path / "data"), "num_classes": 5, "lr": 0.001,
+                                           "decay_points": [5, 10], "device": "cuda"}))
+    same = argparse.Namespace(data_root="./data", num_classes=None, lr=0.001, decay_points=(5, 10), device="cpu")
+    assert training.changed_settings(same, dirs) == []
+    other = argparse.Namespace(data_root="other", num_classes=6, lr=0.01, decay_points=(5, 10), device="cpu")
+    assert training.changed_settings(other, dirs) == [f"data_root: {str(tmp_path / 'data')!r} -> 'other'",
+                                                      "lr: 0.001 -> 0.01", "num_classes: 5 -> 6"]

@@ -252,8 +252,11 @@ def test_the_printed_report_shows_five_files_of_a_repeated_problem_and_counts_th
         "  /d/saliency/0.png: saliency map not found", "  /d/saliency/1.png: saliency map not found",
         "  /d/saliency/2.png: saliency map not found", "  /d/saliency/x.png: saliency map is 16-bit",
         "  /d/saliency/3.png: saliency map not found", "  /d/saliency/4.png: saliency map not found",
-        "  ... and 3 more: saliency map not found"]
+        "  ... and 3 more (train_aug): saliency map not found"]
     assert len(report.to_dict()["warnings"]) == 9  # the JSON report keeps every one
+    val = [Problem(WARNING, SALIENCY, "val", f"/d/val/{i}.png", "saliency map not found") for i in range(2)]
+    lines = DataReport("/d", [*missing, *val]).format().splitlines()  # another split: its own kind, shown
+    assert "  /d/val/0.png: saliency map not found" in lines and "  /d/val/1.png: saliency map not found" in lines
 
 
 def test_the_hint_leaves_out_the_layouts_own_folders_under_a_relative_root(synthetic_root, tmp_path, monkeypatch):

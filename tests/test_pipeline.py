@@ -213,6 +213,15 @@ def test_a_work_dir_with_nothing_written_takes_other_settings(synthetic_root, tm
     with pytest.raises(ConfigError, match="stage 1 stopped"):  # past the settings check, to stage 1 again
         run_pipeline(fixed)
     assert StageState(tmp_path).settings()["cls_arg"] == ["--no-pretrained"]
+    # once stage 1 has written a checkpoint, other flags would mix with it: refused again
+    checkpoint = tmp_path / "classification" / "runs" / "exp1" / "model" / "checkpoint_recent.pth"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"other settings \(cls_arg"):
+        run_pipeline(make_ctx(synthetic_root, tmp_path, paper_like))
+    checkpoint.unlink()
+    with pytest.raises(ConfigError, match=r"other settings .*preset"):  # so is another preset
+        run_pipeline(dataclasses.replace(fixed, preset=dataclasses.replace(paper_like, name="other")))
 
 
 def test_stage_3_without_pom_has_no_ablation_and_says_so(finished_run, synthetic_root, tmp_path, tiny_preset):
