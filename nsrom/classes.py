@@ -28,6 +28,7 @@ def values_outside_classes(label: np.ndarray, num_classes: int) -> list[int]:
     nor :data:`IGNORE_INDEX`, sorted: what makes a mask or label file wrong for the dataset."""
     return [int(v) for v in np.unique(label) if num_classes < v != IGNORE_INDEX]
 
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
     "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -212,6 +212,17 @@ def load_torch_file(path: str | Path, what: str, missing_help: str = "", mmap: b
         return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
     except Exception as exc:  # torch raises several types for a corrupt or foreign file: name it
         raise NsromError(f"cannot read {what} {path}: {exc}") from None
+
+
+def state_dict_mismatch(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """How a loaded state dict differs from a model's own (``model.state_dict()``): the names it lacks, the
+    names the model lacks, and the names whose shapes differ, in the model's order where both have them."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    return missing, unexpected, shapes
 
 
 def load_state(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:

@@ -55,6 +55,11 @@ def _blank() -> np.ndarray:
     return tile
 
 
+def _label_colours(path: Path) -> np.ndarray | None:
+    """The VOC colours of a label PNG at image size, None when the file does not exist (an "n/a" tile)."""
+    return colorize(read_label(path)) if path.is_file() else None
+
+
 def cam_overlay(image: np.ndarray, cam_dir: Path, image_id: str, classes: list[int]) -> np.ndarray | None:
     """Max over the image's classes of ``<id>_<c>.png``, as a jet heat map over the image."""
     maps = [read_grey(p) for c in classes if (p := cam_dir / class_map_name(image_id, c)).is_file()]
@@ -74,20 +79,16 @@ def _round2_predictor(ctx: RunContext) -> "Predictor":
 def _row(ctx: RunContext, image_id: str, classes: list[int], predictor: "Predictor | None") -> np.ndarray:
     layout = ctx.layout
     image = read_rgb(layout.image_path(image_id))
-
-    def label_tile(path: Path) -> np.ndarray | None:
-        return colorize(read_label(path)) if path.is_file() else None
-
     sal = layout.saliency_path(image_id)
     tiles = [
         image,
         np.repeat(read_grey(sal)[..., None], 3, axis=2) if sal.is_file() else None,
         cam_overlay(image, ctx.attention_dir(CLASSIFIER_EXP), image_id, classes),
         cam_overlay(image, ctx.attention_dir(IAM_EXP), image_id, classes),
-        label_tile(ctx.pseudo_dir / f"{image_id}.png"),
-        label_tile(ctx.masked_dir / f"{image_id}.png"),
+        _label_colours(ctx.pseudo_dir / f"{image_id}.png"),
+        _label_colours(ctx.masked_dir / f"{image_id}.png"),
         colorize(predictor.label(image)) if predictor is not None else None,
-        label_tile(layout.mask_path(image_id)),
+        _label_colours(layout.mask_path(image_id)),
     ]
     nearest = [False, False, False, False, True, True, True, True]
     return np.concatenate(
@@ -159,7 +160,8 @@ def _missed_row(ctx: RunContext, image_id: str, objects: list[ObjectRecord]) -> 
     tile_mask = _resize(missed.astype(np.uint8), nearest=True).astype(bool)
 
     def label_tile(path: Path) -> np.ndarray | None:
-        return _resize(colorize(read_label(path)), nearest=True) if path.is_file() else None
+        colours = _label_colours(path)
+        return _resize(colours, nearest=True) if colours is not None else None
 
     sal = layout.saliency_path(image_id)
     tiles = [

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nsrom.errors import ConfigError, NsromError
-from nsrom.training_state import load_torch_file
+from nsrom.training_state import load_torch_file, state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,8 @@ def read_checkpoint(path: str | Path) -> dict:
 def load_model_state(model: nn.Module, checkpoint: Mapping, what: str) -> None:
     """Load the state dict of ``checkpoint`` strictly into ``model``, with a clear error on a mismatch."""
     state = unwrap_state_dict(checkpoint, what)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    missing, unexpected, wrong = state_dict_mismatch(state, model.state_dict())
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected or wrong:
         raise ConfigError(
             f"checkpoint {what} does not fit this network: missing {missing[:4]}, unexpected "

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nsrom.errors import NsromError
-from nsrom.training_state import load_torch_file
+from nsrom.training_state import load_torch_file, state_dict_mismatch
 
 LOG = logging.getLogger(__name__)
 
@@ -190,10 +190,8 @@ def checkpoint_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> 
     """How a state dict differs from a model's: counts of missing and unexpected tensors, the first few names,
     and the first tensors whose shapes differ (the ASPP's first dimension is the class count)."""
     target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(target[k].shape)} in the model"
-              for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    missing, unexpected, other = state_dict_mismatch(state, target)
+    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(target[k].shape)} in the model" for k in other]
     parts = []
     if missing:
         parts.append(f"{len(missing)} tensors of the model not in the file (e.g. {', '.join(missing[:2])})")
