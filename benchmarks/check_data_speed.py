@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nsrom.data import TRAIN_SPLIT, DataLayout
+from nsrom.data import DataLayout
 from nsrom.data_check import check_dataset
 from nsrom.synthetic import generate
 
@@ -36,7 +36,7 @@ def cpu_seconds() -> float:
 
 def measure(layout: DataLayout, workers: int) -> dict[str, float]:
     cpu, wall = cpu_seconds(), time.perf_counter()
-    result = check_dataset(layout, [TRAIN_SPLIT], workers=workers)
+    result = check_dataset(layout, [layout.train_split], workers=workers)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     if result.errors:
         raise SystemExit(f"the dataset has errors:\n{result.format()}")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"generating {args.images} images of {args.size} px ...", flush=True)
             layout = generate(Path(tmp) / "data", num_train=args.images, num_val=0, size=args.size, seed=0)
-        check_dataset(layout, [TRAIN_SPLIT], workers=1)  # warm the file cache: time decoding, not the disk
+        check_dataset(layout, [layout.train_split], workers=1)  # warm the file cache: time decoding, not the disk
         rows = {f"workers={w}": measure(layout, int(w)) for w in args.workers.split(",")}
     results = [report("data check: images/s (wall)", {k: v["images_per_s"] for k, v in rows.items()}, "img/s"),
                report("data check: CPU time per image", {k: v["cpu_ms_per_image"] for k, v in rows.items()}, "ms")]

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from classification import train
+from nsrom.files import write_json
 from runner.context import CLASSIFIER_EXP, RunContext
 from runner.presets import PRESETS, get_preset
 
@@ -161,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| lr | runs | mean CAM | lowest CAM | OA-CAM below CAM |\n|---|---|---|---|---|")
     print("\n".join(summary_rows(rows)))
     if args.json:
-        args.json.write_text(json.dumps({"data_root": str(args.data_root), "preset": args.preset, "runs": rows},
-                                        indent=1))
+        write_json(args.json, {"data_root": str(args.data_root), "preset": args.preset, "runs": rows})
     return 0
 
 

@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Callable
 
 from classification import train as cls_train
+from nsrom.files import write_json
 from runner.context import RunContext
 from runner.presets import get_preset
 from runner.results import KEPT, RECOGNITION_KEY, kept_attempt, weak_classes
@@ -105,12 +106,19 @@ def check_targets(r: dict) -> tuple[list[str], list[str]]:
 
 
 def make_data(generator: str, seed: int, root: Path, blob_max_size: int) -> None:
+    """Generate one dataset into ``root``: into ``<root>.partial`` first, renamed when the generator
+    has finished, so that a killed benchmark leaves no half-made ``root`` that a later run would take
+    as made."""
+    partial = root.with_name(root.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
     if generator == "synthetic":
-        cmd = [sys.executable, "tools/make_synthetic_voc.py", "--out", str(root), "--seed", str(seed)]
+        cmd = [sys.executable, "tools/make_synthetic_voc.py", "--out", str(partial), "--seed", str(seed)]
     else:
-        cmd = [sys.executable, "tools/blob_voc.py", "--out", str(root), "--seed", str(seed),
+        cmd = [sys.executable, "tools/blob_voc.py", "--out", str(partial), "--seed", str(seed),
                "--classes", str(4 + seed % 3), "--max-size", str(blob_max_size)]
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    partial.rename(root)
 
 
 def run_demo(data: Path, work: Path, extra: tuple[str, ...] = (),
@@ -158,7 +166,7 @@ def rerun_on_copy(data: Path, work: Path, copy: Path, extra: tuple[str, ...], lo
             shutil.rmtree(copy)
         shutil.copytree(work, copy, ignore=ignore)
         run_demo(data, copy, extra, log_name)
-        done.write_text(json.dumps(record))
+        write_json(done, record)
 
 
 def rerun_rounds(data: Path, work: Path, seed: int, redo: bool) -> dict:
@@ -362,8 +370,14 @@ def main(argv: list[str] | None = None) -> int:
         name, data, work = run.name, run.data, run.base / "work"
         timing_path = run.base / "timing.json"
         if args.redo or not timing_path.is_file():
-            if run.make is not None and not (data / "labels.txt").is_file():
-                run.make()
+            try:
+                if run.make is not None and not data.is_dir():
+                    run.make()
+            except subprocess.CalledProcessError as exc:
+                failures += 1
+                rows.append({**run.record, "failed": f"making the data: {' '.join(exc.cmd)}"})
+                print(f"| {name} | {rows[-1]['failed']} failed (exit {exc.returncode}) |", flush=True)
+                continue
             try:
                 wall, cpu = run_demo(data, work)
             except subprocess.CalledProcessError:
@@ -372,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {name} | pipeline.py failed: see {rows[-1]['failed']} |", flush=True)
                 print(failure_reason(run.base / "pipeline.out"), file=sys.stderr, flush=True)
                 continue
-            timing_path.write_text(json.dumps({"wall": wall, "cpu": cpu}))
+            write_json(timing_path, {"wall": wall, "cpu": cpu})
         timing = json.loads(timing_path.read_text())
         results = json.loads((work / "results.json").read_text())
         r = summary(results)
@@ -423,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| data | full sup. | full sup. + CRF | R1+CRF | R2+CRF | R1 - full | R2 - full |\n|" + "---|" * 7)
         print("\n".join(full_table), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=1))
+        write_json(args.json, {"cpu_cores": os.cpu_count(), "runs": rows})
     return 1 if failures else 0
 
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from classification.gen_label import GenLabelConfig, run
-from nsrom.cam import class_map_name
+from nsrom.cam import class_map_name, max_normalize, to_uint8
 from nsrom.images import write_grey
 
 from timing import dump, report
@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def blob(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A smooth 8-bit map with one bright region (like an attention map or a saliency map)."""
     small = rng.random((height // 25, width // 25)).astype(np.float32)
-    big = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-    big = np.clip(big, 0, None)
-    return (big / (big.max() + 1e-8) * 255).astype(np.uint8)
+    return to_uint8(max_normalize(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)))
 
 
 def write_inputs(root: Path, n_images: int, height: int, width: int) -> dict[str, list[int]]:

@@ -65,6 +65,7 @@ def run(args, base, batches, precision: Precision | None, device) -> list[float]
     if precision is not None:
         precision.prepare_model(model)
     optimizer = build_optimizer(model, load_config().SOLVER)
+    scaler = precision.grad_scaler() if precision is not None else None  # one per run, as in training
     losses = []
     for s in range(args.steps):
         chunk = batches[s * args.iter_size:(s + 1) * args.iter_size]
@@ -72,7 +73,8 @@ def run(args, base, batches, precision: Precision | None, device) -> list[float]
             losses.append(reference_step(model, optimizer, chunk, args.iter_size, device))
         else:
             images = [i.to(device) for i, _ in chunk]
-            step = this_code_step(model, optimizer, images, [lab for _, lab in chunk], precision, args.iter_size, device)
+            step = this_code_step(model, optimizer, images, [lab for _, lab in chunk], precision, args.iter_size,
+                                  device, scaler=scaler)
             losses.append(float(step()))
     return losses
 

@@ -76,9 +76,13 @@ def reference_step(model, optimizer, batches, iter_size: int, device: torch.devi
     return total
 
 
-def this_code_step(model, optimizer, images, labels, precision: Precision, iter_size: int, device: torch.device):
-    """One step of :func:`segmentation.libs.train.train`'s loop (labels copied to the device as the loader does)."""
-    scaler = precision.grad_scaler()
+def this_code_step(model, optimizer, images, labels, precision: Precision, iter_size: int, device: torch.device,
+                   scaler=None):
+    """One step of :func:`segmentation.libs.train.train`'s loop (labels copied to the device as the loader does).
+
+    ``scaler``: the run's fp16 GradScaler, kept across steps as training keeps it (made here when None).
+    """
+    scaler = scaler if scaler is not None else precision.grad_scaler()
 
     def step() -> torch.Tensor:
         batches = ((i, lab.to(device)) for i, lab in zip(images, labels))

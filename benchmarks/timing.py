@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable
 
 import torch
+
+from nsrom.files import write_json
 
 
 def best_of_interleaved(modes: dict[str, Callable[[], object]], rounds: int, device: str = "cpu") -> dict[str, float]:
@@ -45,5 +46,4 @@ def report(title: str, rows: dict[str, float], unit: str, baseline: str | None =
 def dump(path: str | None, results: list[dict]) -> None:
     """Write the results as JSON when ``--json PATH`` was given."""
     if path:
-        with open(path, "w") as fh:
-            json.dump(results, fh, indent=2)
+        write_json(path, results)

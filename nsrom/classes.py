@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import read_text
 
 IGNORE_INDEX = 255
 """Label value of pixels that carry no supervision and are not scored."""
@@ -62,7 +63,7 @@ def read_class_names(path: str | Path) -> list[str]:
     """
     path = Path(path)
     names: list[str] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

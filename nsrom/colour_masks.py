@@ -17,6 +17,7 @@ import numpy as np
 
 from .classes import IGNORE_INDEX, VOC_CLASSES, voc_palette
 from .errors import DataError
+from .files import read_text
 
 VOID_COLOUR = tuple(int(v) for v in voc_palette()[IGNORE_INDEX])
 """The colour of VOC's 'void' pixels (object borders), index 255."""
@@ -37,6 +38,11 @@ class ColourMap:
     names: tuple[str, ...] = ()
     """Class names in index order (background first), when the source lists them."""
 
+    @property
+    def num_classes(self) -> int:
+        """The classes besides background: the highest index other than the ignore index."""
+        return max(i for i in self.indices if i != IGNORE_INDEX)
+
     @classmethod
     def voc(cls, num_classes: int = len(VOC_CLASSES) - 1) -> ColourMap:
         """The PASCAL VOC colours of background and ``num_classes`` classes (entry ``i`` of the palette is
@@ -55,8 +61,8 @@ class ColourMap:
         if not path.is_file():
             raise DataError(f"colour map not found: {path}")
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_text(path)
+        except OSError as exc:
             raise DataError(f"cannot read the colour map {path}: {exc}") from None
         names, colours = [], []
         for line_no, line in enumerate(text.splitlines(), start=1):

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names, values_outside_classes
-from .dataset_settings import DatasetSettings, load_settings
+from .dataset_settings import IMAGE_EXTS, DatasetSettings, load_settings
 from .errors import ConfigError, DataError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_text
 from .images import read_label
 
 TRAIN_SPLIT = DatasetSettings.train_split
@@ -206,20 +207,31 @@ class DataLayout:
 
 def id_from_token(token: str) -> str:
     """The image id of a list token: ``x``, or the stem of a path such as ``/JPEGImages/x.jpg``
-    (deeplab-pytorch style lines)."""
-    return Path(token).stem if ("/" in token or "." in token) else token
+    (deeplab-pytorch style lines) or of a file name with an image extension (``x.png``). Other
+    dots belong to the id (``a.1``)."""
+    path = Path(token)
+    if "/" in token or path.suffix.lower() in IMAGE_EXTS:
+        return path.stem
+    return token
 
 
-def missing_list_error(path: str | Path) -> DataError:
+NOT_SPLITS = ("train_cls.txt", "missing_files.txt")
+"""The lists of ImageSets/Segmentation that are not image lists of a split."""
+
+
+def missing_list_error(path: str | Path, choose: str | None = None) -> DataError:
     """The error for an image list that does not exist: it names the lists its folder
-    does hold and how to choose one of them as a split."""
+    does hold and how to choose one of them as a split (``choose``: the flag of a tool
+    that has its own, instead of the stages' --train-split / --val-split)."""
     path = Path(path)
     message = f"image list not found: {path}"
     if path.name == f"{TRAIN_SPLIT}.txt":
         message += " (PASCAL VOC: tools/make_voc_lists.py writes it)"
-    others = sorted(p.stem for p in path.parent.glob("*.txt") if p.name != "train_cls.txt") \
+    others = sorted(p.stem for p in path.parent.glob("*.txt") if p.name not in NOT_SPLITS) \
         if path.parent.is_dir() else []
-    if others:
+    if others and choose is not None:
+        message += f"; {path.parent} holds {', '.join(others)}: name the one to use with {choose}"
+    elif others:
         message += (f"; {path.parent} holds {', '.join(others)}: name the split to use with --train-split "
                     "or --val-split, or train_split/val_split in ROOT/dataset.yaml")
         if path.name == f"{TRAIN_SPLIT}.txt" and "train" in others:
@@ -228,13 +240,22 @@ def missing_list_error(path: str | Path) -> DataError:
 
 
 def read_ids(path: str | Path) -> list[str]:
-    """Image ids, one per line (the first token of each non-empty line)."""
+    """Image ids, one per line (the first token of each non-empty line).
+
+    An empty list, or one that names an id twice (as joining two lists that share images
+    does), is a :class:`DataError` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise missing_list_error(path)
-    ids = [id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
+    ids = [id_from_token(line.split()[0]) for line in read_text(path).splitlines() if line.strip()]
     if not ids:
         raise DataError(f"image list {path} is empty")
+    if len(set(ids)) < len(ids):
+        counts = Counter(ids)
+        repeated = [i for i in counts if counts[i] > 1]
+        raise DataError(f"image list {path} names {len(repeated)} ids more than once (e.g. "
+                        f"{', '.join(repeated[:3])}); keep one line of each (e.g. sort -u)")
     return ids
 
 
@@ -246,14 +267,15 @@ def write_ids(path: str | Path, ids: Iterable[str]) -> None:
 def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str, list[int]]:
     """Read a ``train_cls.txt`` file: ``<id> <c> <c> ...`` with 0-based classes.
 
-    Raises :class:`DataError` naming the file and line for a non-integer or an
-    index outside ``0..num_classes-1``.
+    Raises :class:`DataError` naming the file and line for a non-integer, an index
+    outside ``0..num_classes-1``, or an id listed again with other classes.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"class list not found: {path}")
     labels: dict[str, list[int]] = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    first_line: dict[str, int] = {}
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -267,7 +289,12 @@ def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str,
                     f"{path}:{line_no}: class index {c} outside 0..{(num_classes or 1) - 1} "
                     "(train_cls.txt uses 0-based foreground classes)"
                 )
-        labels[id_from_token(parts[0])] = sorted(set(classes))
+        image_id, classes = id_from_token(parts[0]), sorted(set(classes))
+        if image_id in labels and labels[image_id] != classes:
+            raise DataError(f"{path}:{line_no}: image {image_id!r} is listed again with other classes "
+                            f"({classes} against {labels[image_id]} on line {first_line[image_id]})")
+        labels[image_id] = classes
+        first_line.setdefault(image_id, line_no)
     return labels
 
 
@@ -291,7 +318,7 @@ def resolve_num_classes(num_classes: int | None, layout: "DataLayout | None") ->
 
 def has_class_tokens(path: str | Path) -> bool:
     """True when some line of the list holds class indices after the id (the ``train_cls.txt`` format)."""
-    return any(len(line.split()) > 1 for line in Path(path).read_text().splitlines())
+    return any(len(line.split()) > 1 for line in read_text(path).splitlines())
 
 
 def list_image_labels(
@@ -340,8 +367,9 @@ def derive_image_labels(
     classes (default: the dataset's). An id without a mask is a :class:`DataError` naming the file, or,
     with ``skip_missing``, left out."""
     num_classes = layout.num_classes if num_classes is None else num_classes
+    ids = list(ids)
     labels = {}
-    for image_id in ids:
+    for image_id in tqdm(ids, desc="labels from masks", dynamic_ncols=True, leave=False, disable=len(ids) < 500):
         path = layout.mask_path(image_id)
         if skip_missing and not path.is_file():
             continue

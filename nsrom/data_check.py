@@ -45,6 +45,7 @@ from .classes import IGNORE_INDEX
 from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token
 from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
+from .files import read_text
 from .images import COLOUR_MASK_HINT
 from .parallel import parallel_map
 
@@ -229,16 +230,21 @@ def check_class_list(path: Path, num_classes: int, ids: Sequence[str] | None = N
                      split: str = TRAIN_SPLIT) -> list[Problem]:
     """Every line of a ``train_cls.txt``-format file: integer 0-based class indices below ``num_classes``.
 
-    With ``ids``: a warning when the file does not list all of them (the image-level
-    labels then come from the masks).
+    An id listed again with other classes is an error. With ``ids``: a warning when the
+    file does not list all of them (the image-level labels then come from the masks).
     """
     problems: list[Problem] = []
-    listed = set()
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    listed: dict[str, tuple[set[str], int]] = {}
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
-        listed.add(id_from_token(parts[0]))
+        image_id, tokens = id_from_token(parts[0]), set(parts[1:])
+        if image_id in listed and listed[image_id][0] != tokens:
+            problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",
+                                    f"image {image_id!r} listed again with other classes (first on line "
+                                    f"{listed[image_id][1]})"))
+        listed.setdefault(image_id, (tokens, line_no))
         for token in parts[1:]:
             if not token.lstrip("-").isdigit():
                 problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",
@@ -393,7 +399,7 @@ def run_checks(root: str | Path, jobs: Sequence[FileJob], problems: Sequence[Pro
 
 def _listed_ids(path: Path) -> set[str]:
     """The ids a ``train_cls.txt``-format file lists (its lines' first tokens)."""
-    return {id_from_token(line.split()[0]) for line in path.read_text().splitlines() if line.strip()}
+    return {id_from_token(line.split()[0]) for line in read_text(path).splitlines() if line.strip()}
 
 
 def dataset_jobs(layout: DataLayout, splits: Sequence[str] | None = None, *,

@@ -12,6 +12,7 @@ images that have a mask, since only those can be scored. Both tools share
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from .classes import load_class_names, read_class_names, write_class_names
 from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
 from .data_check import SALIENCY, elsewhere_hint
 from .errors import ConfigError, DataError
+from .files import read_text
 
 BACKGROUND = "background"
 HEADER_NAMES = {"image_id", "id", "image", "filename", "file", "name"}
@@ -76,12 +78,18 @@ def labels_from_masks(layout: DataLayout, ids: Iterable[str], num_classes: int) 
 # --- classes and the CSV of image-level labels ------------------------------------------
 
 
+CLASS_FILE_SUFFIXES = (".txt", ".csv", ".names", ".yaml", ".yml")
+"""Suffixes that make a ``--classes`` value a file name (one that is missing is an error, not a class name)."""
+
+
 def parse_class_option(text: str) -> list[str]:
     """``--classes``: a file (``labels.txt`` format or one name per line) or ``a,b,c``; background first."""
     path = Path(text)
     if path.is_file():
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
         names = read_class_names(path) if lines and lines[0].split()[0].isdigit() else lines
+    elif "," not in text and ("/" in text or path.suffix.lower() in CLASS_FILE_SUFFIXES):
+        raise ConfigError(f"--classes {text!r}: no such file (class names are given as a file or as a,b,c)")
     else:
         names = [name.strip() for name in text.split(",") if name.strip()]
     if names and names[0] == BACKGROUND:
@@ -124,19 +132,18 @@ def read_label_csv(path: str | Path) -> list[CsvRow]:
         raise DataError(f"label CSV not found: {path}")
     rows: list[CsvRow] = []
     seen: dict[str, int] = {}
-    with open(path, newline="") as f:
-        for line_no, cells in enumerate(csv.reader(f), start=1):
-            cells = [c.strip() for c in cells]
-            if not cells or not cells[0] or cells[0].startswith("#"):
-                continue
-            if not rows and not seen and cells[0].lower() in HEADER_NAMES:
-                seen[""] = line_no  # the header
-                continue
-            image_id = id_from_token(cells[0])
-            if image_id in seen:
-                raise DataError(f"{path}:{line_no}: image {image_id!r} already listed on line {seen[image_id]}")
-            seen[image_id] = line_no
-            rows.append(CsvRow(image_id, tuple(t for cell in cells[1:] for t in _split_cell(cell)), line_no))
+    for line_no, cells in enumerate(csv.reader(io.StringIO(read_text(path), newline="")), start=1):
+        cells = [c.strip() for c in cells]
+        if not cells or not cells[0] or cells[0].startswith("#"):
+            continue
+        if not rows and not seen and cells[0].lower() in HEADER_NAMES:
+            seen[""] = line_no  # the header
+            continue
+        image_id = id_from_token(cells[0])
+        if image_id in seen:
+            raise DataError(f"{path}:{line_no}: image {image_id!r} already listed on line {seen[image_id]}")
+        seen[image_id] = line_no
+        rows.append(CsvRow(image_id, tuple(t for cell in cells[1:] for t in _split_cell(cell)), line_no))
     if not rows:
         raise DataError(f"{path} lists no image (expected rows '<image id>,<class> ...')")
     return rows
@@ -195,7 +202,7 @@ def resolve_csv_labels(rows: Sequence[CsvRow], names: Sequence[str], path: Path)
 def image_ids(layout: DataLayout) -> list[str]:
     """Sorted ids of the images in the image folder (extensions of ``image_ext``).
 
-    Two files with the same id (``a.jpg`` and ``a.png``) are a DataError.
+    Two files with the same id (``a.jpg`` and ``a.png``), or an id with a space, are a DataError.
     """
     if not layout.image_dir.is_dir():
         raise DataError(f"image folder not found: {layout.image_dir} (set image_dir in dataset.yaml or --image-dir)")
@@ -206,6 +213,9 @@ def image_ids(layout: DataLayout) -> list[str]:
             continue
         if path.stem in found:
             raise DataError(f"two images with id {path.stem!r}: {found[path.stem]} and {path}; keep one")
+        if any(ch.isspace() for ch in path.stem):
+            raise DataError(f"{path}: an image id may not hold a space (the lists separate fields by "
+                            "spaces); rename the file, and its mask and saliency map")
         found[path.stem] = path
     if not found:
         raise DataError(f"no image ({', '.join(exts)}) in {layout.image_dir}")
@@ -298,6 +308,13 @@ def build_lists(layout: DataLayout, request: ListRequest, write: bool = True) ->
     if unlabelled:
         raise DataError(f"{len(unlabelled)} training images have neither a CSV row nor a mask, e.g. "
                         f"{', '.join(unlabelled[:3])}")
+    if not train:
+        raise DataError(
+            "no training image is left: every image with a label is a validation image"
+            + (f" (--val-fraction {request.val_fraction} took all {len(val)} images with a mask)"
+               if request.val_ids is None else f" or unlabelled ({request.val_ids} lists {len(val)})")
+            + "; give image-level labels of the other images (--labels-csv) or a smaller --val-fraction"
+            + ("" if not write else "; nothing was written"))
     cls_labels = {i: csv_labels.get(i, mask_labels.get(i)) for i in train}
     report = ListReport(
         splits={layout.train_split: train, layout.val_split: val},

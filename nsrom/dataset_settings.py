@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import DataError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_text
 
 SETTINGS_FILE = "dataset.yaml"
 """Name of the optional settings file in the dataset root."""
@@ -110,7 +110,7 @@ def _check_names(data: Mapping[str, Any], where: str) -> None:
 def read_settings_file(path: Path) -> dict[str, Any]:
     """The settings of a ``dataset.yaml`` file, checked (unknown key or bad value: DataError naming it)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise DataError(f"{path} is not valid YAML: {exc}") from None
     except OSError as exc:

@@ -27,6 +27,7 @@ from typing import Iterable
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from .classes import IGNORE_INDEX, write_class_names
 from .errors import ConfigError
@@ -277,7 +278,9 @@ def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], nu
     """
     records: dict[str, list[ObjectRecord]] = {}
     classes: dict[str, list[int]] = {}
-    for image_id, image, mask, saliency, instances, objects in images:
+    total = sum(len(ids) for ids in splits.values())
+    for image_id, image, mask, saliency, instances, objects in tqdm(images, total=total, desc="write images",
+                                                                   dynamic_ncols=True, leave=False):
         write_rgb(layout.image_path(image_id), image, quality=jpeg_quality)
         write_label(layout.mask_path(image_id), mask)
         write_grey(layout.saliency_path(image_id), saliency)
@@ -285,7 +288,8 @@ def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], nu
         records[image_id] = objects
         classes[image_id] = classes_in_mask(mask, num_classes)
     for split, ids in splits.items():
-        write_ids(layout.list_path(split), ids)
+        if ids:  # an empty list is no split (the data check calls one an error)
+            write_ids(layout.list_path(split), ids)
     write_cls_list(layout.cls_list_path, {i: classes[i] for i in splits[TRAIN_SPLIT]})
     write_record(layout.root, records)
 
@@ -313,12 +317,12 @@ def generate(
         raise ConfigError("need num_train >= 1, num_val >= 0 and size >= 32")
     if not 0 <= rarely_salient <= num_classes:
         raise ConfigError(f"rarely_salient must be in 0..{num_classes} (the class count), got {rarely_salient}")
+    styles = class_styles(num_classes)  # a bad class count stops here, before anything is written
     layout = DataLayout(out_dir)
     start_generated_dataset(layout, "synthetic.json", {
         "num_train": num_train, "num_val": num_val, "size": size, "num_classes": num_classes, "seed": seed,
         "rarely_salient": rarely_salient,
     })
-    styles = class_styles(num_classes)
     write_class_names(layout.labels_path, ["background", *(s.name for s in styles)])
     children = np.random.SeedSequence(seed).spawn(num_train + num_val)
     splits = {TRAIN_SPLIT: [f"train_{i:05d}" for i in range(num_train)],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, read_ids
 from .dataset_lists import ListReport, labels_from_masks, write_lists
+from .dataset_settings import write_settings
 from .errors import DataError
 
 VOC_TRAIN_AUG_SIZE = 10582
@@ -59,17 +60,19 @@ def build_voc_lists(
     """Compute train_aug and val for ``voc_root`` and check every file they need.
 
     Reads VOC's ``ImageSets/Segmentation/{train,val}.txt``. With ``write``,
-    writes ``train_aug.txt`` (and ``val.txt`` if absent) into that folder, and
-    with ``write_cls`` also ``train_cls.txt`` derived from the masks (ids
-    whose mask is missing are left out), plus ``missing_files.txt`` listing
-    every missing path.
+    writes ``train_aug.txt`` into that folder, and with ``write_cls`` also
+    ``train_cls.txt`` derived from the masks (ids whose mask is missing are left
+    out), plus ``missing_files.txt`` listing every missing path. A
+    ``saliency_dir`` (a folder in ROOT, or an absolute path) is checked instead of
+    the dataset's and, with ``write``, recorded in ``ROOT/dataset.yaml`` so that
+    every stage reads the maps from there.
     """
-    layout = DataLayout(voc_root)
+    layout = DataLayout(voc_root, saliency_dir=str(saliency_dir) if saliency_dir else None)
     voc_train = set(_read_fixed_list(layout.list_dir / "train.txt", VOC_LISTS_HINT))
     voc_val = _read_fixed_list(layout.list_path(VAL_SPLIT), VOC_LISTS_HINT)
     sbd = _sbd_ids(layout, Path(sbd_dir) if sbd_dir else None)
     train_aug = sorted((voc_train | sbd) - set(voc_val))
-    sal_dir = Path(saliency_dir) if saliency_dir else layout.saliency_dir
+    sal_dir = layout.saliency_dir
     missing = {
         "images": [layout.image_path(i) for i in train_aug + voc_val if not layout.image_path(i).is_file()],
         "masks": [layout.mask_path(i) for i in train_aug + voc_val if not layout.has_mask(i)],
@@ -88,9 +91,9 @@ def build_voc_lists(
                             "from SBD's SegmentationClassAug.zip, unpacked into "
                             f"{layout.root / 'SegmentationClassAug'} (README, 'Downloads and where they go')")
     if write:
-        splits = {TRAIN_SPLIT: train_aug}
-        if not layout.list_path(VAL_SPLIT).is_file():
-            splits[VAL_SPLIT] = voc_val
         labels = labels_from_masks(layout, train_aug, layout.num_classes) if write_cls else None
-        write_lists(layout, splits, labels, missing)
+        write_lists(layout, {TRAIN_SPLIT: train_aug}, labels, missing)
+        if saliency_dir:
+            written = write_settings(layout.root, {"saliency_dir": str(saliency_dir)})
+            report.notes.append(f"saliency_dir recorded in {written}")
     return report

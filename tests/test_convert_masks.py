@@ -147,4 +147,21 @@ def test_the_tool_reads_capital_png_names_and_names_bad_arguments_in_one_line(tm
     (tmp_path / "labelmap.txt").write_bytes(b"background:0,0,0::\n\xff\xfe:1,1,1::\n")
     with pytest.raises(SystemExit):
         convert_masks.main([str(src), str(tmp_path / "out2"), "--colours", str(tmp_path / "labelmap.txt")])
-    assert "cannot read the colour map" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "labelmap.txt is not UTF-8 text" in err and "save it as UTF-8" in err
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "out3"), "--num-classes", "0"])
+    assert capsys.readouterr().err == "error: --num-classes must be 1..254, got 0\n"
+
+
+def test_an_index_mask_with_values_above_the_classes_fails_instead_of_being_copied(tmp_path, capsys):
+    """A grey 0/40 mask (or any value above the classes but 255) is not silently copied: its file fails."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(np.array([[0, 40]], np.uint8), mode="L").save(src / "a.png")
+    Image.fromarray(np.array([[0, 3, 255]], np.uint8), mode="L").save(src / "b.png")
+    assert convert_masks.main([str(src), str(out), "--num-classes", "3"]) == 1
+    printed = capsys.readouterr().out
+    assert "1 written, 0 exists, 1 failed" in printed
+    assert f"mask {src / 'a.png'} is a grey PNG whose values include 40: not class indices 0..3 or 255" in printed
+    assert not (out / "a.png").exists() and read_label(out / "b.png").tolist() == [[0, 3, 255]]

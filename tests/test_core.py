@@ -104,6 +104,36 @@ def test_id_and_class_lists(tmp_path):
         read_cls_list(tmp_path / "c.txt", 3)
 
 
+def test_list_ids_keep_their_own_dots_and_repeats_are_refused(tmp_path):
+    """A dot belongs to the id unless an image extension follows it; a list naming an id twice
+    (two lists joined) and a class list giving one image two label sets are errors naming the file."""
+    (tmp_path / "l.txt").write_text("a.1\nb.v2.png\n/JPEGImages/c.d.jpg\nE.JPG\n")
+    assert read_ids(tmp_path / "l.txt") == ["a.1", "b.v2", "c.d", "E"]
+    (tmp_path / "twice.txt").write_text("a\nb\na\n")
+    with pytest.raises(DataError, match=r"twice.txt names 1 ids more than once \(e.g. a\)"):
+        read_ids(tmp_path / "twice.txt")
+    (tmp_path / "c.txt").write_text("a 0\nb 1\na 0\n")  # the same line again: harmless
+    assert read_cls_list(tmp_path / "c.txt", 3) == {"a": [0], "b": [1]}
+    (tmp_path / "c.txt").write_text("a 0\nb 1\na 2\n")
+    with pytest.raises(DataError, match=r"c.txt:3: image 'a' is listed again with other classes \(\[2\] against "
+                                        r"\[0\] on line 1\)"):
+        read_cls_list(tmp_path / "c.txt", 3)
+
+
+def test_text_files_that_are_not_utf8_are_named_and_a_bom_is_dropped(tmp_path):
+    (tmp_path / "l.txt").write_bytes(b"a\ncaf\xe9\n")
+    with pytest.raises(DataError, match=r"l.txt is not UTF-8 text .*save it as UTF-8"):
+        read_ids(tmp_path / "l.txt")
+    (tmp_path / "labels.txt").write_bytes("\ufeff0 background\n1 cat\n".encode())
+    assert read_class_names(tmp_path / "labels.txt") == ["background", "cat"]
+
+
+def test_json_written_without_nan_and_into_a_new_folder(tmp_path):
+    write_json(tmp_path / "new" / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": (2, None)})
+    assert (tmp_path / "new" / "r.json").read_text().split() == \
+        ["{", '"a":', "null,", '"b":', "[", "1.5,", "null", "],", '"c":', "[", "2,", "null", "]", "}"]
+
+
 def test_missing_list_names_the_lists_there(tmp_path):
     """A VOC-format folder with train.txt but no train_aug.txt: the error names both and the flag."""
     lists = tmp_path / "ImageSets" / "Segmentation"

@@ -99,6 +99,26 @@ def test_a_bad_labels_txt_or_missing_list_is_named_once(tmp_path, capsys):
     assert out.count(str(tmp_path / "ImageSets" / "Segmentation" / "val.txt")) == 1
 
 
+def test_a_list_that_is_not_utf8_or_a_class_list_that_contradicts_itself_is_an_error(synthetic_root, tmp_path,
+                                                                                        capsys):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_root.root, root)
+    lists = root / "ImageSets" / "Segmentation"
+    val = (lists / "val.txt").read_bytes()
+    (lists / "val.txt").write_bytes(val + b"caf\xe9\n")
+    cls_lines = (lists / "train_cls.txt").read_text().splitlines()
+    first_id = cls_lines[0].split()[0]
+    other = "0" if cls_lines[0].split()[1:] != ["0"] else "1"
+    (lists / "train_cls.txt").write_text("\n".join([*cls_lines, f"{first_id} {other}"]) + "\n")
+    assert check_data.main([str(root), "-j", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"{lists / 'val.txt'} is not UTF-8 text" in out and "Traceback" not in out
+    assert f"{lists / 'train_cls.txt'}:{len(cls_lines) + 1}: image '{first_id}' listed again with other classes " \
+           "(first on line 1)" in out
+
+
 def test_saliency_coverage_and_empty_or_full_maps(tmp_path):
     image = tmp_path / "x.jpg"
     Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(image)

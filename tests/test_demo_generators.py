@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from benchmarks import demo_generators as bench
 from runner.presets import get_preset
@@ -270,3 +271,33 @@ def test_the_reason_of_a_failed_run_is_its_last_error_or_its_last_lines(tmp_path
     assert bench.failure_reason(log) == "  error: missing weights\n    put them in pretrained/"
     log.write_text("".join(f"line {i}\n" for i in range(10)))  # a traceback, say: no error line of ours
     assert bench.failure_reason(log).splitlines() == [f"  line {i}" for i in range(4, 10)]
+
+
+def test_data_is_made_under_a_temporary_name_so_a_stopped_generator_is_made_again(tmp_path, monkeypatch, capsys):
+    """A generator that stops leaves no dataset folder (the next run makes it again, not mistaking half a
+    dataset for a made one), and its row says so instead of a traceback; the next generator still runs."""
+    calls = []
+
+    def fake_generator(cmd, cwd, check, stdout):
+        out = Path(cmd[cmd.index("--out") + 1])
+        calls.append(out)
+        out.mkdir(parents=True)
+        (out / "labels.txt").write_text("0 background\n1 a\n")  # what a generator writes first
+        if len(calls) == 1:
+            raise bench.subprocess.CalledProcessError(1, cmd)
+
+    def fake_run(data, work, extra=(), log_name="pipeline.out"):
+        work.mkdir(parents=True)
+        (work / "results.json").write_text(json.dumps(results_json(0.80, 0.83)))
+        return 100.0, 190.0
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_generator)
+    monkeypatch.setattr(bench, "run_demo", fake_run)
+    status = bench.main(["--out", str(tmp_path / "out"), "--generators", "synthetic", "--seeds", "0", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    seed0, seed1 = tmp_path / "out" / "synthetic_seed0" / "data", tmp_path / "out" / "synthetic_seed1" / "data"
+    assert calls == [seed0.with_name("data.partial"), seed1.with_name("data.partial")]
+    assert not seed0.exists() and seed1.is_dir() and not seed1.with_name("data.partial").exists()
+    assert lines[-2].startswith("| synthetic seed 0 | making the data: ") and lines[-2].endswith("failed (exit 1) |")
+    assert lines[-1].startswith("| synthetic seed 1 | 50.0 |")

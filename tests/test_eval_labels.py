@@ -141,6 +141,16 @@ def test_cli_needs_something_to_evaluate(synthetic_root):
     assert proc.returncode == 2 and "give at least one --cams DIR or --labels DIR" in proc.stderr
 
 
+def test_cli_names_its_own_split_flag_for_a_list_that_does_not_exist(synthetic_root):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_labels.py"), "--data-root",
+                           str(synthetic_root.root), "--labels", str(synthetic_root.mask_dir), "--split", "nosuch"],
+                          capture_output=True, text=True, timeout=120)
+    lists = synthetic_root.list_dir
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: image list not found: {lists / 'nosuch.txt'}; {lists} holds train_aug, val: "
+        "name the one to use with --split\n")
+
+
 def test_images_without_a_mask_are_not_scored(tmp_path):
     layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 1]], "img2": [[1, 1]]}, cls={"img3": [0]})
     write_ids(layout.list_path("train_aug"), ["img1", "img2", "img3"])  # img3: labels, no mask

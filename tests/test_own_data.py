@@ -133,9 +133,51 @@ def test_list_tool_from_a_csv_with_names_indices_and_separators(tmp_path, capsys
     assert read_cls_list(layout.cls_list_path) == expected
     assert "class indices from the CSV" not in capsys.readouterr().out  # labels.txt gives them now
     # --classes in another order rewrites labels.txt, and says so
-    make_lists_main(["--root", str(root), "--classes", "dog,cat,bird", "--val-fraction", "1", "--dry-run"])
+    make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--classes", "dog,cat,bird",
+                     "--val-fraction", "1", "--dry-run"])
     assert f"{layout.labels_path} would be rewritten: bird, cat, dog -> dog, cat, bird" in capsys.readouterr().out
     assert layout.class_names() == ["background", "bird", "cat", "dog"]  # a dry run writes nothing
+    # Without the CSV every labelled image is a val image: refused, and the lists of before are kept.
+    before = {p.name: p.read_bytes() for p in layout.list_dir.iterdir()}
+    with pytest.raises(SystemExit):
+        make_lists_main(["--root", str(root), "--classes", "bird,cat,dog", "--val-fraction", "1"])
+    err = capsys.readouterr().err
+    assert "no training image is left" in err and "--val-fraction 1.0 took all 2 images with a mask" in err
+    assert "nothing was written" in err
+    assert {p.name: p.read_bytes() for p in layout.list_dir.iterdir()} == before
+
+
+def test_list_tool_on_ids_with_dots_a_spreadsheet_csv_and_bad_names(tmp_path, capsys):
+    """Ids keep their dots; a CSV saved with a byte-order mark keeps its header; an id with a space and a
+    --classes file that does not exist are errors that write nothing."""
+    root = tmp_path / "root"
+    _images(root, ["a.1", "b", "v.2"])
+    write_label(root / "SegmentationClass" / "v.2.png", np.array([[0, 1]], np.uint8))
+    csv = tmp_path / "labels.csv"
+    csv.write_bytes("\ufeffimage_id,classes\na.1.png,cat\nb,dog\n".encode())
+    make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--classes", "cat,dog", "--val-fraction", "1"])
+    layout = DataLayout(root)
+    assert read_ids(layout.list_path("train_aug")) == ["a.1", "b"] and read_ids(layout.list_path("val")) == ["v.2"]
+    assert read_cls_list(layout.cls_list_path) == {"a.1": [0], "b": [1]}
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in layout.list_dir.iterdir()}
+    labels_before = layout.labels_path.read_bytes()
+    with pytest.raises(SystemExit):
+        make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--classes", str(tmp_path / "clases.txt"),
+                         "--val-fraction", "1"])
+    assert f"--classes '{tmp_path / 'clases.txt'}': no such file" in capsys.readouterr().err
+    assert layout.labels_path.read_bytes() == labels_before
+    _images(root, ["c d"])
+    with pytest.raises(SystemExit):
+        make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--val-fraction", "1"])
+    assert f"{root / 'JPEGImages' / 'c d.png'}: an image id may not hold a space" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in layout.list_dir.iterdir()} == before
+    (root / "ImageSets" / "val_ids.txt").write_text("v.2\nv.2\n")
+    (root / "JPEGImages" / "c d.png").unlink()
+    with pytest.raises(SystemExit):
+        make_lists_main(["--root", str(root), "--labels-csv", str(csv),
+                         "--val-ids", str(root / "ImageSets" / "val_ids.txt")])
+    assert "val_ids.txt names 1 ids more than once (e.g. v.2)" in capsys.readouterr().err
 
 
 def test_list_tool_finds_saliency_maps_in_another_folder(tmp_path, capsys):

@@ -116,6 +116,7 @@ def test_refuses_a_folder_made_by_the_other_generator(tmp_path, capsys):
     """A blob_voc.py folder is a dataset too: writing the synthetic one into it would mix two datasets."""
     blobs = generate_blobs(tmp_path / "blobs", num_train=2, num_val=1, num_classes=2, min_size=48, max_size=48)
     before = {p: p.read_bytes() for p in blobs.root.rglob("*") if p.is_file()}
+    capsys.readouterr()  # the generator's progress bar
     with pytest.raises(SystemExit) as exc:
         make_synthetic_voc.main(["--out", str(blobs.root), "--num-train", "2", "--num-val", "1", "--size", "48",
                                  "--classes", "2"])
@@ -170,4 +171,15 @@ def test_cli_writes_layout_and_rejects_bad_class_count(tmp_path):
     assert len(list((tmp_path / "d" / "JPEGImages").glob("*.jpg"))) == 3
     bad = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "e"), "--classes", "99"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "num_classes" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr == "error: --classes must be 1..28, got 99\n"
+    assert not (tmp_path / "e").exists()  # checked before anything is written
+    for flags, message in ((["--num-val", "0"], "--num-val must be at least 1, got 0"),
+                           (["--classes", "3", "--rarely-salient", "4"], "--rarely-salient must be 0..3, got 4")):
+        bad = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "e"), *flags],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr == f"error: {message}\n"
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(ConfigError, match="num_classes must be in 1..28"):  # the library checks it first too
+        generate(tmp_path / "f", num_train=1, num_val=1, size=40, num_classes=40)
+    assert not (tmp_path / "f").exists()

@@ -60,6 +60,20 @@ def test_lists_from_sbd_lists_and_missing_report(fake_voc):
     assert f"no train_aug image has a saliency map in {voc.saliency_dir}" in summary and "saliency_aug.tar.gz" in summary
 
 
+def test_a_saliency_folder_given_is_checked_and_recorded_for_the_stages(fake_voc, capsys):
+    voc, sbd = fake_voc
+    voc.saliency_dir.rename(voc.root / "sal")
+    for image_id in "aef":
+        write_grey(voc.root / "sal" / f"{image_id}.png", np.zeros((4, 5), np.uint8))
+    voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--saliency-dir", "sal"])
+    out = capsys.readouterr().out
+    assert "missing saliency maps: none" in out and f"saliency_dir recorded in {voc.root / 'dataset.yaml'}" in out
+    assert DataLayout(voc.root).saliency_path("a") == voc.root / "sal" / "a.png"  # what every stage reads now
+    voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--saliency-dir", "sal2", "--dry-run"])
+    assert "missing saliency maps: 4" in capsys.readouterr().out
+    assert DataLayout(voc.root).settings.saliency_dir == "sal"  # a dry run records nothing
+
+
 def test_lists_from_masks_without_sbd_lists(fake_voc):
     voc, _ = fake_voc
     report = build_voc_lists(voc.root, write=False)

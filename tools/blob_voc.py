@@ -229,8 +229,9 @@ def generate_blobs(
     seed: int = 0,
 ) -> DataLayout:
     """Write the dataset under ``out_dir`` (see the module docstring); returns its layout."""
-    if num_train < 1 or num_val < 0 or not 48 <= min_size <= max_size:
-        raise ConfigError("need --num-train >= 1, --num-val >= 0 and 48 <= --min-size <= --max-size")
+    if num_train < 1 or num_val < 0 or not 48 <= min_size <= max_size or not 0 <= missing <= 1:
+        raise ConfigError("need --num-train >= 1, --num-val >= 0, 48 <= --min-size <= --max-size and "
+                          "0 <= --missing <= 1")
     layout = DataLayout(out_dir)
     root_rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     classes = blob_classes(num_classes, root_rng)
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.num_val < 1:
+        raise ConfigError(f"--num-val must be at least 1, got {args.num_val} (the demo scores on val)")
     layout = generate_blobs(args.out, args.num_train, args.num_val, args.classes, args.min_size, args.max_size,
                             args.missing, args.seed)
     status = Counter(o.saliency for objs in read_record(layout.root).values() for o in objs)

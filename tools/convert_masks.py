@@ -9,9 +9,9 @@ class indices (README, "Data layout"). Each PNG of SRC is written to OUT as a
 palette PNG ``<id>.png``: an RGB(A) mask through the colour map (the VOC colours
 of background and --num-classes classes, or a CVAT-style labelmap.txt,
 ``name:r,g,b::`` per line, background first; VOC's void colour 224,224,192 is
-255), a palette or grey mask unchanged.
-A colour no class has fails that file, named with the colours; nothing is
-guessed. Files that exist in OUT are kept unless --overwrite; every file is
+255), a palette or grey mask unchanged when its values are class indices.
+A colour no class has, or a palette/grey value above the classes (but 255),
+fails that file, named with the values; nothing is guessed. Files that exist in OUT are kept unless --overwrite; every file is
 written whole or not at all. --labels-out writes the labelmap's class names as
 labels.txt. Exit status 1 when a file failed.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nsrom.classes import VOC_CLASSES, read_class_names, write_class_names
+from nsrom.classes import VOC_CLASSES, read_class_names, values_outside_classes, write_class_names
 from nsrom.colour_masks import ColourMap, colours_to_indices
 from nsrom.data_check import MAX_LISTED_ERRORS
 from nsrom.errors import ConfigError, DataError, exit_on_error
@@ -50,6 +50,13 @@ def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
             mode = img.mode
             if mode in ("P", "L"):
                 label = np.asarray(img)
+                outside = values_outside_classes(label, job.colour_map.num_classes)
+                if outside:
+                    raise DataError(
+                        f"mask {src} is a {'palette' if mode == 'P' else 'grey'} PNG whose values include "
+                        f"{', '.join(map(str, outside[:5]))}: not class indices 0..{job.colour_map.num_classes} or "
+                        "255 (ignore); a mask of other index values needs them mapped first (--num-classes if "
+                        "the dataset has more classes)")
             elif mode in ("RGB", "RGBA"):
                 label = colours_to_indices(np.asarray(img.convert("RGB")), job.colour_map, f"mask {src}")
             else:
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = sorted(p for p in args.src.iterdir() if p.suffix.lower() == ".png") if args.src.is_dir() else []
     if not sources:
         raise DataError(f"no mask <id>.png in {args.src}")
+    if args.colours == "voc" and not 1 <= args.num_classes < 255:
+        raise ConfigError(f"--num-classes must be 1..254, got {args.num_classes}")
     colour_map = (ColourMap.voc(args.num_classes) if args.colours == "voc"
                   else ColourMap.from_labelmap(args.colours))
     if args.labels_out is not None:

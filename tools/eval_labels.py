@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nsrom.data import DataLayout
+from nsrom.data import DataLayout, missing_list_error
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, exit_on_error
 from nsrom.evaluation import DEFAULT_THRESHOLDS, evaluate_cams, evaluate_labels, report
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("nothing to evaluate: give at least one --cams DIR or --labels DIR")
     layout = DataLayout(args.data_root, **layout_overrides(args))
     split = args.split or layout.train_split
+    if not layout.list_path(split).is_file():
+        raise missing_list_error(layout.list_path(split), choose="--split")
     results = {}
     for folder in dict.fromkeys(args.cams):  # each folder once, in the order given
         results[str(folder)] = evaluate_cams(layout, split, folder, args.thresholds, args.workers,

@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsrom.files import TEMP_MARKER, write_json
+
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pipeline.py"
 
@@ -49,7 +51,7 @@ VOLATILE = ("*.log", "events.out.tfevents.*", ".stages/*", "results.md", "data_c
             "checkpoint_recent.pth")
 """Outputs that record times (or are written at timed moments): not compared."""
 VOLATILE_RESULT_KEYS = ("stage_seconds",)
-TEMPORARY = "*.partial-*"
+TEMPORARY = f"*{TEMP_MARKER}*"
 """Names of the temporary files of atomic writes (nsrom.files): a kill may leave some; never under a final name."""
 STAGE_START = re.compile(r"runner\.run: \[(\w+)\] (?!finished in|done earlier)")
 """The runner's line announcing a stage: ``runner.run: [<name>] <description>``."""
@@ -119,7 +121,7 @@ def run_reference(args: argparse.Namespace, work: Path, logs: Path) -> dict:
     stages = json.loads((work / "results.json").read_text())["stage_seconds"]
     timing = {"startup": log.stages[0][0] if log.stages else 0.0, "total": time.monotonic() - log.started,
               "stages": stages}
-    (work / TIMING_FILE).write_text(json.dumps(timing))
+    write_json(work / TIMING_FILE, timing)
     return timing
 
 
@@ -132,9 +134,9 @@ def remaining_work(timing: dict, work: Path) -> float:
 def run_with_kills(args: argparse.Namespace, work: Path, logs: Path, timing: dict) -> list[str]:
     """Kill the pipeline ``args.kills`` times at seeded moments, resuming each time; then let it finish.
 
-    Kill ``i`` (of ``n``) comes ``startup + u * 2 * remaining / (n - i + 1)``
-    seconds after the start, ``u`` uniform in [0, 1): on average the kills
-    divide the remaining work evenly.
+    Kill ``i`` (1 to ``n``) comes ``startup + u * 2 * remaining / (n - i + 2)``
+    seconds after the start, ``u`` uniform in [0, 1): on average the kills left and
+    the final run divide the remaining work evenly.
     """
     rng = random.Random(args.seed)
     notes = []

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from nsrom.errors import exit_on_error
+from nsrom.errors import ConfigError, exit_on_error
 from nsrom.objects import read_record
-from nsrom.synthetic import RARELY_SALIENT_CLASSES, generate
+from nsrom.synthetic import RARELY_SALIENT_CLASSES, SHAPES, TEXTURES, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """The flags' ranges, checked before anything is written (ConfigError naming the flag)."""
+    most = len(SHAPES) * len(TEXTURES)
+    for flag, value, low, high in (("--num-train", args.num_train, 1, None), ("--num-val", args.num_val, 1, None),
+                                   ("--size", args.size, 32, None), ("--classes", args.classes, 1, most),
+                                   ("--rarely-salient", args.rarely_salient, 0, args.classes)):
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{flag} must be {bounds}, got {value}")
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    check_counts(args)
     layout = generate(args.out, args.num_train, args.num_val, args.size, args.classes, args.seed,
                       args.rarely_salient)
     status = Counter(o.saliency for objs in read_record(layout.root).values() for o in objs)

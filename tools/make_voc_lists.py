@@ -1,4 +1,4 @@
-"""Write train_aug/val lists (and train_cls.txt) for PASCAL VOC 2012 + SBD.
+"""Write the train_aug list (and train_cls.txt) for PASCAL VOC 2012 + SBD; val is VOC's own val.txt.
 
     python tools/make_voc_lists.py --voc-root data/VOCdevkit/VOC2012 \
         [--sbd-dir data/benchmark_RELEASE/dataset] [--saliency-dir DIR]
@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voc-root", required=True, help="VOCdevkit/VOC2012 (the dataset ROOT)")
     p.add_argument("--sbd-dir", default=None, help="SBD's dataset/ folder with train.txt and val.txt "
                    "(default: take SBD ids from the masks in ROOT/SegmentationClassAug)")
-    p.add_argument("--saliency-dir", default=None, help="saliency maps (default ROOT/saliency)")
+    p.add_argument("--saliency-dir", default=None, help="saliency maps: a folder in ROOT or an absolute path "
+                   "(default ROOT/saliency, or dataset.yaml's saliency_dir); recorded in ROOT/dataset.yaml")
     p.add_argument("--cls", action=argparse.BooleanOptionalAction, default=True,
                    help="also write train_cls.txt derived from the masks (default on)")
     p.add_argument("--dry-run", action="store_true", help="report only, write nothing")

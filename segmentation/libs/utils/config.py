@@ -23,6 +23,7 @@ import yaml
 from addict import Dict
 
 from nsrom.errors import ConfigError
+from nsrom.files import read_text
 from nsrom.precision import AMP_MODES, AMP_OFF
 
 from .crf import BACKEND_AUTO, BACKENDS as CRF_BACKENDS
@@ -86,7 +87,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
