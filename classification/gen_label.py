@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from nsrom.classes import IGNORE_INDEX
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
@@ -88,7 +89,8 @@ def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageRes
         write_label(out_path, label)
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
-    return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam)
+    return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam,
+                       all_ignored=bool((label == IGNORE_INDEX).all()))
 
 
 def producer(config: GenLabelConfig) -> Producer:
@@ -114,7 +116,8 @@ def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, worke
         require_dir(config.cam_dir, "CAM", "--cam-dir")
     prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(label_image, config)
-    return run_over_images(job, image_labels, config.out_dir, workers, "gen_label (POM)")
+    name = "gen_label (POM)" if config.rules.pom else "gen_label (no POM)"
+    return run_over_images(job, image_labels, config.out_dir, workers, name)
 
 
 def build_parser() -> argparse.ArgumentParser:

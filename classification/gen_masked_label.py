@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from nsrom.classes import IGNORE_INDEX
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
@@ -93,10 +94,11 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
             saliency = read_grey(sal_path, "saliency map")
             check_size(pseudo, pseudo_path, "pseudo label", pred.shape, pred_path, "prediction")
             check_size(saliency, sal_path, "saliency map", pred.shape, pred_path, "prediction")
-        write_label(out_path, make_masked_label(pred, pseudo, saliency, len(classes), config.rules))
+        label = make_masked_label(pred, pseudo, saliency, len(classes), config.rules)
+        write_label(out_path, label)
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
-    return ImageResult(image_id, WRITTEN)
+    return ImageResult(image_id, WRITTEN, all_ignored=bool((label == IGNORE_INDEX).all()))
 
 
 def producer(config: GenMaskedLabelConfig) -> Producer:

@@ -72,6 +72,8 @@ KEPT = "kept"
 
 NOTES_KEY = "notes"
 """results.json key of the notes: result key -> why it is missing or partial."""
+SETTINGS_KEY = "settings"
+"""results.json key of the run's settings (``runner.run.run_settings``: data, preset, every extra flag)."""
 SPLITS_KEY = "splits"
 """results.json key of the run's split names, ``{"train": ..., "val": ...}`` (the dataset's, else VOC's)."""
 
@@ -203,9 +205,25 @@ def render_markdown(
         machine = results["machine"]
         lines += ["", f"Timed on {machine['cpu_cores']} CPU cores ({machine['torch_threads']} torch threads), "
                       f"device {machine['device']}."]
+    if SETTINGS_KEY in results:
+        lines += ["", settings_line(results[SETTINGS_KEY])]
     if figures:
         lines += ["", "Figures:", ""] + [f"- [{caption}]({path})" for caption, path in figures]
     return "\n".join(lines) + "\n"
+
+
+EXTRA_SETTINGS = ("cls_arg", "cam_arg", "pseudo_label_arg", "masked_label_arg", "seg_set", "seg_config", "layout",
+                  "seed", "stage1_attempts")
+"""The settings of a run beyond its preset and data (pipeline.py's pass-through and override flags)."""
+
+
+def settings_line(settings: dict) -> str:
+    """One sentence of results.md: the preset, the data and every setting given beyond the preset, so that
+    two results tables can be told apart."""
+    given = [f"{key.replace('_', '-')} {settings[key]}" for key in EXTRA_SETTINGS if settings.get(key) not in
+             (None, [], {})]
+    return (f"Preset `{settings.get('preset')}` on {settings.get('data_root')}; beyond the preset: "
+            + ("; ".join(given) if given else "nothing") + ".")
 
 
 def kept_attempt(attempts: Sequence[dict]) -> int:

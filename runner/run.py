@@ -22,7 +22,8 @@ from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import (
-    RESULT_KEYS, SPLITS_KEY, load_results, render_markdown, update_results, weak_class_line, write_markdown,
+    RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, update_results, weak_class_line,
+    write_markdown,
 )
 from .stages import STAGE_NAMES, STAGES, Stage, check_stage_flags
 from .state import StageState
@@ -55,12 +56,14 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     """
     selected = select_stages(from_stage, to_stage)
     state = StageState(ctx.work_dir)
+    # Every check first (settings, flags, data), so that a refused run leaves the work dir as it was.
     distributed.run_on_main(lambda: _check_work_dir(state, ctx, from_stage))
     done = distributed.run_on_main(lambda: _done_stages(state, from_stage))  # one decision for every rank
+    distributed.run_on_main(lambda: _prepare(ctx, [s for s in STAGES if s.name in selected and s.name not in done]))
+    distributed.run_on_main(lambda: _start(state, ctx, from_stage))
     redo = distributed.run_on_main(lambda: set(state.redo()))
     main = distributed.current().is_main
     descriptions = {s.name: s.description for s in STAGES}
-    distributed.run_on_main(lambda: _prepare(ctx, [s for s in STAGES if s.name in selected and s.name not in done]))
     for stage in STAGES:
         if stage.name not in selected:
             continue
@@ -97,6 +100,10 @@ def _warn_weak_classes(entries: dict) -> None:
             LOG.warning("far below the other classes: %s", line)
 
 
+DATASET_KEY = "dataset"
+"""The key of :func:`run_settings` that holds the dataset's settings as this run resolved them."""
+
+
 def run_settings(ctx: RunContext) -> dict:
     """What a run's outputs depend on besides the code: the dataset, the preset and every extra flag."""
     return {
@@ -109,6 +116,7 @@ def run_settings(ctx: RunContext) -> dict:
         "pseudo_label_arg": list(ctx.pseudo_label_extra),
         "masked_label_arg": list(ctx.masked_label_extra),
         "layout": {k: v for k, v in sorted(ctx.layout_overrides.items()) if v is not None},
+        DATASET_KEY: ctx.layout.settings.values(),  # ROOT/dataset.yaml's choices too (another saliency_dir)
         "seed": ctx.seed,
         # only when given: work dirs made before the flag existed keep matching
         **({"stage1_attempts": ctx.stage1_attempts} if ctx.stage1_attempts is not None else {}),
@@ -116,11 +124,12 @@ def run_settings(ctx: RunContext) -> dict:
 
 
 def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
-    """Refuse a run that would mix settings or skip stages; then store this run's settings.
+    """Refuse a run that would mix settings or skip stages (nothing is written here).
 
     Without ``--from``, a work dir with finished stages must have been made with
-    the same :func:`run_settings` (another dataset or other flags would be mixed
-    with its outputs). With ``--from STAGE`` every earlier stage must be done.
+    the same :func:`run_settings` (another dataset, other flags or another
+    ``dataset.yaml`` would be mixed with its outputs). With ``--from STAGE``
+    every earlier stage must be done.
     """
     if from_stage is not None:
         missing = [n for n in STAGE_NAMES[:STAGE_NAMES.index(from_stage)] if not state.is_done(n)]
@@ -129,14 +138,37 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
                 f"--from {from_stage}: the stages before it have not all run in {ctx.work_dir} "
                 f"(not done: {', '.join(missing)}); run without --from, which resumes where the last run stopped")
     now, before = run_settings(ctx), state.settings()
+    if before is not None and DATASET_KEY not in before:  # a work dir made before the key was stored
+        now.pop(DATASET_KEY)
     if from_stage is None and before is not None and before != now and not _nothing_written(ctx, state, before):
-        changed = "; ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
-                            for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key))
+        changed = "; ".join(_differences(before, now))
         raise ConfigError(
             f"{ctx.work_dir} holds a run made with other settings ({changed}); give the same flags to "
             "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
             "them), or another --work-dir")
-    state.store_settings(now)
+
+
+def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for each setting that differs; in a dict-valued setting (the dataset's),
+    each of its keys that differs (``dataset.saliency_dir: 'saliency' -> 'sal2'``)."""
+    lines = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += _differences(old, new, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return lines
+
+
+def _start(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
+    """Once every check has passed: store this run's settings, and clear the markers of ``from_stage``
+    and every later stage (they run again)."""
+    state.store_settings(run_settings(ctx))
+    if from_stage is not None:
+        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
 
 
 def _nothing_written(ctx: RunContext, state: StageState, before: dict) -> bool:
@@ -149,10 +181,9 @@ def _nothing_written(ctx: RunContext, state: StageState, before: dict) -> bool:
 
 
 def _done_stages(state: StageState, from_stage: str | None) -> set[str]:
-    """Stages with a marker, after removing those of ``from_stage`` and later ones."""
-    if from_stage is not None:
-        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
-    return {name for name in STAGE_NAMES if state.is_done(name)}
+    """Stages with a marker, but ``from_stage`` and the later ones (which :func:`_start` clears)."""
+    again = set(STAGE_NAMES[STAGE_NAMES.index(from_stage):]) if from_stage is not None else set()
+    return {name for name in STAGE_NAMES if state.is_done(name) and name not in again}
 
 
 def machine_info(device: str) -> dict:
@@ -242,7 +273,8 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
     results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device),
-                                                SPLITS_KEY: {"train": ctx.train_split, "val": ctx.val_split}})
+                                                SPLITS_KEY: {"train": ctx.train_split, "val": ctx.val_split},
+                                                SETTINGS_KEY: run_settings(ctx)})
     figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
                for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
     write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

@@ -167,6 +167,21 @@ def test_run_api_skips_existing_unless_overwrite(stage6_inputs):
     assert gen_masked_label.run(image_labels, config).counts["written"] == len(image_labels)
 
 
+def test_labels_that_are_ignore_everywhere_are_counted_and_all_of_them_warned_of(stage6_inputs, capsys):
+    """The 1% rule at 100% leaves no label with a class: counted in the summary, and said to leave the next
+    round nothing to learn; with the paper's 1% the same images give no such line."""
+    layout, tmp = stage6_inputs
+    assert gen_masked_label.main(_argv(layout, tmp, "--workers", "1", "--min-foreground", "1.0")) == 0
+    err = capsys.readouterr().err
+    n = len(layout.ids("train_aug"))
+    assert f"{n} images: {n} written, 0 exists, 0 missing, 0 failed; {n} of the labels written are ignore " \
+           "everywhere" in err
+    assert "every label written to" in err and "learns nothing" in err
+    assert gen_masked_label.main(_argv(layout, tmp, "--workers", "1", "--overwrite")) == 0
+    err = capsys.readouterr().err
+    assert f"{n} written, 0 exists, 0 missing, 0 failed\n" in err and "ignore everywhere" not in err
+
+
 def test_cli_missing_prediction_folder_is_a_clear_error(stage6_inputs, capsys):
     layout, tmp = stage6_inputs
     with pytest.raises(SystemExit) as exit_info:

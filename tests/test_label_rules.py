@@ -11,7 +11,7 @@ import pytest
 from classification import gen_label, gen_masked_label
 from classification.labeling.nsrm import NsrmRules, make_masked_label
 from classification.labeling.pom import PomRules, make_pseudo_label
-from classification.labeling.settings import rules_from_args, rules_to_argv
+from classification.labeling.settings import add_rule_args, rules_from_args, rules_to_argv
 from nsrom.errors import ConfigError
 from nsrom.images import read_label, write_grey, write_label
 from runner import stages
@@ -126,6 +126,32 @@ def test_rules_round_trip_through_their_flags():
         args = module.build_parser().parse_args(rules_to_argv(rules))
         assert rules_from_args(args, type(rules)) == rules
         assert rules_from_args(module.build_parser().parse_args([]), type(rules)) == type(rules)()
+
+
+def test_a_rule_setting_with_choices_takes_only_those_and_an_unknown_type_is_named():
+    """What docs/extending.md promises a new field: its flag, its choices; a type no flag can carry is refused."""
+    import argparse
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class NewRules:
+        statistic: str = dataclasses.field(default="median", metadata={"help": "h", "choices": ("median", "mean")})
+        margin: float = 0.0
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_rule_args(parser, NewRules, "new")
+    assert rules_from_args(parser.parse_args(["--statistic", "mean", "--margin", "0.1"]), NewRules) == \
+        NewRules("mean", 0.1)
+    assert "{median,mean}" in parser.format_help()
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'max'"):
+        parser.parse_args(["--statistic", "max"])
+
+    @dataclasses.dataclass(frozen=True)
+    class BadRules:
+        margin: float | None = None
+
+    with pytest.raises(TypeError, match=r"BadRules.margin is of type float \| None; a rule setting is a bool, int"):
+        add_rule_args(argparse.ArgumentParser(), BadRules, "bad")
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
     assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
-                            "stage1_recognition", "splits"}
+                            "stage1_recognition", "splits", "settings"}
     assert results["splits"] == {"train": "train_aug", "val": "val"}
     assert results["pom"] is True
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
@@ -63,6 +63,10 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     assert len(cams) == sum(len(c) for c in synthetic_root.image_labels("train_aug").values())
     md = (ctx.work_dir / "results.md").read_text()
     assert "| DeepLab-v2 round 2 + CRF (val): the reported number |" in md and "| total |" in md
+    # What made the table: the run's settings, and a line of them (nothing given beyond the preset here).
+    assert results["settings"] == runner.run_settings(ctx) and results["settings"]["dataset"]["saliency_dir"] == \
+        "saliency"
+    assert f"\nPreset `{ctx.preset.name}` on {synthetic_root.root}; beyond the preset: nothing.\n" in md
     for name in ("qualitative", "cam_thresholds", "missed_objects"):  # the synthetic data records its objects
         figure = ctx.figure_path(name)
         assert figure.is_file() and figure.stat().st_size > 1000
@@ -195,6 +199,49 @@ def test_a_finished_work_dir_refuses_other_settings_unless_from(synthetic_root, 
         run_pipeline(dataclasses.replace(other, data_root=(tmp_path / "other_data").resolve()))
 
 
+def test_a_refused_run_leaves_the_work_dir_as_it_was(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    """A --from run stopped by a flag typo clears no marker and stores no setting: the same command
+    without the typo is not refused for a run that never happened."""
+    ran = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n) or {})
+                                           for s in stage_module.STAGES])
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    state = StageState(tmp_path)
+    files = {p: p.read_bytes() for p in (tmp_path / ".stages").rglob("*") if p.is_file()}
+    typo = dataclasses.replace(make_ctx(synthetic_root, tmp_path, tiny_preset),
+                               pseudo_label_extra=["--object-treshold=0.7"])
+    ran.clear()
+    with pytest.raises(ConfigError, match="has no flag --object-treshold=0.7"):
+        run_pipeline(typo, from_stage="pseudo_label")
+    assert ran == [] and all(state.is_done(name) for name in STAGE_NAMES) and state.redo() == []
+    assert {p: p.read_bytes() for p in (tmp_path / ".stages").rglob("*") if p.is_file()} == files
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))  # the same settings: every stage skipped
+    assert ran == []
+
+
+def test_a_changed_dataset_yaml_is_another_setting(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    """Another saliency folder named in ROOT/dataset.yaml would mix two detectors' maps in one run: refused like
+    a flag, with the setting named; a work dir stored before the dataset's settings were kept still continues."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda ctx: {}) for s in stage_module.STAGES])
+    ctx = RunContext(root, tmp_path / "work", tiny_preset, device="cpu")
+    run_pipeline(ctx, to_stage="pseudo_label")
+    shutil.copytree(root / "saliency", root / "saliency_alt")
+    (root / "dataset.yaml").write_text("saliency_dir: saliency_alt\n")
+    with pytest.raises(ConfigError, match=r"other settings \(dataset.saliency_dir: 'saliency' -> 'saliency_alt'\)"):
+        run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+    run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"), from_stage="pseudo_label")
+    state = StageState(tmp_path / "work")
+    assert state.settings()["dataset"]["saliency_dir"] == "saliency_alt"
+    old = state.settings()
+    del old["dataset"]
+    state.store_settings(old)  # as a work dir of an earlier version stored them
+    run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+
+
 def test_a_work_dir_with_nothing_written_takes_other_settings(synthetic_root, tmp_path, monkeypatch, tiny_preset):
     """A run of a preset without stand-ins that stopped in stage 1 (a missing download, say) has only the no-op
     pretrain done: run again with the flag that fixes it (here --cls-arg), it is not refused."""
@@ -248,6 +295,16 @@ def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthet
                  from_stage="masked_label", to_stage="masked_label")
     assert label.stat().st_mtime_ns != before_label
     assert pseudo.stat().st_mtime_ns == before_pseudo
+
+
+def test_the_settings_line_names_what_was_given_beyond_the_preset():
+    from runner.results import settings_line
+
+    settings = {"data_root": "/d", "preset": "demo", "cam_arg": ["--accu-start-epoch=3"], "cls_arg": [],
+                "seg_set": ["SOLVER.ITER_MAX=10"], "seg_config": None, "layout": {}, "seed": 2,
+                "dataset": {"saliency_dir": "saliency"}}
+    assert settings_line(settings) == ("Preset `demo` on /d; beyond the preset: cam-arg ['--accu-start-epoch=3']; "
+                                       "seg-set ['SOLVER.ITER_MAX=10']; seed 2.")
 
 
 def test_stage_selection_errors():
@@ -378,6 +435,11 @@ def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them
     ("cam_extra", ["--accu-gate=high"], r"stage cam_train .*argument --accu-gate"),
     ("masked_label_extra", ["--dilaton=20"], r"stage masked_label \(--masked-label-arg\): .* has no flag --dilaton"),
     ("seg_overrides", ["SOLVER.ITERMAX=3"], "unknown config key SOLVER.ITERMAX"),
+    ("pseudo_label_extra", ["--object-threshold=1.5"], r"stage pseudo_label \(--pseudo-label-arg\): object_threshold "
+                                                       r"\(--object-threshold\) must be between 0 and 1, got 1.5"),
+    ("pseudo_label_extra", ["--object-threshold 0.7"], r"has no flag --object-threshold 0.7 \(a flag and its value go "
+                                                       r"in one argument as --object-threshold=0.7\)"),
+    ("seg_overrides", ["MODEL.NAME=Nope"], r"MODEL.NAME 'Nope' unknown; choose one of DeepLabV2_ResNet101_MSC"),
 ])
 def test_a_bad_pass_through_flag_stops_before_the_first_stage(synthetic_root, tmp_path, monkeypatch, tiny_preset,
                                                               field, value, message):

@@ -46,7 +46,7 @@ def test_pipeline_under_torchrun_matches_one_process(synthetic_root, tmp_path, t
     assert done.stdout.count("# NSROM pipeline results") == 1  # rank 0 prints the table
     results = read_json(ddp / "results.json")
     assert set(results) == {*RESULT_KEYS, "pseudo_label_no_pom", "pom", "missed_objects", "stage_seconds", "machine",
-                            "stage1_recognition", "splits"}
+                            "stage1_recognition", "splits", "settings"}
     assert set(results["stage_seconds"]) == set(STAGE_NAMES)
     assert all(StageState(ddp).is_done(name) for name in STAGE_NAMES)
     # rank 0 ran stage 1's recognition check once and wrote the one report

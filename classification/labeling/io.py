@@ -48,6 +48,8 @@ class ImageResult:
     status: str
     message: str = ""
     missing_maps: tuple[str, ...] = ()
+    all_ignored: bool = False
+    """The label written is ignore everywhere (the 1% rule, or nothing left after masking)."""
 
 
 @dataclass
@@ -57,11 +59,13 @@ class LabelSummary:
     out_dir: Path
     counts: Counter = field(default_factory=Counter)
     missing_maps: int = 0
+    all_ignored: int = 0
     skipped: dict[str, list[str]] = field(default_factory=lambda: {MISSING: [], FAILED: []})
 
     def add(self, result: ImageResult) -> None:
         self.counts[result.status] += 1
         self.missing_maps += len(result.missing_maps)
+        self.all_ignored += result.all_ignored
         if result.status in self.skipped:
             self.skipped[result.status].append(result.image_id)
 
@@ -79,8 +83,8 @@ class LabelSummary:
     def line(self) -> str:
         parts = [f"{self.counts[s]} {s}" for s in STATUSES]
         return f"{sum(self.counts.values())} images: " + ", ".join(parts) + (
-            f"; {self.missing_maps} class maps missing" if self.missing_maps else ""
-        )
+            f"; {self.missing_maps} class maps missing" if self.missing_maps else "") + (
+            f"; {self.all_ignored} of the labels written are ignore everywhere" if self.all_ignored else "")
 
 
 def require_dir(path: Path, what: str, flag: str) -> Path:
@@ -189,6 +193,9 @@ def run_over_images(
         for note in result.missing_maps:
             LOG.warning("%s: %s", result.image_id, note)
     LOG.info("%s -> %s: %s", desc, out_dir, summary.line())
+    if summary.counts[WRITTEN] and summary.all_ignored == summary.counts[WRITTEN]:
+        LOG.warning("every label written to %s is ignore everywhere: a network trained on them learns nothing "
+                    "(check the rules' settings and the input folders)", out_dir)
     if summary.counts[FAILED]:
         LOG.error("%d images failed: %s", summary.counts[FAILED], ", ".join(summary.skipped[FAILED][:20]))
     elif not summary.ok:

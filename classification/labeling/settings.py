@@ -35,21 +35,30 @@ def check_fraction(name: str, value: float) -> None:
         raise rule_error(name, f"must be between 0 and 1, got {value}")
 
 
+RULE_TYPES = (bool, int, float, str)
+"""The types a rule setting may have (one flag value each)."""
+
+
 def add_rule_args(p: argparse.ArgumentParser, rules_cls: type, title: str) -> None:
     """One flag per field of the frozen dataclass ``rules_cls`` (:class:`~.pom.PomRules`,
     :class:`~.nsrm.NsrmRules`), default the field's (the paper's), help from its metadata;
-    a boolean field is a ``--name/--no-name`` pair."""
+    a boolean field is a ``--name/--no-name`` pair, a field with ``choices`` in its metadata takes only those.
+    A field of another type than :data:`RULE_TYPES` is a TypeError naming it."""
     group = p.add_argument_group(title)
     hints = typing.get_type_hints(rules_cls)
     for f in dataclasses.fields(rules_cls):
         kind = hints[f.name]
+        if kind not in RULE_TYPES:
+            raise TypeError(f"{rules_cls.__name__}.{f.name} is of type {kind}; a rule setting is a "
+                            f"{', '.join(t.__name__ for t in RULE_TYPES)}")
         help_text = f.metadata.get("help", "") + " (default: %(default)s)"
         if kind is bool:
             group.add_argument(rule_flag(f.name), action=argparse.BooleanOptionalAction, default=f.default,
                                help=help_text)
         else:
-            group.add_argument(rule_flag(f.name), type=kind, default=f.default, metavar=kind.__name__.upper(),
-                               help=help_text)
+            choices = f.metadata.get("choices")  # e.g. the names a str setting takes
+            group.add_argument(rule_flag(f.name), type=kind, default=f.default, choices=choices,
+                               metavar=None if choices else kind.__name__.upper(), help=help_text)
 
 
 def rules_from_args(args: argparse.Namespace, rules_cls: type[Rules]) -> Rules:

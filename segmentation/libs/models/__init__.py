@@ -32,10 +32,16 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 """``MODEL.NAME`` -> constructor ``(n_classes, n_blocks, atrous_rates, width_div)``."""
 
 
+def check_model_name(name: str) -> None:
+    """A ``MODEL.NAME`` that :data:`MODELS` does not register is a :class:`ConfigError` listing those it does."""
+    if name not in MODELS:
+        raise ConfigError(f"MODEL.NAME {name!r} unknown; choose one of {', '.join(MODELS)} "
+                          "(segmentation/libs/models/__init__.py registers them)")
+
+
 def build_model(model_cfg, n_classes: int) -> nn.Module:
     """The network named by ``MODEL.NAME`` with ``MODEL.N_BLOCKS``, ``ATROUS_RATES``, ``WIDTH_DIV``."""
-    if model_cfg.NAME not in MODELS:
-        raise ConfigError(f"MODEL.NAME {model_cfg.NAME!r} unknown; choose one of {', '.join(MODELS)}")
+    check_model_name(model_cfg.NAME)
     return MODELS[model_cfg.NAME](n_classes, model_cfg.N_BLOCKS, model_cfg.ATROUS_RATES, model_cfg.WIDTH_DIV)
 
 
@@ -52,4 +58,4 @@ def freeze_bn(model: nn.Module) -> None:
                 param.requires_grad_(False)
 
 
-__all__ = ["DeepLabV2", "DeepLabV2_ResNet101_MSC", "MSC", "MODELS", "build_model", "freeze_bn"]
+__all__ = ["DeepLabV2", "DeepLabV2_ResNet101_MSC", "MSC", "MODELS", "build_model", "check_model_name", "freeze_bn"]

@@ -180,8 +180,9 @@ def load_init(
     if matched < MIN_INIT_MATCH * len(counted):
         raise NsromError(
             f"init file {path} matched only {matched} of {len(counted)} tensors of the network "
-            f"(shape mismatches: {len(mismatched)}); it is not a DeepLab/ResNet-101 weight file for "
-            "this MODEL.N_BLOCKS/WIDTH_DIV. Use deeplabv1_resnet101-coco.pth, or --no-init to train from scratch"
+            f"(shape mismatches: {len(mismatched)}); it is not a weight file for this MODEL.NAME / N_BLOCKS / "
+            "WIDTH_DIV (a DeepLab/ResNet-101 one for the paper's network). Use deeplabv1_resnet101-coco.pth, or "
+            "train from scratch: --no-init (pipeline.py: --seg-set MODEL.INIT_MODEL=null)"
         )
     return report
 
