@@ -1,4 +1,4 @@
-"""Segmentation training speed (docs/method.md, stage 4 step): this code vs the original code path.
+"""Segmentation training speed (docs/method.md, stage 4, "Loss and optimiser"): this code vs the original code path.
 
 Reference mode mimics deeplab-pytorch's loop: float32, the label of every MSC
 output resized per sample with PIL on the host and copied to the device, the

@@ -1,9 +1,11 @@
 """Online attention accumulation (OAA), docs/method.md, stage 1.
 
 The training loop hands every batch's CAMs to :class:`AttentionAccumulator`
-(the model's ``forward`` knows nothing about it). For each (image, present
-class) the accumulator keeps one 8-bit map at CAM resolution in memory, fuses
-new maps into it by element-wise maximum, and at the end of each epoch writes
+(the model's ``forward`` knows nothing about it), which collects them
+(:meth:`~AttentionAccumulator.prepare`) and applies the rules at the end of the
+epoch (:meth:`~AttentionAccumulator.apply`). For each (image, present class) the
+accumulator keeps one 8-bit map at CAM resolution in memory, fuses new maps
+into it by element-wise maximum, and at the end of each epoch writes
 the maps that changed as grey PNGs ``<id>_<c>.png`` (0-based class) into its
 directory, atomically. A resumed run reloads them from there, and a mid-epoch
 checkpoint holds the records of the running epoch (:func:`records_to_state`).
@@ -44,11 +46,6 @@ PROBABILITY_GATE = 0.1
 Key = tuple[str, int]
 Update = tuple[Key, np.ndarray, float]
 """``((image id, class), 8-bit map at CAM resolution, sigmoid probability)``."""
-
-
-def map_name(image_id: str, cls: int) -> str:
-    """File name of the (image, 0-based class) map: ``<id>_<c>.png`` (nsrom.cam.class_map_name)."""
-    return class_map_name(image_id, cls)
 
 
 def parse_map_name(name: str) -> Key | None:
@@ -153,7 +150,7 @@ class AttentionAccumulator:
         """Write the maps changed since the last save; returns how many files were written."""
         keys = sorted(self._dirty)
         for key in tqdm(keys, desc="write accumulated maps", leave=False, dynamic_ncols=True):
-            write_grey(self.out_dir / map_name(*key), self.maps[key])
+            write_grey(self.out_dir / class_map_name(*key), self.maps[key])
         self._dirty.clear()
         return len(keys)
 

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nsrom import distributed
+from nsrom.cam import class_map_name
 from nsrom.data import (
     DataLayout, find_file, has_class_tokens, label_vector, list_image_labels, missing_list_error, read_ids,
     resolve_num_classes,
@@ -28,7 +29,6 @@ from nsrom.errors import ConfigError, DataError
 from nsrom.files import read_json
 from nsrom.images import read_grey, read_rgb
 
-from .attention_accumulation import map_name
 from .run_layout import TRAIN_ARGS
 
 
@@ -172,8 +172,8 @@ class IAMDataset(ImageLabelDataset):
         self.accu_dir = Path(accu_dir)
         self.map_size = map_size
         missing = [
-            map_name(s.image_id, c) for s in samples for c in s.classes
-            if not (self.accu_dir / map_name(s.image_id, c)).is_file()
+            class_map_name(s.image_id, c) for s in samples for c in s.classes
+            if not (self.accu_dir / class_map_name(s.image_id, c)).is_file()
         ]
         if missing:
             raise DataError(
@@ -187,7 +187,7 @@ class IAMDataset(ImageLabelDataset):
         sample = self.samples[index]
         target = np.zeros((self.num_classes, self.map_size, self.map_size), dtype=np.float32)
         for c in sample.classes:
-            path = self.accu_dir / map_name(sample.image_id, c)
+            path = self.accu_dir / class_map_name(sample.image_id, c)
             att = read_grey(path, "accumulated attention map")
             if att.shape != (self.map_size, self.map_size):
                 raise DataError(

@@ -1,12 +1,13 @@
 """Stage 1b / stage-2 export: CAMs (test.sh) and OA-CAMs (test_iam.sh), docs/method.md, stage 1b.
 
-For every image: 256x256 input without augmentation, the map channel of every
-present class, negatives to 0, divided by max (+1e-8), times 255 to uint8,
+For every image: the ``--input-size`` square (256, the paper's) without
+augmentation, the map channel of every present class, negatives to 0, divided
+by max (+1e-8), times 255 to uint8,
 bicubic resize to the original image size, one grey PNG ``<id>_<c>.png``
 (0-based class). The model is loaded once and run on batches. The output
 folder records what produced it (checkpoint, images, settings:
-:mod:`nsrom.provenance`); images whose PNGs all exist are skipped when that
-record is this run's (resume), another producer's maps stop the run unless
+:mod:`nsrom.provenance`); when that record is this run's (resume), the batches
+whose PNGs all exist are skipped; another producer's maps stop the run unless
 ``--overwrite`` (which redoes the folder).
 
 The batches are fixed slices of the whole image list, so an image is always
@@ -28,12 +29,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from nsrom.cam import max_normalize, resize_to_image, to_uint8
+from nsrom.cam import class_map_name, max_normalize, resize_to_image, to_uint8
 from nsrom.images import write_grey
 from nsrom import distributed
 from nsrom.provenance import Producer, prepare_output_dir
 
-from .attention_accumulation import map_name
 from .datasets import ImageLabelDataset, Sample
 from .models import ARCHS
 from .models.attention_net import AttentionNet
@@ -85,7 +85,8 @@ def pending_batches(samples: list[Sample], out_dir: Path, batch_size: int, overw
     batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
     if overwrite:
         return batches
-    return [b for b in batches if not all((out_dir / map_name(s.image_id, c)).is_file() for s in b for c in s.classes)]
+    return [b for b in batches
+            if not all((out_dir / class_map_name(s.image_id, c)).is_file() for s in b for c in s.classes)]
 
 
 @torch.no_grad()
@@ -110,7 +111,7 @@ def export_attention(
         for image_id, label, size, cam in zip(batch["id"], batch["label"], batch["size"].tolist(), cams):
             classes = tuple(torch.nonzero(label).flatten().tolist())
             for c, att in attention_maps(cam, classes, tuple(size)).items():
-                path = out_dir / map_name(image_id, c)
+                path = out_dir / class_map_name(image_id, c)
                 if overwrite or not path.is_file():
                     write_grey(path, att)
                     written += 1

@@ -28,7 +28,7 @@ from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state, read_checkpoint
 from .recognition import RECOGNITION_LINE, REPORT_NAME, check_recognition, foreground_names
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, count, fit, prepare_run, resolve_device, samples_from_args, seed_everything
+from .training import add_train_args, fit, non_negative_int, prepare_run, resolve_device, samples_from_args, seed_everything
 from .transforms import train_transform
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p)
     p.add_argument("--accu-dir", "--att-dir", dest="accu_dir", default=None,
                    help="accumulated attention maps (default runs/<exp>/accu_att)")
-    p.add_argument("--accu-gate", type=gate_value, default=PROBABILITY_GATE,
+    p.add_argument("--accu-gate", type=fraction, default=PROBABILITY_GATE,
                    help=f"a CAM is accumulated only if its class probability is at least this "
                         f"(default {PROBABILITY_GATE}, the paper's; the CPU demo uses a higher one)")
-    p.add_argument("--accu-start-epoch", type=count, default=START_EPOCH, metavar="E",
+    p.add_argument("--accu-start-epoch", type=non_negative_int, default=START_EPOCH, metavar="E",
                    help=f"first epoch (0-based) whose CAMs are accumulated (default {START_EPOCH}, the paper's); "
-                        f"the last epoch still fills the maps that are missing")
-    p.add_argument("--recognition-line", type=gate_value, default=RECOGNITION_LINE,
+                        f"the last epoch, when it is accumulated, still fills the maps that are missing")
+    p.add_argument("--recognition-line", type=fraction, default=RECOGNITION_LINE,
                    help=f"after training, a class whose average precision on the training images is under this "
                         f"is reported as not learnt (default {RECOGNITION_LINE}; image labels only)")
     return p
 
 
-def gate_value(text: str) -> float:
-    """``--accu-gate``: a probability in [0, 1]."""
-    message = f"must be a probability between 0 and 1, got {text!r}"
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1] (``--accu-gate``, a probability; ``--recognition-line``, an AP)."""
+    message = f"must be a number between 0 and 1, got {text!r}"
     try:
         value = float(text)
     except ValueError:

@@ -3,7 +3,9 @@
     python -m classification.train_iam --data-root ROOT [--exp exp2] [--accu-exp exp1] [...]
 
 Targets are the accumulated maps of stage 1 (``runs/<accu-exp>/accu_att``),
-/255, zero for absent classes. Outputs as in :mod:`classification.train`.
+/255, zero for absent classes. Outputs under ``runs/<exp>/``: the checkpoints of
+``model/`` and the TensorBoard log, as :mod:`classification.train` writes them (no
+accumulated maps and no recognition check: those are stage 1's).
 """
 
 from __future__ import annotations

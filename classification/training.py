@@ -79,7 +79,7 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-count = whole_number(0)
+non_negative_int = whole_number(0)
 """A whole number >= 0 (argparse type of --warmup-steps and --accu-start-epoch)."""
 
 
@@ -130,7 +130,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
                    help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")
-    p.add_argument("--warmup-steps", type=count, default=0, metavar="N",
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0, metavar="N",
                    help="raise the rate linearly over the first N steps (default 0: none, the paper's; "
                         "the CPU demo warms up from its stand-in weights)")
     p.add_argument("--hue-jitter", type=float, default=HUE,
@@ -393,7 +393,7 @@ def fit(
                 if step < warmup_steps:
                     lr = set_lr(optimizer, lr_at_step(args.lr, epoch, step, args.decay_points, warmup_steps))
                 cam, loss = train_step(net, optimizer, batch, loss_fn, precision, scaler)
-                if accumulator is not None:
+                if accumulator is not None:  # collected here, fused at the epoch's end (_accumulate)
                     keep = distributed.real_samples(len(dataset), index, batch_size, len(batch["id"]))
                     records += accumulator.prepare(epoch, batch["id"], batch["label"], cam, class_logits(cam), keep)
                 value = loss.item()

@@ -210,9 +210,9 @@ def id_from_token(token: str) -> str:
     (deeplab-pytorch style lines) or of a file name with an image extension (``x.png``). Other
     dots belong to the id (``a.1``)."""
     path = Path(token)
-    if "/" in token or path.suffix.lower() in IMAGE_EXTS:
+    if path.suffix.lower() in IMAGE_EXTS:
         return path.stem
-    return token
+    return path.name if "/" in token else token
 
 
 NOT_SPLITS = ("train_cls.txt", "missing_files.txt")
@@ -254,8 +254,9 @@ def read_ids(path: str | Path) -> list[str]:
     if len(set(ids)) < len(ids):
         counts = Counter(ids)
         repeated = [i for i in counts if counts[i] > 1]
-        raise DataError(f"image list {path} names {len(repeated)} ids more than once (e.g. "
-                        f"{', '.join(repeated[:3])}); keep one line of each (e.g. sort -u)")
+        what = "an id" if len(repeated) == 1 else f"{len(repeated)} ids"
+        raise DataError(f"image list {path} names {what} more than once (e.g. {', '.join(repeated[:3])}); "
+                        "keep one line of each (e.g. sort -u)")
     return ids
 
 

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Sequence
 from .classes import load_class_names, read_class_names, write_class_names
 from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
 from .data_check import SALIENCY, elsewhere_hint
+from .dataset_settings import IMAGE_EXTS
 from .errors import ConfigError, DataError
 from .files import read_text
 
@@ -213,6 +214,9 @@ def image_ids(layout: DataLayout) -> list[str]:
             continue
         if path.stem in found:
             raise DataError(f"two images with id {path.stem!r}: {found[path.stem]} and {path}; keep one")
+        if Path(path.stem).suffix.lower() in IMAGE_EXTS:
+            raise DataError(f"{path}: a file name with two image extensions; the lists would read its id as "
+                            f"{Path(path.stem).stem!r}: rename it to {Path(path.stem).stem}{path.suffix}")
         if any(ch.isspace() for ch in path.stem):
             raise DataError(f"{path}: an image id may not hold a space (the lists separate fields by "
                             "spaces); rename the file, and its mask and saliency map")

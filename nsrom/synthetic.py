@@ -288,8 +288,10 @@ def write_generated_dataset(layout: DataLayout, splits: dict[str, list[str]], nu
         records[image_id] = objects
         classes[image_id] = classes_in_mask(mask, num_classes)
     for split, ids in splits.items():
-        if ids:  # an empty list is no split (the data check calls one an error)
+        if ids:
             write_ids(layout.list_path(split), ids)
+        else:  # an empty list is no split (the data check calls one an error), nor is an earlier run's
+            layout.list_path(split).unlink(missing_ok=True)
     write_cls_list(layout.cls_list_path, {i: classes[i] for i in splits[TRAIN_SPLIT]})
     write_record(layout.root, records)
 

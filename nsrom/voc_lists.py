@@ -63,11 +63,13 @@ def build_voc_lists(
     writes ``train_aug.txt`` into that folder, and with ``write_cls`` also
     ``train_cls.txt`` derived from the masks (ids whose mask is missing are left
     out), plus ``missing_files.txt`` listing every missing path. A
-    ``saliency_dir`` (a folder in ROOT, or an absolute path) is checked instead of
-    the dataset's and, with ``write``, recorded in ``ROOT/dataset.yaml`` so that
-    every stage reads the maps from there.
+    ``saliency_dir`` (a folder in ROOT, or a path from the current folder or an
+    absolute one when ROOT has no such folder) is checked instead of the dataset's
+    and, with ``write`` and when it holds some of the maps, recorded in
+    ``ROOT/dataset.yaml`` so that every stage reads them from there.
     """
-    layout = DataLayout(voc_root, saliency_dir=str(saliency_dir) if saliency_dir else None)
+    saliency_dir = _saliency_setting(Path(voc_root), saliency_dir) if saliency_dir else None
+    layout = DataLayout(voc_root, saliency_dir=saliency_dir)
     voc_train = set(_read_fixed_list(layout.list_dir / "train.txt", VOC_LISTS_HINT))
     voc_val = _read_fixed_list(layout.list_path(VAL_SPLIT), VOC_LISTS_HINT)
     sbd = _sbd_ids(layout, Path(sbd_dir) if sbd_dir else None)
@@ -93,7 +95,18 @@ def build_voc_lists(
     if write:
         labels = labels_from_masks(layout, train_aug, layout.num_classes) if write_cls else None
         write_lists(layout, {TRAIN_SPLIT: train_aug}, labels, missing)
-        if saliency_dir:
-            written = write_settings(layout.root, {"saliency_dir": str(saliency_dir)})
-            report.notes.append(f"saliency_dir recorded in {written}")
+        if saliency_dir and len(missing["saliency maps"]) < len(train_aug):
+            written = write_settings(layout.root, {"saliency_dir": saliency_dir})
+            report.notes.append(f"saliency_dir recorded in {written}: every stage reads the maps from {sal_dir}")
+        elif saliency_dir:
+            report.notes.append(f"--saliency-dir {saliency_dir} not recorded in ROOT/dataset.yaml: it holds no map")
     return report
+
+
+def _saliency_setting(root: Path, given: str | Path) -> str:
+    """The ``saliency_dir`` setting for ``--saliency-dir``: as given when ROOT has that folder (or it is
+    absolute), else the absolute path of the folder the current directory has under that name."""
+    given = Path(given)
+    if given.is_absolute() or (root / given).is_dir() or not given.is_dir():
+        return str(given)
+    return str(given.resolve())

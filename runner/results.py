@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from classification.recognition import lowest_class_ap
+from nsrom.dataset_settings import DatasetSettings
 from nsrom.error_kinds import NEAR_PIXELS
 from nsrom.files import atomic_write_text, read_json, write_json
 
@@ -218,10 +219,15 @@ EXTRA_SETTINGS = ("cls_arg", "cam_arg", "pseudo_label_arg", "masked_label_arg", 
 
 
 def settings_line(settings: dict) -> str:
-    """One sentence of results.md: the preset, the data and every setting given beyond the preset, so that
-    two results tables can be told apart."""
+    """One sentence of results.md: the preset, the data and every setting given beyond the preset (the
+    dataset's settings that differ from the defaults included), so that two results tables can be told
+    apart."""
     given = [f"{key.replace('_', '-')} {settings[key]}" for key in EXTRA_SETTINGS if settings.get(key) not in
              (None, [], {})]
+    defaults = DatasetSettings().values()
+    dataset = {k: v for k, v in (settings.get("dataset") or {}).items() if v != defaults.get(k)}
+    if dataset:
+        given.append("dataset " + ", ".join(f"{k}: {v}" for k, v in dataset.items()))
     return (f"Preset `{settings.get('preset')}` on {settings.get('data_root')}; beyond the preset: "
             + ("; ".join(given) if given else "nothing") + ".")
 

@@ -25,7 +25,8 @@ from .results import (
     RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, update_results, weak_class_line,
     write_markdown,
 )
-from .stages import STAGE_NAMES, STAGES, Stage, check_stage_flags
+from .flag_check import check_stage_flags
+from .stages import STAGE_NAMES, STAGES, Stage
 from .state import StageState
 
 LOG = logging.getLogger(__name__)
@@ -141,9 +142,11 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
     if before is not None and DATASET_KEY not in before:  # a work dir made before the key was stored
         now.pop(DATASET_KEY)
     if from_stage is None and before is not None and before != now and not _nothing_written(ctx, state, before):
-        changed = "; ".join(_differences(before, now))
+        changed = _differences(before, now)
+        same = ("restore the dataset's ROOT/dataset.yaml" if all(c.startswith(f"{DATASET_KEY}.") for c in changed)
+                else "give the same flags")
         raise ConfigError(
-            f"{ctx.work_dir} holds a run made with other settings ({changed}); give the same flags to "
+            f"{ctx.work_dir} holds a run made with other settings ({'; '.join(changed)}); {same} to "
             "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
             "them), or another --work-dir")
 

@@ -13,23 +13,22 @@ rank 0 alone (label generation, the report) while the others wait.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from classification.labeling.pom import PomRules
 from nsrom import distributed
 from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
-from nsrom.dataset_settings import LABEL_FLAGS, layout_flags
-from nsrom.errors import ConfigError, NsromError
+from nsrom.errors import NsromError
 from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json, write_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
 from .results import KEPT, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
+from .stage_argv import (NO_CHECK, cam_train_argv, classification_args, gen_label_argv, iam_train_argv,
+                         masked_label_argv, overwrite_flag, pom_rules)
 from .stage1_attempts import (ARCHIVE_DIR, ATTEMPTS_FILE, best_attempt, bring_back, clear_attempts,
                               lowest_ap, set_aside)
 
@@ -38,9 +37,6 @@ LOG = logging.getLogger(__name__)
 StageFn = Callable[[RunContext], "dict | None"]
 Need = tuple[str, "str | None"]
 """``(part of the data check, "train" | "val" | None)``: data a stage reads (see nsrom.data_check)."""
-
-NO_CHECK = "--no-check-data"
-"""The runner checks the data once before the first stage; the stage scripts need not again."""
 
 CLASSIFIER_NEEDS: tuple[Need, ...] = ((LISTS, "train"), (IMAGES, "train"))
 SCORED_ON_TRAIN: tuple[Need, ...] = (*CLASSIFIER_NEEDS, (MASKS, "train"))
@@ -93,15 +89,6 @@ def pretrain(ctx: RunContext) -> None:
 # --- classification: stages 1, 1b, 2 ------------------------------------------------
 
 
-def _overwrite(ctx: RunContext) -> list[str]:
-    return ["--overwrite"] if ctx.overwrite else []
-
-
-def _classification_args(ctx: RunContext, exp: str) -> list[str]:
-    return ["--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides),
-            "--runs-dir", str(ctx.runs_dir), "--exp", exp, "--device", ctx.device]
-
-
 def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> dict:
     """results.json entries of an output of the training split: ``{key: score()}``.
 
@@ -125,27 +112,8 @@ def score_train_output(ctx: RunContext, key: str, score: Callable[[], dict]) -> 
     return entries
 
 
-def _classifier_argv(ctx: RunContext, exp: str, extra: list[str], preset_extra: list[str] = (),
-                     own_extra: list[str] = (), restart: bool | None = None) -> list[str]:
-    """The trainer's flags; ``restart`` (default: the stage is being redone) starts over, else it resumes."""
-    restart = ctx.overwrite if restart is None else restart
-    return [*_classification_args(ctx, exp), *extra, *ctx.preset.classifier_args, *preset_extra,
-            *ctx.standin_classifier_args, *ctx.classifier_extra, *own_extra, NO_CHECK,
-            "--overwrite" if restart else "--resume"]
-
-
-def _cam_train_argv(ctx: RunContext, seed: int | None = None, restart: bool | None = None) -> list[str]:
-    """Stage 1's flags; ``seed`` (a later attempt) comes after every other ``--seed``."""
-    own = [*ctx.cam_extra, *(["--seed", str(seed)] if seed is not None else [])]
-    return _classifier_argv(ctx, CLASSIFIER_EXP, [], ctx.preset.cam_args, own, restart)
-
-
-def _iam_train_argv(ctx: RunContext) -> list[str]:
-    return _classifier_argv(ctx, IAM_EXP, ["--accu-exp", CLASSIFIER_EXP], ctx.preset.iam_args)
-
-
 def _export(module, ctx: RunContext, exp: str, result_key: str) -> dict:
-    args = [*_classification_args(ctx, exp), *ctx.preset.export_args, NO_CHECK, *_overwrite(ctx)]
+    args = [*classification_args(ctx, exp), *ctx.preset.export_args, NO_CHECK, *overwrite_flag(ctx)]
     module.run(module.build_parser().parse_args(args))
     return distributed.run_on_main(lambda: score_train_output(ctx, result_key, lambda: evaluate_cams(
         ctx.layout, ctx.train_split, ctx.attention_dir(exp), workers=ctx.preset.label_workers)))
@@ -179,7 +147,7 @@ def cam_train(ctx: RunContext) -> dict:
 
     if not attempts:
         distributed.run_on_main(lambda: clear_attempts(run_root))
-    first_seed = train.build_parser().parse_args(_cam_train_argv(ctx)).seed or 0
+    first_seed = train.build_parser().parse_args(cam_train_argv(ctx)).seed or 0
     limit = ctx.max_stage1_attempts
     while not attempts or (attempts[-1]["unlearnt"] and len(attempts) < limit):
         k = len(attempts)
@@ -189,7 +157,7 @@ def cam_train(ctx: RunContext) -> dict:
             distributed.run_on_main(lambda: set_aside(run_root, k))
         restart = None if k == 0 else state.get("running") != k  # a retry starts over unless it was under way
         record(k)
-        args = train.build_parser().parse_args(_cam_train_argv(ctx, first_seed + k if k else None, restart))
+        args = train.build_parser().parse_args(cam_train_argv(ctx, first_seed + k if k else None, restart))
         train.run(args)
         report = read_report(run_root / REPORT_NAME)
         if report is None or report.get("seed") != args.seed:  # a finished run of an earlier attempt was kept
@@ -223,7 +191,7 @@ def cam_export(ctx: RunContext) -> dict:
 def iam_train(ctx: RunContext) -> None:
     from classification import train_iam
 
-    train_iam.run(train_iam.build_parser().parse_args(_iam_train_argv(ctx)))
+    train_iam.run(train_iam.build_parser().parse_args(iam_train_argv(ctx)))
 
 
 def oacam_export(ctx: RunContext) -> dict:
@@ -240,32 +208,12 @@ def _check_status(status: int, what: str) -> None:
         raise NsromError(f"{what} did not finish for every image (see the summary above)")
 
 
-def pom_rules(ctx: RunContext) -> PomRules:
-    """The stage-3 rules ``gen_label.py`` runs with: its own parser on the argv stage 3 hands it."""
-    from classification import gen_label
-    from classification.labeling.settings import rules_from_args
-
-    return rules_from_args(gen_label.build_parser().parse_args(_gen_label_argv(ctx, ctx.pseudo_dir)), PomRules)
-
-
 def _gen_label(ctx: RunContext, out_dir, without_pom: bool = False) -> None:
     """gen_label.py with the preset's rules and the extra flags; ``without_pom``: ``--no-pom`` after them all."""
     from classification import gen_label
 
-    status = gen_label.main(_gen_label_argv(ctx, out_dir, without_pom))
+    status = gen_label.main(gen_label_argv(ctx, out_dir, without_pom))
     _check_status(status, "gen_label.py")
-
-
-def _gen_label_argv(ctx: RunContext, out_dir, without_pom: bool = False) -> list[str]:
-    from classification.labeling.settings import rules_to_argv
-
-    return [
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
-        "--sal-dir", str(ctx.layout.saliency_dir),
-        "--oacam-dir", str(ctx.attention_dir(IAM_EXP)), "--cam-dir", str(ctx.attention_dir(CLASSIFIER_EXP)),
-        "--out-dir", str(out_dir), "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
-        *rules_to_argv(ctx.preset.pom_rules), *ctx.pseudo_label_extra, *(["--no-pom"] if without_pom else []),
-    ]
 
 
 def pseudo_label(ctx: RunContext) -> dict:
@@ -293,23 +241,10 @@ def pseudo_label(ctx: RunContext) -> dict:
     return entries
 
 
-def _masked_label_argv(ctx: RunContext) -> list[str]:
-    from classification.labeling.settings import rules_to_argv
-
-    return [
-        "--data-root", str(ctx.data_root), *layout_flags(ctx.layout_overrides, LABEL_FLAGS),
-        "--sal-dir", str(ctx.layout.saliency_dir),
-        "--pred-dir", str(seg_paths(ctx, "round1").label_crf_dir(ctx.train_split)),
-        "--pseudo-dir", str(ctx.pseudo_dir), "--out-dir", str(ctx.masked_dir),
-        "--workers", str(ctx.preset.label_workers), NO_CHECK, *_overwrite(ctx),
-        *rules_to_argv(ctx.preset.nsrm_rules), *ctx.masked_label_extra,
-    ]
-
-
 def masked_label(ctx: RunContext) -> dict:
     from classification import gen_masked_label
 
-    status = gen_masked_label.main(_masked_label_argv(ctx))
+    status = gen_masked_label.main(masked_label_argv(ctx))
     _check_status(status, "gen_masked_label.py")
     return score_train_output(ctx, "masked_label", lambda: evaluate_labels(
         ctx.layout, ctx.train_split, ctx.masked_dir, ctx.preset.label_workers))
@@ -323,7 +258,7 @@ def _seg_train(ctx: RunContext, round_id: str) -> None:
     from segmentation.libs.cli import run_group
 
     args = ["train", *ctx.seg_args(round_id, round_label_dir(ctx, round_id)), ctx.cuda_flag, NO_CHECK,
-            *_overwrite(ctx)]
+            *overwrite_flag(ctx)]
     seed = ctx.seed if ctx.seed is not None else ctx.preset.seed
     if seed is not None:
         args += ["--seed", str(seed)]
@@ -345,7 +280,7 @@ def _seg_eval(ctx: RunContext, round_id: str, crf: bool) -> dict:
         run_group(seg_main.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK],
                   "main.py")
     else:
-        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "main.py")
+        run_group(seg_main.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *overwrite_flag(ctx)], "main.py")
     path = seg_paths(ctx, round_id).score_path(ctx.val_split, crf=crf)
     if not path.is_file():
         raise NsromError(f"{path} was not written: does the val split have ground truth?")
@@ -357,9 +292,9 @@ def _trainaug_pred(ctx: RunContext, round_id: str = "round1") -> None:
     from segmentation.libs.cli import run_group
 
     round_args = ctx.seg_args(round_id, round_label_dir(ctx, round_id))
-    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *_overwrite(ctx)], "trainaug_pred.py")
+    run_group(tp.cli, ["test", *round_args, ctx.cuda_flag, NO_CHECK, *overwrite_flag(ctx)], "trainaug_pred.py")
     run_group(
-        tp.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *_overwrite(ctx)],
+        tp.cli, ["crf", *round_args, ctx.cuda_flag, "-j", str(ctx.preset.crf_jobs), NO_CHECK, *overwrite_flag(ctx)],
         "trainaug_pred.py",
     )
 
@@ -410,68 +345,6 @@ def report(ctx: RunContext) -> None:
     draw_missed_objects(ctx)
     draw_threshold_curves(load_results(ctx.results_path), ctx.figure_path("cam_thresholds"))
 
-
-SEG_STAGES = frozenset({"seg1_train", "seg1_test", "seg1_crf", "trainaug_pred", "seg2_train", "seg2_test",
-                        "seg2_crf", "seg2_trainaug_pred"})
-
-
-def check_stage_flags(ctx: RunContext, names: set[str]) -> ConfigError | None:
-    """Parse the flags of each stage in ``names`` with its script's parser, before the first stage runs.
-
-    A typo in ``--cls-arg``, ``--cam-arg``, ``--pseudo-label-arg``,
-    ``--masked-label-arg``, ``--seg-set`` or ``--seg-config`` then stops the run
-    at once instead of when its stage starts, hours into a VOC run. Returns the
-    problem of a missing COCO init file of a preset that loads the real one
-    (None when there is none), which the runner names with the data's problems.
-    """
-    from classification import gen_label, gen_masked_label, train, train_iam
-    from classification.labeling.nsrm import NsrmRules
-    from classification.labeling.pom import PomRules
-    from classification.labeling.settings import rules_from_args
-    from segmentation.libs.models import check_model_name
-    from segmentation.libs.models.init_weights import COCO_INIT_HELP
-    from segmentation.libs.utils.config import load_config
-
-    scripts = {
-        "cam_train": (train, _cam_train_argv, "--cls-arg / --cam-arg", None),
-        "iam_train": (train_iam, _iam_train_argv, "--cls-arg", None),
-        "pseudo_label": (gen_label, lambda c: _gen_label_argv(c, c.pseudo_dir), "--pseudo-label-arg", PomRules),
-        "masked_label": (gen_masked_label, _masked_label_argv, "--masked-label-arg", NsrmRules),
-    }
-    for name, (module, argv, flags, rules) in scripts.items():
-        if name not in names:
-            continue
-        parser = module.build_parser()
-        parser.exit_on_error = False  # a bad value raises instead of printing the script's usage
-        try:
-            parsed, unknown = parser.parse_known_args(argv(ctx))
-        except argparse.ArgumentError as exc:
-            raise ConfigError(f"stage {name} ({flags}): {exc}") from None
-        if unknown:
-            raise ConfigError(f"stage {name} ({flags}): {module.__name__} has no flag {' '.join(unknown)}"
-                              + _flag_hint(unknown))
-        if rules is not None:
-            try:
-                rules_from_args(parsed, rules)  # a value out of its range stops the run here too
-            except ConfigError as exc:
-                raise ConfigError(f"stage {name} ({flags}): {exc}") from None
-    if names & SEG_STAGES:
-        cfg = load_config(ctx.seg_config_path, ctx.seg_sets("round1", ctx.pseudo_dir))  # names a bad --seg-set key
-        check_model_name(cfg.MODEL.NAME)
-        init = cfg.MODEL.INIT_MODEL
-        if ctx.preset.standin is None and init and not Path(init).is_file():
-            return ConfigError(f"MODEL.INIT_MODEL: {init} not found; {COCO_INIT_HELP.replace('--set', '--seg-set')}"
-                               "; with pipeline.py: --seg-set MODEL.INIT_MODEL=null to train from scratch")
-    return None
-
-
-def _flag_hint(unknown: list[str]) -> str:
-    """For ``--x 0.7`` given as one token (``--pseudo-label-arg="--x 0.7"``): the ``--x=0.7`` form."""
-    spaced = next((token for token in unknown if token.startswith("--") and " " in token), None)
-    if spaced is None:
-        return ""
-    flag, _, value = spaced.partition(" ")
-    return f" (a flag and its value go in one argument as {flag}={value.strip()})"
 
 
 STAGES: list[Stage] = [

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from classification.attention_accumulation import (
-    PROBABILITY_GATE, START_EPOCH, AttentionAccumulator, map_name, parse_map_name,
+    PROBABILITY_GATE, START_EPOCH, AttentionAccumulator, parse_map_name,
 )
+from nsrom.cam import class_map_name
 from nsrom.images import read_grey
 
 # One image, two classes, 2x2 CAMs. Class 0 is present, class 1 absent.
@@ -83,7 +84,7 @@ def test_stored_maps_are_rounded_half_to_even_like_cv2_imwrite(tmp_path):
     acc.update(2, *batch([[255.0, 0.6], [126.5, 0.0]], HIGH))
     np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], [[255, 1], [126, 255]])
     acc.save()
-    np.testing.assert_array_equal(read_grey(tmp_path / map_name("2007_000032", 0)), [[255, 1], [126, 255]])
+    np.testing.assert_array_equal(read_grey(tmp_path / class_map_name("2007_000032", 0)), [[255, 1], [126, 255]])
 
 
 def test_probability_gate(tmp_path):
@@ -161,4 +162,4 @@ def test_save_writes_changed_maps_and_load_restores_them(tmp_path):
 def test_map_names(name, key):
     assert parse_map_name(name) == key
     if key is not None:
-        assert map_name(*key) == name
+        assert class_map_name(*key) == name

@@ -198,7 +198,7 @@ def test_accu_gate_reaches_the_accumulator_and_is_checked(synthetic_root, tmp_pa
         with pytest.raises(SystemExit) as info:
             train.build_parser().parse_args(["--accu-gate", bad])
         assert info.value.code == 2
-        assert f"--accu-gate: must be a probability between 0 and 1, got '{bad}'" in capsys.readouterr().err
+        assert f"--accu-gate: must be a number between 0 and 1, got '{bad}'" in capsys.readouterr().err
 
 
 def test_progress_bar_counts_epochs_from_1_to_the_total(synthetic_root, tmp_path, monkeypatch):

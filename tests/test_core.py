@@ -107,10 +107,10 @@ def test_id_and_class_lists(tmp_path):
 def test_list_ids_keep_their_own_dots_and_repeats_are_refused(tmp_path):
     """A dot belongs to the id unless an image extension follows it; a list naming an id twice
     (two lists joined) and a class list giving one image two label sets are errors naming the file."""
-    (tmp_path / "l.txt").write_text("a.1\nb.v2.png\n/JPEGImages/c.d.jpg\nE.JPG\n")
-    assert read_ids(tmp_path / "l.txt") == ["a.1", "b.v2", "c.d", "E"]
+    (tmp_path / "l.txt").write_text("a.1\nb.v2.png\n/JPEGImages/c.d.jpg\nE.JPG\nJPEGImages/f.2\n")
+    assert read_ids(tmp_path / "l.txt") == ["a.1", "b.v2", "c.d", "E", "f.2"]
     (tmp_path / "twice.txt").write_text("a\nb\na\n")
-    with pytest.raises(DataError, match=r"twice.txt names 1 ids more than once \(e.g. a\)"):
+    with pytest.raises(DataError, match=r"twice.txt names an id more than once \(e.g. a\)"):
         read_ids(tmp_path / "twice.txt")
     (tmp_path / "c.txt").write_text("a 0\nb 1\na 0\n")  # the same line again: harmless
     assert read_cls_list(tmp_path / "c.txt", 3) == {"a": [0], "b": [1]}

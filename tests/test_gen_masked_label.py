@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classification import gen_masked_label
-from classification.labeling.nsrm import dilated_object_mask, fill_missed_objects, make_masked_label
+from classification.labeling.nsrm import dilated_object_mask, fill_from_pseudo_label, make_masked_label
 from nsrom.images import read_grey, read_label, write_grey, write_label
 from nsrom.synthetic import generate
 
@@ -18,7 +18,7 @@ IGN = 255
 def test_fill_takes_pseudo_foreground_where_prediction_is_background():
     pred = np.array([[0, 0, 1, 0, 0]], dtype=np.uint8)
     pseudo = np.array([[2, IGN, 2, 0, 3]], dtype=np.uint8)
-    np.testing.assert_array_equal(fill_missed_objects(pred, pseudo), [[2, 0, 1, 0, 3]])
+    np.testing.assert_array_equal(fill_from_pseudo_label(pred, pseudo), [[2, 0, 1, 0, 3]])
     assert pred[0, 0] == 0  # input untouched
 
 
@@ -177,6 +177,12 @@ def test_labels_that_are_ignore_everywhere_are_counted_and_all_of_them_warned_of
     assert f"{n} images: {n} written, 0 exists, 0 missing, 0 failed; {n} of the labels written are ignore " \
            "everywhere" in err
     assert "every label written to" in err and "learns nothing" in err
+    # a resumed run that writes one last all-ignore label, the others there already: counted, not warned of
+    (tmp / "out" / f"{layout.ids('train_aug')[0]}.png").unlink()
+    assert gen_masked_label.main(_argv(layout, tmp, "--workers", "1", "--min-foreground", "1.0")) == 0
+    err = capsys.readouterr().err
+    assert "1 written" in err and "1 of the labels written are ignore everywhere" in err
+    assert "every label written" not in err
     assert gen_masked_label.main(_argv(layout, tmp, "--workers", "1", "--overwrite")) == 0
     err = capsys.readouterr().err
     assert f"{n} written, 0 exists, 0 missing, 0 failed\n" in err and "ignore everywhere" not in err

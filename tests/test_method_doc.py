@@ -106,6 +106,9 @@ def test_cited_sections_exist():
     headings = METHOD.read_text()
     stages = set(re.findall(r"^## Stage (\w+) ", headings, flags=re.M))
     titles = {t.strip() for t in re.findall(r"^#+ (.+)$", headings, flags=re.M)}
+    stage_titles: dict[str, set[str]] = {}  # the sub-headings of each stage's section
+    for stage, body in re.findall(r"^## Stage (\w+) (.*?)(?=^## |\Z)", headings, flags=re.M | re.S):
+        stage_titles[stage] = {t.strip() for t in re.findall(r"^### (.+)$", body, flags=re.M)}
     assert {"1", "1b", "2", "3", "4", "5", "6", "7"} <= stages
     missing = []
     for path in tracked_text_files():
@@ -113,6 +116,9 @@ def test_cited_sections_exist():
         for cited in re.findall(r'docs/method\.md, "([^"]+)"', text):
             if " ".join(cited.split()) not in titles:
                 missing.append(f"{path.relative_to(REPO)}: section {cited!r}")
+        for stage, cited in re.findall(r'docs/method\.md,? stage ([0-9b]+),? \(?"([^"]+)"', text):
+            if " ".join(cited.split()) not in stage_titles.get(stage, set()):
+                missing.append(f"{path.relative_to(REPO)}: stage {stage}, section {cited!r}")
         for cited in re.findall(r"docs/method\.md,? stages? ([0-9b]+(?:(?:, | and |-)[0-9b]+)*)", text):
             for stage in re.split(r", | and ", cited):
                 first, _, last = stage.partition("-")

@@ -167,6 +167,11 @@ def test_list_tool_on_ids_with_dots_a_spreadsheet_csv_and_bad_names(tmp_path, ca
                          "--val-fraction", "1"])
     assert f"--classes '{tmp_path / 'clases.txt'}': no such file" in capsys.readouterr().err
     assert layout.labels_path.read_bytes() == labels_before
+    _images(root, ["x.png"], ext=".jpg")  # x.png.jpg: the lists would read its id as x
+    with pytest.raises(SystemExit):
+        make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--val-fraction", "1"])
+    assert "x.png.jpg: a file name with two image extensions" in capsys.readouterr().err
+    (root / "JPEGImages" / "x.png.jpg").unlink()
     _images(root, ["c d"])
     with pytest.raises(SystemExit):
         make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--val-fraction", "1"])
@@ -177,7 +182,7 @@ def test_list_tool_on_ids_with_dots_a_spreadsheet_csv_and_bad_names(tmp_path, ca
     with pytest.raises(SystemExit):
         make_lists_main(["--root", str(root), "--labels-csv", str(csv),
                          "--val-ids", str(root / "ImageSets" / "val_ids.txt")])
-    assert "val_ids.txt names 1 ids more than once (e.g. v.2)" in capsys.readouterr().err
+    assert "val_ids.txt names an id more than once (e.g. v.2)" in capsys.readouterr().err
 
 
 def test_list_tool_finds_saliency_maps_in_another_folder(tmp_path, capsys):
@@ -293,7 +298,7 @@ def test_pipeline_runs_to_the_end_without_training_masks(own_dataset, tmp_path, 
 
 def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tiny_preset):
     from runner.cli import build_parser
-    from runner.stages import _classification_args
+    from runner.stage_argv import classification_args
     from nsrom.dataset_settings import layout_overrides
 
     (tmp_path / "dataset.yaml").write_text("train_split: train\n")
@@ -303,7 +308,7 @@ def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tin
     ctx = RunContext(tmp_path, tmp_path / "w", tiny_preset, layout_overrides=layout_overrides(args),
                      seg_config=args.seg_config)
     assert (ctx.train_split, ctx.val_split) == ("train", "dev")  # the file's, the flag's
-    cls_args = _classification_args(ctx, "exp1")
+    cls_args = classification_args(ctx, "exp1")
     assert cls_args[cls_args.index("--image-ext") + 1] == "png" and cls_args[cls_args.index("--mask-dir") + 1] == "gt"
     assert "--train-split" not in cls_args  # not given as a flag: the stage reads dataset.yaml itself
     seg = ctx.seg_args("round1", tmp_path / "labels")

@@ -231,7 +231,8 @@ def test_a_changed_dataset_yaml_is_another_setting(synthetic_root, tmp_path, mon
     run_pipeline(ctx, to_stage="pseudo_label")
     shutil.copytree(root / "saliency", root / "saliency_alt")
     (root / "dataset.yaml").write_text("saliency_dir: saliency_alt\n")
-    with pytest.raises(ConfigError, match=r"other settings \(dataset.saliency_dir: 'saliency' -> 'saliency_alt'\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(dataset.saliency_dir: 'saliency' -> 'saliency_alt'\); "
+                                          r"restore the dataset's ROOT/dataset.yaml to continue it, --from STAGE"):
         run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
     run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"), from_stage="pseudo_label")
     state = StageState(tmp_path / "work")
@@ -305,6 +306,8 @@ def test_the_settings_line_names_what_was_given_beyond_the_preset():
                 "dataset": {"saliency_dir": "saliency"}}
     assert settings_line(settings) == ("Preset `demo` on /d; beyond the preset: cam-arg ['--accu-start-epoch=3']; "
                                        "seg-set ['SOLVER.ITER_MAX=10']; seed 2.")
+    settings["dataset"] = {"saliency_dir": "sal2", "val_split": "val"}  # only what differs from the defaults
+    assert settings_line(settings).endswith("seed 2; dataset saliency_dir: sal2.")
 
 
 def test_stage_selection_errors():

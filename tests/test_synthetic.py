@@ -183,3 +183,10 @@ def test_cli_writes_layout_and_rejects_bad_class_count(tmp_path):
     with pytest.raises(ConfigError, match="num_classes must be in 1..28"):  # the library checks it first too
         generate(tmp_path / "f", num_train=1, num_val=1, size=40, num_classes=40)
     assert not (tmp_path / "f").exists()
+
+
+def test_a_split_without_images_has_no_list_not_even_an_earlier_runs(tmp_path):
+    layout = generate(tmp_path / "d", num_train=2, num_val=1, size=40, num_classes=2)
+    assert layout.list_path("val").is_file()
+    generate(tmp_path / "d", num_train=2, num_val=0, size=40, num_classes=2)  # the tool's own folder, made again
+    assert not layout.list_path("val").exists() and layout.ids("train_aug") == ["train_00000", "train_00001"]

@@ -72,6 +72,19 @@ def test_a_saliency_folder_given_is_checked_and_recorded_for_the_stages(fake_voc
     voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--saliency-dir", "sal2", "--dry-run"])
     assert "missing saliency maps: 4" in capsys.readouterr().out
     assert DataLayout(voc.root).settings.saliency_dir == "sal"  # a dry run records nothing
+    voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--saliency-dir", "sal2"])
+    assert "--saliency-dir sal2 not recorded in ROOT/dataset.yaml: it holds no map" in capsys.readouterr().out
+    assert DataLayout(voc.root).settings.saliency_dir == "sal"  # a folder without maps is not recorded
+
+
+def test_a_saliency_folder_given_from_the_current_folder_is_recorded_by_its_path(fake_voc, capsys, monkeypatch):
+    voc, sbd = fake_voc
+    elsewhere = voc.root.parent / "maps"
+    voc.saliency_dir.rename(elsewhere)
+    monkeypatch.chdir(voc.root.parent)
+    voc_lists_main(["--voc-root", str(voc.root), "--sbd-dir", str(sbd), "--saliency-dir", "maps"])
+    assert "missing saliency maps: 1" in capsys.readouterr().out  # "a" has none, as before
+    assert DataLayout(voc.root).saliency_dir == elsewhere.resolve()
 
 
 def test_lists_from_masks_without_sbd_lists(fake_voc):

@@ -193,7 +193,7 @@ def run_over_images(
         for note in result.missing_maps:
             LOG.warning("%s: %s", result.image_id, note)
     LOG.info("%s -> %s: %s", desc, out_dir, summary.line())
-    if summary.counts[WRITTEN] and summary.all_ignored == summary.counts[WRITTEN]:
+    if summary.counts[WRITTEN] and summary.all_ignored == summary.counts[WRITTEN] and not summary.counts[EXISTS]:
         LOG.warning("every label written to %s is ignore everywhere: a network trained on them learns nothing "
                     "(check the rules' settings and the input folders)", out_dir)
     if summary.counts[FAILED]:

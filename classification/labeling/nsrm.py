@@ -45,10 +45,14 @@ class NsrmRules:
         check_fraction("min_foreground", self.min_foreground)
 
 
-def fill_missed_objects(pred: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
+def fill_from_pseudo_label(pred: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
     """Stage 6, first rule: where P is background and L a foreground class, take L's class.
 
-    Returns a new uint8 array; every other pixel keeps P's value.
+    These are pixels round 1 left as background but stage 3 labelled, so salient
+    ones (a stage-3 label is foreground only where the saliency map is not 0); the
+    objects the saliency map misses are kept by the mask of
+    :func:`dilated_object_mask`, not by this fill. Returns a new uint8 array; every
+    other pixel keeps P's value.
     """
     label = np.array(pred, dtype=np.uint8, copy=True)
     pseudo = np.asarray(pseudo)
@@ -84,7 +88,7 @@ def make_masked_label(
     """Stage 6 (docs/method.md): the masked pseudo label of one image (uint8, ``H x W``).
 
     With two or more image-level classes: fill P's background from L's
-    foreground (:func:`fill_missed_objects`), then ignore every pixel outside
+    foreground (:func:`fill_from_pseudo_label`), then ignore every pixel outside
     :func:`dilated_object_mask` of P and S. With fewer classes (one, or none)
     the label is P unchanged, and ``pseudo`` / ``saliency`` are not needed.
     Both branches end with the 1% foreground rule. ``rules`` holds the
@@ -98,6 +102,6 @@ def make_masked_label(
     for name, arr in (("pseudo label", pseudo), ("saliency map", saliency)):
         if np.shape(arr) != pred.shape:
             raise ValueError(f"{name} has size {np.shape(arr)}, prediction {pred.shape}")
-    label = fill_missed_objects(pred, pseudo)
+    label = fill_from_pseudo_label(pred, pseudo)
     label[~dilated_object_mask(pred, saliency, int(rules.dilation))] = IGNORE_INDEX
     return apply_min_foreground(label, rules.min_foreground)

@@ -7,8 +7,8 @@ the score volume and the label use 0 = background, ``c + 1`` for class ``c``,
 
 Inputs are maps at image size: the saliency map ``S`` (uint8 0..255), and for
 each present class its OA-CAM ``A_c`` and CAM ``M_c`` (any range; each is
-min-max normalised to [0, 1] here, as step "each A_c and M_c min-max
-normalised" asks). A present class without an OA-CAM or a CAM is left out of
+min-max normalised to [0, 1] here, as the opening of docs/method.md, stage 3
+asks). A present class without an OA-CAM or a CAM is left out of
 the step that needs that map.
 """
 

@@ -112,8 +112,11 @@ class AttentionNet(nn.Module):
     def reset_parameters(self) -> None:
         """Conv2d weights ~ N(0, sqrt(2 / (k*k*out_channels))), biases 0; BatchNorm 1 / 0.
 
-        Stage 1 "Init of non-pretrained convs" (the IAM skips it); the graph
-        convolution's Conv1d layers keep PyTorch's default init, as in the original code.
+        docs/method.md, stage 1, "Network" (the initialisation of the head convs; the IAM
+        skips it). It covers every Conv2d, the backbone's too: with ImageNet weights
+        those are loaded over it, without (``--no-pretrained``) the backbone keeps it.
+        The graph convolution's Conv1d layers keep PyTorch's default init, as in the
+        original code.
         """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -1,6 +1,6 @@
 """Loading ImageNet VGG16 weights and NSROM checkpoints into an :class:`AttentionNet`.
 
-ImageNet weights (stage 1 / stage 2 "Starts from ImageNet weights") are
+ImageNet weights (docs/method.md, stage 1, "Network", and stage 2) are
 torchvision's ``vgg16-397923af.pth``; only its ``features.*`` tensors are used,
 the head stays randomly initialised. Every failure is an
 :class:`~nsrom.errors.NsromError` that says what to download and where to put

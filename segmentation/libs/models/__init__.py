@@ -46,7 +46,8 @@ def build_model(model_cfg, n_classes: int) -> nn.Module:
 
 
 def freeze_bn(model: nn.Module) -> None:
-    """Stage 4 rule "BatchNorm is frozen": eval mode and no gradient for the affine.
+    """docs/method.md, stage 4, "Loss and optimiser" (BatchNorm frozen): eval mode and no gradient
+    for the affine.
 
     Call after every ``model.train()``: running statistics are then neither
     used from the batch nor updated, and the BN weight/bias are not trained.
