@@ -39,7 +39,7 @@ from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .training import add_data_args, resolve_device, samples_from_args
+from .cli_args import add_data_args, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)

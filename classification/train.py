@@ -28,7 +28,9 @@ from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state, read_checkpoint
 from .recognition import RECOGNITION_LINE, REPORT_NAME, check_recognition, foreground_names
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .training import add_train_args, fit, non_negative_int, prepare_run, resolve_device, samples_from_args, seed_everything
+from .cli_args import add_train_args, non_negative_int, resolve_device, samples_from_args
+from .run_state import prepare_run
+from .training import fit, seed_everything
 from .transforms import train_transform
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,9 @@ from .iam_loss import iam_loss
 from .models import vgg1
 from .models.attention_net import cam_size
 from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
-from .training import add_train_args, fit, prepare_run, resolve_device, samples_from_args, seed_everything
+from .cli_args import add_train_args, resolve_device, samples_from_args
+from .run_state import prepare_run
+from .training import fit, seed_everything
 from .transforms import train_transform
 
 

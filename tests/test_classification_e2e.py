@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from classification import test as cam_export
-from classification import test_iam, train, train_iam, training
+from classification import run_state, test_iam, train, train_iam, training
 from classification.run_layout import CLASSIFICATION_DIR
 from nsrom.images import read_grey
 
@@ -269,7 +269,7 @@ def test_changed_settings_compares_paths_resolved_and_skips_defaults(tmp_path, m
     dirs.train_args.write_text(json.dumps({"data_root": str(tmp_path / "data"), "num_classes": 5, "lr": 0.001,
                                            "decay_points": [5, 10], "device": "cuda"}))
     same = argparse.Namespace(data_root="./data", num_classes=None, lr=0.001, decay_points=(5, 10), device="cpu")
-    assert training.changed_settings(same, dirs) == []
+    assert run_state.changed_settings(same, dirs) == []
     other = argparse.Namespace(data_root="other", num_classes=6, lr=0.01, decay_points=(5, 10), device="cpu")
-    assert training.changed_settings(other, dirs) == [f"data_root: {str(tmp_path / 'data')!r} -> 'other'",
+    assert run_state.changed_settings(other, dirs) == [f"data_root: {str(tmp_path / 'data')!r} -> 'other'",
                                                       "lr: 0.001 -> 0.01", "num_classes: 5 -> 6"]

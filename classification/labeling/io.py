@@ -23,7 +23,7 @@ from nsrom.classes import IGNORE_INDEX, values_outside_classes
 from nsrom.data import DataLayout, list_image_labels, read_cls_list, resolve_num_classes
 from nsrom.data_check import ERROR, FileJob, run_checks
 from nsrom.dataset_settings import LABEL_FLAGS, add_layout_args, layout_overrides
-from nsrom.errors import ConfigError, DataError
+from nsrom.errors import DataError
 from nsrom.images import read_grey, read_label
 from nsrom.parallel import parallel_map
 
