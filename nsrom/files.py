@@ -188,12 +188,16 @@ def read_json(path: str | Path) -> Any:
 
 def read_text(path: str | Path) -> str:
     """The text of a file the user wrote (an image list, labels.txt, a CSV, a YAML file): UTF-8,
-    a leading byte-order mark (as spreadsheet programs save) dropped. A file that is not UTF-8
-    is a :class:`DataError` naming it."""
+    a leading byte-order mark (as spreadsheet programs save) dropped. A file that does not exist,
+    a folder, or a file that is not UTF-8 is a :class:`DataError` naming it."""
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a file") from None
 
 
 def leftover_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:

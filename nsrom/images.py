@@ -38,8 +38,18 @@ def _open(path: str | Path, what: str) -> Image.Image:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as ``(H, W, 3)`` uint8 RGB."""
-    return np.asarray(_open(path, "image").convert("RGB"))
+    """Read an image as ``(H, W, 3)`` uint8 RGB. A 16-bit grey image keeps its 8 high bits (PIL's own
+    conversion would clip it to white); a floating-point one is a :class:`DataError`."""
+    img = _open(path, "image")
+    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, or I holding 16-bit values
+        values = np.asarray(img).astype(np.uint32)
+        if img.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values >> 8
+        grey = np.clip(values, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise DataError(f"image {path} has floating-point pixels (mode F); save it as an 8-bit image")
+    return np.asarray(img.convert("RGB"))
 
 
 def read_grey(path: str | Path, what: str = "grey map") -> np.ndarray:

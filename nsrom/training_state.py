@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import pickle
 import random
 import time
 from pathlib import Path
@@ -210,8 +211,15 @@ def load_torch_file(path: str | Path, what: str, missing_help: str = "", mmap: b
         raise NsromError(f"{what} not found: {path}" + (f"; {missing_help}" if missing_help else ""))
     try:
         return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise NsromError(f"cannot read {what} {path}: not a PyTorch file, or a damaged one ({exc})") from None
+        raise NsromError(f"cannot read {what} {path}: it holds Python objects besides tensors, which are not "
+                         "loaded (they could run code); a file you trust, made by other code, loads once its "
+                         "tensors alone are saved: torch.save(model.state_dict(), PATH)") from None
     except Exception as exc:  # torch raises several types for a corrupt or foreign file: name it
-        raise NsromError(f"cannot read {what} {path}: {exc}") from None
+        raise NsromError(f"cannot read {what} {path}: not a PyTorch file, or a damaged one "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def state_dict_mismatch(

@@ -47,6 +47,16 @@ def input_images(source: Path) -> list[Path]:
     return images
 
 
+def check_out_dir(source: Path, out_dir: Path) -> None:
+    """``--out`` must be a folder (or not exist yet), and not the folder of the input images, whose labels
+    and overlays a later run would read as images."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file, not a folder")
+    if source.is_dir() and out_dir.resolve() == source.resolve():
+        raise DataError(f"--out {out_dir} is the folder of the input images: its labels and overlays would be read "
+                        "as images by the next run; choose another --out")
+
+
 def output_paths(images: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
     """``(label PNG, overlay JPEG)`` of each image; two images with one name, or an output over an input, are refused."""
     outputs = [(out_dir / f"{p.stem}.png", out_dir / f"{p.stem}_overlay.jpg") for p in images]
@@ -55,9 +65,9 @@ def output_paths(images: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
         twice = sorted({s for s in stems if stems.count(s) > 1})
         raise DataError(f"several input images are named {twice[0]}.*; their outputs would overwrite each other")
     inputs = {p.resolve() for p in images}
-    for label, _ in outputs:
-        if label.resolve() in inputs:
-            raise DataError(f"writing {label} would overwrite an input image; choose another --out")
+    for path in (p for pair in outputs for p in pair):
+        if path.resolve() in inputs:
+            raise DataError(f"writing {path} would overwrite an input image; choose another --out")
     return outputs
 
 
@@ -75,17 +85,28 @@ def cli(config_path, overrides, model_path, source, out_dir, crf, cuda) -> list[
     setup_logging()
     cfg = load_config(config_path, overrides)
     images = input_images(source)
+    check_out_dir(source, out_dir)
     outputs = output_paths(images, out_dir)
     predictor = Predictor(cfg, model_path, resolve_device(cuda))
     LOG.info("%d image(s), checkpoint %s, %s CRF, device %s", len(images), model_path,
              "with" if crf else "no", predictor.device)
+    written, unreadable = [], []
     for image_path, (label_path, overlay_path) in zip(tqdm(images, desc="demo", dynamic_ncols=True), outputs):
-        rgb = read_rgb(image_path)
+        try:
+            rgb = read_rgb(image_path)
+        except DataError as exc:  # the other images still get their labels
+            LOG.error("%s", exc)
+            unreadable.append(image_path.name)
+            continue
         label = predictor.label(rgb, crf=crf)
         write_label(label_path, label)
         write_rgb(overlay_path, overlay(rgb, label), quality=OVERLAY_QUALITY)
-    LOG.info("labels and overlays written to %s", out_dir)
-    return [label for label, _ in outputs]
+        written.append(label_path)
+    LOG.info("labels and overlays of %d image(s) written to %s", len(written), out_dir)
+    if unreadable:
+        raise DataError(f"{len(unreadable)} of {len(images)} images could not be read ({', '.join(unreadable[:5])}"
+                        f"{', ...' if len(unreadable) > 5 else ''}); the others' labels are written")
+    return written
 
 
 @exit_on_error

@@ -17,7 +17,7 @@ from nsrom.classes import (
 from nsrom.data import read_cls_list, read_ids
 from nsrom.errors import DataError, exit_on_error
 from nsrom.files import atomic_path, atomic_write_text, read_json, write_json
-from nsrom.images import read_grey, read_label, write_label
+from nsrom.images import read_grey, read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
 
 
@@ -104,6 +104,16 @@ def test_id_and_class_lists(tmp_path):
         read_cls_list(tmp_path / "c.txt", 3)
 
 
+def test_a_16_bit_grey_image_is_read_by_its_high_bits_not_clipped_to_white(tmp_path):
+    values = np.array([[0, 5000, 40000, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    rgb = read_rgb(tmp_path / "deep.png")
+    assert rgb.shape == (1, 4, 3) and rgb[0, :, 0].tolist() == [0, 19, 156, 255] and (rgb[..., 1] == rgb[..., 0]).all()
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DataError, match="floating-point pixels"):
+        read_rgb(tmp_path / "float.tif")
+
+
 def test_list_ids_keep_their_own_dots_and_repeats_are_refused(tmp_path):
     """A dot belongs to the id unless an image extension follows it; a list naming an id twice
     (two lists joined) and a class list giving one image two label sets are errors naming the file."""
@@ -126,6 +136,10 @@ def test_text_files_that_are_not_utf8_are_named_and_a_bom_is_dropped(tmp_path):
         read_ids(tmp_path / "l.txt")
     (tmp_path / "labels.txt").write_bytes("\ufeff0 background\n1 cat\n".encode())
     assert read_class_names(tmp_path / "labels.txt") == ["background", "cat"]
+    with pytest.raises(DataError, match=f"file not found: {tmp_path / 'none.txt'}"):
+        read_class_names(tmp_path / "none.txt")
+    with pytest.raises(DataError, match=f"{tmp_path} is a folder, not a file"):
+        read_class_names(tmp_path)
 
 
 def test_json_written_without_nan_and_into_a_new_folder(tmp_path):
@@ -207,3 +221,21 @@ def test_an_error_in_a_data_loader_worker_prints_its_message_without_the_traceba
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert err == "error: image /data/0.jpg is not a readable image (in a data-loader worker)\n"
+
+
+def test_a_file_that_is_not_a_tensor_file_is_named_with_what_it_is(tmp_path):
+    import argparse
+    import pickle
+
+    from nsrom.errors import NsromError
+    from nsrom.training_state import load_torch_file
+
+    (tmp_path / "text.pth").write_text("hello")
+    with pytest.raises(NsromError, match=r"cannot read checkpoint .*text.pth: not a PyTorch file, or a damaged one"):
+        load_torch_file(tmp_path / "text.pth", "checkpoint")
+    with open(tmp_path / "objects.pth", "wb") as f:  # a checkpoint holding an object (argparse's), as some do
+        pickle.dump({"model": {}, "args": argparse.Namespace(lr=0.1)}, f, protocol=2)
+    with pytest.raises(NsromError, match=r"holds Python objects besides tensors.*torch.save\(model.state_dict"):
+        load_torch_file(tmp_path / "objects.pth", "checkpoint")
+    torch.save({"w": torch.ones(2)}, tmp_path / "ok.pth")
+    assert load_torch_file(tmp_path / "ok.pth", "checkpoint")["w"].tolist() == [1.0, 1.0]

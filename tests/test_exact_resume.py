@@ -118,7 +118,7 @@ def seg_argv(layout, out: Path, *extra: str) -> list[str]:
     return argv
 
 
-def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tmp_path, monkeypatch):
+def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tmp_path, monkeypatch, capsys):
     """8 images, batch 3 (passes of 3, 3, 2), 2 batches per step, 5 steps: crash during step 4."""
     final_a = seg_main.main(seg_argv(synthetic_root, tmp_path / "a"))
     crash_on_call(monkeypatch, seg_train, 4)
@@ -129,8 +129,20 @@ def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tm
     assert latest_checkpoint(paths) == paths.recent_checkpoint
     recent = torch.load(paths.recent_checkpoint, weights_only=True)
     assert recent["step"] == 2 and recent["stream"] == {"epoch": 1, "batch": 1}  # 4 batches: 3 in pass 0, 1 in pass 1
+    with pytest.raises(SystemExit):  # started again without --resume: refused, not silently restarted from 0
+        seg_main.main(seg_argv(synthetic_root, tmp_path / "b"))
+    assert f"checkpoints of an unfinished run in {paths.model_dir} (checkpoint_recent.pth); pass --resume to " \
+           "continue it, or --overwrite to start over" in capsys.readouterr().err
+    # a resume with another schedule would not continue the interrupted run: refused, the checkpoint kept
+    # (a setting of where or how often it saves may change)
+    with pytest.raises(SystemExit):
+        seg_main.main(seg_argv(synthetic_root, tmp_path / "b", "--resume", "--set", "SOLVER.LR=0.01",
+                               "--set", "SOLVER.ITER_SAVE=50"))
+    err = capsys.readouterr().err
+    assert "--resume: " in err and "was trained with other settings (SOLVER.LR: 0.00025 -> 0.01)" in err
+    assert f"-c {paths.model_dir / 'config.yaml'}" in err and paths.recent_checkpoint.is_file()
     steps = count_calls(monkeypatch, seg_train)
-    final_b = seg_main.main(seg_argv(synthetic_root, tmp_path / "b", "--resume"))
+    final_b = seg_main.main(seg_argv(synthetic_root, tmp_path / "b", "--resume", "--set", "SOLVER.ITER_SAVE=50"))
     monkeypatch.undo()
     assert len(steps) == 5 - 2  # from the recent checkpoint's step 2 to step 5
     assert not paths.recent_checkpoint.exists()

@@ -59,7 +59,8 @@ def test_overrides_are_typed():
         ("CRF.WRAPPED_IMAGE=maybe", "CRF.WRAPPED_IMAGE must be bool"),
         ("SOLVER.LR=null", "SOLVER.LR must not be empty"),
         ("SOLVER.ITER_MAX", "KEY=VALUE"),
-        ("MODEL.N_BLOCKS=[3, 4]", "N_BLOCKS needs 4"),
+        ("MODEL.N_BLOCKS=[3, 4]", r"voc12.yaml with --set MODEL.N_BLOCKS=\[3, 4\]: MODEL.N_BLOCKS needs 4"),
+        ("crf.iter_max=5", r"unknown config key crf.iter_max \(did you mean CRF.ITER_MAX\?\)"),
         ("DATASET.SCALES=[]", "DATASET.SCALES needs at least one positive"),
         ("DATASET.SCALES=[1.0, 0.0]", "DATASET.SCALES needs at least one positive"),
         ("DATASET.IGNORE_LABEL=300", "IGNORE_LABEL must be in 0..255"),
@@ -101,6 +102,10 @@ def test_split_option_and_class_count(synthetic_root):
     cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}", "DATASET.N_CLASSES=21"])
     with pytest.raises(ConfigError, match="N_CLASSES is 21.*4 entries"):
         class_names(cfg)
+    for missing in ("nolabels.txt", str(synthetic_root.root)):  # a typo, a folder: named, no traceback
+        cfg = load_config(None, [f"DATASET.ROOT={synthetic_root.root}", f"DATASET.LABELS={missing}"])
+        with pytest.raises(ConfigError, match=f"DATASET.LABELS: class list {missing} not found"):
+            class_names(cfg)
 
 
 def test_output_layout():

@@ -76,7 +76,7 @@ def test_train_test_crf_trainaug(run_args, synthetic_root, capsys):
     # resume from the latest checkpoint with a longer schedule
     seg_main.main(["train", *args, "--set", gt_dir, "--set", "SOLVER.ITER_MAX=3", "--cpu", "--fully-supervised", "--resume"])
     assert torch.load(final, weights_only=True)["step"] == 3
-    capsys.readouterr()
+    assert "--resume with SOLVER.ITER_MAX 3 instead of the run's 2" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # resuming with another width names the checkpoint, no traceback
         seg_main.main(["train", *args, "--set", gt_dir, "--set", "SOLVER.ITER_MAX=4", "--set", "MODEL.WIDTH_DIV=16",
                        "--cpu", "--fully-supervised", "--resume"])

@@ -208,10 +208,20 @@ def test_demo_predicts_images_like_test_and_crf(run, synthetic_root, tmp_path, c
     one = demo.main([*demo_args, "--input", str(inputs / f"{val_ids[0]}.jpg"), "--out", str(tmp_path / "one")])
     assert [p.name for p in one] == [f"{val_ids[0]}.png"]
 
+    with pytest.raises(SystemExit) as exc:  # the inputs' folder: the next run would read the labels as images
+        demo.main([*demo_args, "--input", str(inputs), "--out", str(inputs)])
+    assert exc.value.code == 2 and "is the folder of the input images" in capsys.readouterr().err
     (inputs / f"{val_ids[0]}.png").write_bytes(b"")
     with pytest.raises(SystemExit) as exc:
-        demo.main([*demo_args, "--input", str(inputs), "--out", str(inputs)])
+        demo.main([*demo_args, "--input", str(inputs), "--out", str(tmp_path / "two")])
     assert exc.value.code == 2 and f"named {val_ids[0]}" in capsys.readouterr().err
+    (inputs / f"{val_ids[0]}.png").unlink()
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # unreadable: named, the others written
+    with pytest.raises(SystemExit) as exc:
+        demo.main([*demo_args, "--input", str(inputs), "--out", str(tmp_path / "three")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "1 of 3 images could not be read (broken.jpg); the others' labels are written" in err
+    assert sorted(p.name for p in (tmp_path / "three").glob("*.png")) == sorted(f"{i}.png" for i in val_ids)
     with pytest.raises(SystemExit):
         demo.main([*demo_args, "--input", str(tmp_path / "nothing.jpg"), "--out", str(tmp_path / "x")])
     assert "neither an image nor a folder" in capsys.readouterr().err
@@ -258,3 +268,31 @@ def test_crf_wrapped_image_switch_reaches_the_crf(run, synthetic_root):
         for wrapped, image in ((False, rgb), (True, wrapped_image(rgb, tuple(mean_bgr(cfg))))):
             np.testing.assert_array_equal(written[wrapped][image_id], crf.labels([image], [prob])[0])
     assert any(not np.array_equal(written[False][i], written[True][i]) for i in ids)
+
+
+def test_crf_refuses_logits_made_from_another_datasets_images(run, synthetic_root, tmp_path, capsys):
+    """Logits of test on one DATASET.ROOT, crf on another with the same ids: refused, the scores kept."""
+    sets, cfg, _ = run
+    seg_main.main(["test", *config_args(sets), "--cpu"])
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_root.root, copy)
+    scores_path = RunPaths.from_config(cfg).score_path("val", crf=True)
+    other = [s for s in sets if not s.startswith("DATASET.ROOT=")] + [f"DATASET.ROOT={copy}"]
+    with pytest.raises(SystemExit):
+        seg_main.main(["crf", *config_args(other), "-j", "1"])
+    err = capsys.readouterr().err
+    assert f"were made by test from the images of {synthetic_root.image_dir.resolve()}, this crf reads " \
+           f"{(copy / 'JPEGImages').resolve()} (DATASET.ROOT)" in err and "Traceback" not in err
+    assert not scores_path.exists()
+    seg_main.main(["crf", *config_args(sets), "-j", "1"])  # the dataset test ran on: as before
+    assert scores_path.is_file()
+
+
+def test_a_split_without_a_list_names_the_segmentation_flag(run, synthetic_root, capsys):
+    sets, _, _ = run
+    with pytest.raises(SystemExit):
+        seg_main.main(["test", *config_args(sets), "--cpu", "--split", "tset"])
+    err = capsys.readouterr().err
+    lists = synthetic_root.list_dir
+    assert f"image list not found: {lists / 'tset.txt'}; {lists} holds train_aug, val: name the one to use with " \
+           "--split (or DATASET.SPLIT.TRAIN / DATASET.SPLIT.VAL)" in err and "--train-split" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Callable, Sequence
 
 import click
@@ -59,7 +60,8 @@ def check_data_option(fn: Callable) -> Callable:
 
 def jobs_option(fn: Callable) -> Callable:
     return click.option(
-        "-j", "--n-jobs", type=int, default=os.cpu_count() or 1, show_default=True, help="parallel CRF processes (pydensecrf) or file threads (torch backend)"
+        "-j", "--n-jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+        help="parallel CRF processes (pydensecrf) or file threads (torch backend)"
     )(fn)
 
 
@@ -147,8 +149,10 @@ def run_group(group: click.Command, argv: Sequence[str] | None, prog_name: str) 
     """Run a click group (or command) in-process: returns the command's value, raises NsromError, no sys.exit on success."""
     try:
         return group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        raise SystemExit(1) from None
+    except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+        print(f"{prog_name}: interrupted; the outputs written so far are kept: the same command continues "
+              "from them (train: with --resume)", file=sys.stderr)
+        raise SystemExit(130) from None
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None

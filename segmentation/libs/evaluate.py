@@ -36,9 +36,9 @@ from nsrom.errors import DataError
 from nsrom.files import atomic_path, write_json
 from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, format_table, scores
-from nsrom.provenance import Producer, prepare_output_dir
+from nsrom.provenance import Producer, StaleOutputError, prepare_output_dir, read_record
 
-from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr
+from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr, split_ids
 from .models import build_model
 from .models.init_weights import load_checkpoint
 from .utils.crf import BACKEND_TORCH, DenseCRF, wrapped_image
@@ -69,7 +69,20 @@ def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path,
     settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg)}
     producer = Producer("segmentation.test", settings, checkpoint=model_path,
                         inputs={"images": data_layout(cfg).image_dir})
-    prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
+    try:
+        prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
+    except StaleOutputError as exc:  # the other folder of main.py is another --name
+        raise StaleOutputError(f"{exc} (main.py test: --name NAME writes under <EXP.ID>@NAME and keeps these)") from None
+
+
+def _check_logit_images(logit_dir: Path, image_dir: Path) -> None:
+    """A DataError when the logits of ``logit_dir`` were made from the images of another folder than
+    ``image_dir`` (another DATASET.ROOT): the CRF would pair them with images and masks they are not of."""
+    made_from = ((read_record(logit_dir) or {}).get("inputs") or {}).get("images", {}).get("path")
+    if made_from is not None and Path(made_from) != Path(image_dir).resolve():
+        raise DataError(f"the logits in {logit_dir} were made by test from the images of {made_from}, this crf "
+                        f"reads {Path(image_dir).resolve()} (DATASET.ROOT): run test with this config first "
+                        "(--overwrite redoes the logits), or give this dataset's run another --name")
 
 
 def _report(result: dict | None, path: Path, title: str, missing_gt: int, mask_dirs: list[Path]) -> None:
@@ -112,7 +125,7 @@ def test(
 
 def _check_split(cfg: Dict, split: str, what: str) -> None:
     layout = data_layout(cfg)
-    check_split(layout, split, layout.ids(split), len(class_names(cfg)), f"{what} on {split}")
+    check_split(layout, split, split_ids(layout, split), len(class_names(cfg)), f"{what} on {split}")
 
 
 def _test(
@@ -336,7 +349,7 @@ def _crf(
     split = split or cfg.DATASET.SPLIT.VAL
     layout, names = data_layout(cfg), class_names(cfg)
     logit_dir = paths.logit_dir(split)
-    ids = layout.ids(split)
+    ids = split_ids(layout, split)
     missing = [i for i in ids if not (logit_dir / f"{i}.npy").is_file()]
     if missing:
         raise DataError(
@@ -344,6 +357,7 @@ def _crf(
             "run the test command first (crf finds the logits of a --model-path/--name given to test "
             "only with the same option)"
         )
+    _check_logit_images(logit_dir, layout.image_dir)
     postprocessor = DenseCRF.from_config(cfg.CRF, device)
     LOG.info("CRF backend %s on %s", postprocessor.backend, postprocessor.device)
     if label_dir is not None:

@@ -31,6 +31,7 @@ from nsrom.errors import DataError
 from nsrom.files import atomic_path
 from nsrom.images import overlay, read_label, read_rgb, write_rgb
 
+from .datasets import split_ids
 from .utils.paths import RunPaths
 
 LOG = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def write_prediction_files(paths: RunPaths, layout: DataLayout, split: str, crf:
     if not files.derived:
         return
     label_dir = paths.label_dir(split, crf)
-    ids = layout.ids(split)
+    ids = split_ids(layout, split)
     missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
     if missing:
         raise DataError(f"{len(missing)} of {len(ids)} label PNGs missing in {label_dir} (e.g. {missing[0]}.png)")

@@ -37,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from nsrom import distributed
-from nsrom.errors import NsromError
+from nsrom.errors import ConfigError, NsromError
 from nsrom.files import atomic_write_text, ensure_writable_dir, remove_leftover_temporaries
 from nsrom.precision import Precision
 from nsrom.training_state import (
@@ -222,6 +222,10 @@ def _train(
     if paths.final_checkpoint.is_file() and not overwrite and resume is None:
         LOG.info("%s exists; nothing to train (pass --overwrite to train again)", paths.final_checkpoint)
         return paths.final_checkpoint
+    earlier = [p.name for p in (*_numbered_checkpoints(paths), paths.recent_checkpoint) if p.is_file()]
+    if earlier and not overwrite and resume is None:  # as the classifiers: never restart a run silently
+        raise ConfigError(f"checkpoints of an unfinished run in {paths.model_dir} ({', '.join(earlier)}); pass "
+                          "--resume to continue it, or --overwrite to start over")
     batch_size = distributed.per_rank_batch(solver.BATCH_SIZE.TRAIN, "SOLVER.BATCH_SIZE.TRAIN")
     layout = data_layout(cfg)
     n_classes = len(class_names(cfg))
@@ -262,6 +266,15 @@ def _train(
     if resume is not None:
         path = latest_checkpoint(paths) if str(resume) == RESUME_LATEST else Path(resume)
         state = _resume(model, optimizer, distributed.broadcast_from_main(path), scaler)
+        if changed := changed_training_settings(state.get("config"), cfg.to_dict()):
+            raise ConfigError(
+                f"--resume: {path} was trained with other settings ({'; '.join(changed)}); resume with the ones "
+                f"it was trained with (its run's config: -c {paths.model_dir / 'config.yaml'}), or --overwrite "
+                "to start over with these")
+        trained_for = ((state.get("config") or {}).get("SOLVER") or {}).get("ITER_MAX")
+        if trained_for is not None and trained_for != solver.ITER_MAX:
+            LOG.warning("--resume with SOLVER.ITER_MAX %d instead of the run's %d: the poly rate follows the new "
+                        "length from step %d on", solver.ITER_MAX, trained_for, int(state["step"]))
         start = int(state["step"])
         seed = int(state.get("data_seed", seed))
     position = state.get("stream", {}) if state is not None else {}
@@ -347,6 +360,42 @@ def _log_step(
         writer.add_scalar("loss/train", average, done)
         for i, group in enumerate(optimizer.param_groups):
             writer.add_scalar(f"lr/group_{i}", group["lr"], done)
+
+
+TRAINING_SETTINGS = (
+    "MODEL.NAME", "MODEL.N_BLOCKS", "MODEL.WIDTH_DIV", "MODEL.ATROUS_RATES", "DATASET.ROOT", "DATASET.LABEL_DIR",
+    "DATASET.SPLIT.TRAIN", "DATASET.SCALES", "DATASET.IGNORE_LABEL", "DATASET.N_CLASSES", "DATASET.LABELS",
+    "IMAGE.MEAN", "IMAGE.SIZE.BASE", "IMAGE.SIZE.TRAIN", "SOLVER.BATCH_SIZE.TRAIN", "SOLVER.ITER_SIZE",
+    "SOLVER.LR_DECAY", "SOLVER.LR", "SOLVER.MOMENTUM", "SOLVER.POLY_POWER", "SOLVER.WEIGHT_DECAY", "SOLVER.AMP",
+)
+"""Config keys a resumed run must share with its checkpoint: what it trains on and how. ``SOLVER.ITER_MAX``
+may change (training longer, with a warning: the poly rate then follows the new length), and so may where it
+saves, logs and how often, the workers and the CRF."""
+PATH_KEYS = ("DATASET.ROOT", "DATASET.LABEL_DIR", "DATASET.LABELS")
+
+
+def changed_training_settings(before: dict | None, now: dict) -> list[str]:
+    """``KEY: old -> new`` for each of :data:`TRAINING_SETTINGS` that differs between the config a checkpoint
+    was trained with (``before``; None, an older checkpoint: nothing compared) and ``now``; paths compared
+    resolved."""
+    if not before:
+        return []
+
+    def get(cfg: dict, key: str):
+        for part in key.split("."):
+            if not isinstance(cfg, dict) or part not in cfg:
+                return None
+            cfg = cfg[part]
+        return cfg
+
+    changed = []
+    for key in TRAINING_SETTINGS:
+        old, new = get(before, key), get(now, key)
+        if key in PATH_KEYS and old and new:
+            old, new = str(Path(old).resolve()), str(Path(new).resolve())
+        if old != new:
+            changed.append(f"{key}: {old!r} -> {new!r}")
+    return changed
 
 
 def _resume(

@@ -15,7 +15,7 @@ from nsrom.errors import ConfigError
 
 from ..utils.config import dataset_overrides
 
-from .voc import EvalDataset, TrainDataset, seed_worker
+from .voc import EvalDataset, TrainDataset, seed_worker, split_ids
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ def class_names(cfg: Dict) -> list[str]:
     DATASET.N_CLASSES (when not null) must equal their number.
     """
     labels = cfg.DATASET.LABELS
+    if labels and not Path(labels).is_file():
+        raise ConfigError(f"DATASET.LABELS: class list {labels} not found ('<index> <name>' per line, background "
+                          "first; null reads ROOT/labels.txt)")
     names = read_class_names(labels) if labels else load_class_names(cfg.DATASET.ROOT)
     source = labels or (Path(cfg.DATASET.ROOT) / "labels.txt")
     n_classes = cfg.DATASET.N_CLASSES
@@ -101,6 +104,10 @@ def training_label_dir(cfg: Dict, layout: DataLayout, fully_supervised: bool) ->
     return label_dir
 
 
+MAX_SHOWN_WARNINGS = 5
+"""Warnings of the data check a segmentation command logs before it counts the rest."""
+
+
 def check_split(
     layout: DataLayout, split: str, ids: list[str], num_classes: int, what: str, label_dir: Path | None = None
 ) -> None:
@@ -120,6 +127,11 @@ def check_split(
         report = run_checks(layout.root, jobs, workers=DEFAULT_WORKERS)
         LOG.info("data check of %d %s images: %d errors, %d warnings (%.1f s)",
                  len(ids), split, len(report.errors), len(report.warnings), report.seconds)
+        for problem in report.warnings[:MAX_SHOWN_WARNINGS]:
+            LOG.warning("data check: %s", problem.line())
+        if len(report.warnings) > MAX_SHOWN_WARNINGS:
+            LOG.warning("data check: %d more warnings (tools/check_data.py lists them all)",
+                        len(report.warnings) - MAX_SHOWN_WARNINGS)
         report.raise_for(None, what)
 
     distributed.run_on_main(run)
@@ -127,5 +139,5 @@ def check_split(
 
 __all__ = [
     "DATASETS", "EvalDataset", "TrainDataset", "check_split", "class_names", "data_layout", "mean_bgr",
-    "seed_worker", "training_label_dir",
+    "seed_worker", "split_ids", "training_label_dir",
 ]

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nsrom.classes import IGNORE_INDEX
-from nsrom.data import DataLayout
+from nsrom.data import DataLayout, missing_list_error
 from nsrom.errors import DataError
 from nsrom.images import read_label, read_rgb
 
@@ -31,6 +31,18 @@ def read_bgr(path: str | Path) -> np.ndarray:
     """An image as ``(H, W, 3)`` float32 BGR, 0..255 (the caffe convention)."""
     return np.ascontiguousarray(read_rgb(path)[:, :, ::-1], dtype=np.float32)
 
+
+
+SPLIT_CHOICE = "--split (or DATASET.SPLIT.TRAIN / DATASET.SPLIT.VAL)"
+"""How a segmentation command names its image list."""
+
+
+def split_ids(layout: DataLayout, split: str) -> list[str]:
+    """The ids of ``split``; a list that does not exist is a DataError naming the lists there and the
+    segmentation commands' way to choose one."""
+    if not layout.list_path(split).is_file():
+        raise missing_list_error(layout.list_path(split), choose=SPLIT_CHOICE)
+    return layout.ids(split)
 
 class TrainDataset(Dataset):
     """Augmented ``(id, image (3, S, S) float32, label (S, S) int64)`` for training.
@@ -60,7 +72,7 @@ class TrainDataset(Dataset):
         self.layout, self.label_dir, self.n_classes = layout, Path(label_dir), n_classes
         if not self.label_dir.is_dir():
             raise DataError(f"training label dir not found: {self.label_dir} (DATASET.LABEL_DIR)")
-        ids = layout.ids(split)
+        ids = split_ids(layout, split)
         self.ids = [i for i in ids if (self.label_dir / f"{i}.png").is_file()]
         missing = len(ids) - len(self.ids)
         if missing:
@@ -115,7 +127,7 @@ class EvalDataset(Dataset):
 
     def __init__(self, layout: DataLayout, split: str, *, mean_bgr: Sequence[float]):
         self.layout, self.mean_bgr = layout, list(mean_bgr)
-        self.ids = layout.ids(split)
+        self.ids = split_ids(layout, split)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -168,7 +168,8 @@ def check_keys(flat: Mapping[str, Any], where: str) -> None:
     known = schema()
     for key, value in flat.items():
         if key not in known:
-            close = [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
+            close = [k for k in known if k.upper() == key.upper()]  # keys are capitals: crf.iter_max
+            close += [k for k in known if k.split(".")[-1] == key.split(".")[-1]]
             close += difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{where}: unknown config key {key}{hint}; valid keys are those of {DEFAULT_CONFIG}")
@@ -269,6 +270,7 @@ def resolve_config(path: str | Path | None = None, overrides: Iterable[str] = ()
         flat.update(layer)
         origins.update({key: _display(layer_path) for key in layer})
     validate(flat, str(path))
+    overrides = list(overrides)  # read twice: applied here, named in a semantic error below
     for text in overrides:
         key, value = parse_override(text)
         candidate = coerce_numbers({**flat, key: value})
@@ -281,7 +283,7 @@ def resolve_config(path: str | Path | None = None, overrides: Iterable[str] = ()
             origins[key] = ABSENT_ORIGIN
     _resolve_splits(flat, origins)
     cfg = _unflatten(flat)
-    _check_semantics(cfg, str(path))
+    _check_semantics(cfg, str(path) + (f" with --set {', '.join(overrides)}" if overrides else ""))
     return ResolvedConfig(cfg, origins)
 
 
