@@ -39,16 +39,18 @@ def _open(path: str | Path, what: str) -> Image.Image:
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image as ``(H, W, 3)`` uint8 RGB. A 16-bit grey image keeps its 8 high bits (PIL's own
-    conversion would clip it to white); a floating-point one is a :class:`DataError`."""
+    conversion would clip it to white); a 32-bit or floating-point one with values outside 0..255 is a
+    :class:`DataError`."""
     img = _open(path, "image")
-    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, or I holding 16-bit values
-        values = np.asarray(img).astype(np.uint32)
-        if img.mode.startswith("I;16") or values.max(initial=0) > 255:
-            values = values >> 8
-        grey = np.clip(values, 0, 255).astype(np.uint8)
+    if img.mode.startswith("I;16"):  # 16-bit grey (I;16, I;16B, I;16L): the high byte of each value
+        grey = (np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
-    if img.mode == "F":
-        raise DataError(f"image {path} has floating-point pixels (mode F); save it as an 8-bit image")
+    if img.mode in ("I", "F"):  # 32-bit integers or floats: their range is the file's own, not guessed at
+        values = np.asarray(img)
+        if img.mode == "F" or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+            raise DataError(f"image {path} has {'floating-point' if img.mode == 'F' else '32-bit integer'} pixels "
+                            f"(mode {img.mode}) outside 0..255; save it as an 8-bit image")
+        return np.repeat(values.astype(np.uint8)[..., None], 3, axis=2)
     return np.asarray(img.convert("RGB"))
 
 

@@ -25,6 +25,7 @@ import io
 import itertools
 import logging
 import pickle
+import re
 import random
 import time
 from pathlib import Path
@@ -212,11 +213,13 @@ def load_torch_file(path: str | Path, what: str, missing_help: str = "", mmap: b
     try:
         return torch.load(path, map_location="cpu", weights_only=True, **({"mmap": True} if mmap else {}))
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise NsromError(f"cannot read {what} {path}: not a PyTorch file, or a damaged one ({exc})") from None
-        raise NsromError(f"cannot read {what} {path}: it holds Python objects besides tensors, which are not "
-                         "loaded (they could run code); a file you trust, made by other code, loads once its "
-                         "tensors alone are saved: torch.save(model.state_dict(), PATH)") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise NsromError(f"cannot read {what} {path}: not a PyTorch file, or a damaged one "
+                             f"({str(exc).splitlines()[0][:200]})") from None
+        raise NsromError(f"cannot read {what} {path}: it holds Python objects besides tensors ({found.group(1)}), "
+                         "which are not loaded (they could run code); a file you trust, made by other code, loads "
+                         "once its tensors alone are saved: torch.save(model.state_dict(), PATH)") from None
     except Exception as exc:  # torch raises several types for a corrupt or foreign file: name it
         raise NsromError(f"cannot read {what} {path}: not a PyTorch file, or a damaged one "
                          f"({type(exc).__name__}: {exc})") from None

@@ -133,6 +133,9 @@ def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tm
         seg_main.main(seg_argv(synthetic_root, tmp_path / "b"))
     assert f"checkpoints of an unfinished run in {paths.model_dir} (checkpoint_recent.pth); pass --resume to " \
            "continue it, or --overwrite to start over" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # fewer steps than the checkpoint has trained
+        seg_main.main([*seg_argv(synthetic_root, tmp_path / "b", "--resume"), "--set", "SOLVER.ITER_MAX=1"])
+    assert "is at step 2, past SOLVER.ITER_MAX 1" in capsys.readouterr().err
     # a resume with another schedule would not continue the interrupted run: refused, the checkpoint kept
     # (a setting of where or how often it saves may change)
     with pytest.raises(SystemExit):
@@ -251,3 +254,19 @@ def test_random_states_round_trip():
     restore_rng(state)
     again = (torch.rand(3), np.random.rand(3), __import__("random").random())
     assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2] == again[2]
+
+
+def test_resume_settings_compare_what_both_sides_set():
+    """A key null or absent on either side (an older checkpoint, a class count resolved later) is not
+    compared; a value that differs is, paths resolved."""
+    from segmentation.libs.train import changed_training_settings
+
+    before = {"SOLVER": {"LR": 0.00025, "ITER_SIZE": 2}, "DATASET": {"N_CLASSES": None, "ROOT": "data/x"}}
+    now = {"SOLVER": {"LR": 2.5e-4, "ITER_SIZE": 2, "AMP": "off"}, "DATASET": {"N_CLASSES": 21, "ROOT": "./data/x"}}
+    assert changed_training_settings(before, now) == []
+    assert changed_training_settings(None, now) == []
+    now["SOLVER"]["ITER_SIZE"] = 1
+    now["DATASET"]["ROOT"] = "data/y"
+    root = lambda p: repr(str(Path(p).resolve()))  # noqa: E731
+    assert changed_training_settings(before, now) == [f"DATASET.ROOT: {root('data/x')} -> {root('data/y')}",
+                                                      "SOLVER.ITER_SIZE: 2 -> 1"]

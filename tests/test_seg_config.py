@@ -59,7 +59,7 @@ def test_overrides_are_typed():
         ("CRF.WRAPPED_IMAGE=maybe", "CRF.WRAPPED_IMAGE must be bool"),
         ("SOLVER.LR=null", "SOLVER.LR must not be empty"),
         ("SOLVER.ITER_MAX", "KEY=VALUE"),
-        ("MODEL.N_BLOCKS=[3, 4]", r"voc12.yaml with --set MODEL.N_BLOCKS=\[3, 4\]: MODEL.N_BLOCKS needs 4"),
+        ("MODEL.N_BLOCKS=[3, 4]", r"override 'MODEL.N_BLOCKS=\[3, 4\]': MODEL.N_BLOCKS needs 4"),
         ("crf.iter_max=5", r"unknown config key crf.iter_max \(did you mean CRF.ITER_MAX\?\)"),
         ("DATASET.SCALES=[]", "DATASET.SCALES needs at least one positive"),
         ("DATASET.SCALES=[1.0, 0.0]", "DATASET.SCALES needs at least one positive"),

@@ -151,7 +151,7 @@ def run_group(group: click.Command, argv: Sequence[str] | None, prog_name: str) 
         return group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
         print(f"{prog_name}: interrupted; the outputs written so far are kept: the same command continues "
-              "from them (train: with --resume)", file=sys.stderr)
+              "from them (train: with --resume; pipeline.py resumes by itself)", file=sys.stderr)
         raise SystemExit(130) from None
     except click.ClickException as exc:
         exc.show()

@@ -40,6 +40,7 @@ from nsrom import distributed
 from nsrom.errors import ConfigError, NsromError
 from nsrom.files import atomic_write_text, ensure_writable_dir, remove_leftover_temporaries
 from nsrom.precision import Precision
+from nsrom.provenance import StaleOutputError
 from nsrom.training_state import (
     CheckpointCadence, ResumableSampler, gather_rng, load_state, most_advanced, reseed_loader, restore_rank_rng,
     save_state,
@@ -267,10 +268,13 @@ def _train(
         path = latest_checkpoint(paths) if str(resume) == RESUME_LATEST else Path(resume)
         state = _resume(model, optimizer, distributed.broadcast_from_main(path), scaler)
         if changed := changed_training_settings(state.get("config"), cfg.to_dict()):
-            raise ConfigError(
+            raise StaleOutputError(
                 f"--resume: {path} was trained with other settings ({'; '.join(changed)}); resume with the ones "
                 f"it was trained with (its run's config: -c {paths.model_dir / 'config.yaml'}), or --overwrite "
                 "to start over with these")
+        if solver.ITER_MAX < int(state["step"]):
+            raise ConfigError(f"--resume: {path} is at step {state['step']}, past SOLVER.ITER_MAX {solver.ITER_MAX}; "
+                              "give at least that many steps, or --overwrite to start over")
         trained_for = ((state.get("config") or {}).get("SOLVER") or {}).get("ITER_MAX")
         if trained_for is not None and trained_for != solver.ITER_MAX:
             LOG.warning("--resume with SOLVER.ITER_MAX %d instead of the run's %d: the poly rate follows the new "
@@ -376,8 +380,9 @@ PATH_KEYS = ("DATASET.ROOT", "DATASET.LABEL_DIR", "DATASET.LABELS")
 
 def changed_training_settings(before: dict | None, now: dict) -> list[str]:
     """``KEY: old -> new`` for each of :data:`TRAINING_SETTINGS` that differs between the config a checkpoint
-    was trained with (``before``; None, an older checkpoint: nothing compared) and ``now``; paths compared
-    resolved."""
+    was trained with (``before``; None, an older checkpoint: nothing compared) and ``now``. A key left null
+    (resolved later, e.g. the class count) or absent on either side is not compared; paths are compared
+    resolved from the current folder."""
     if not before:
         return []
 
@@ -391,7 +396,9 @@ def changed_training_settings(before: dict | None, now: dict) -> list[str]:
     changed = []
     for key in TRAINING_SETTINGS:
         old, new = get(before, key), get(now, key)
-        if key in PATH_KEYS and old and new:
+        if old is None or new is None:
+            continue
+        if key in PATH_KEYS:
             old, new = str(Path(old).resolve()), str(Path(new).resolve())
         if old != new:
             changed.append(f"{key}: {old!r} -> {new!r}")

@@ -270,7 +270,7 @@ def resolve_config(path: str | Path | None = None, overrides: Iterable[str] = ()
         flat.update(layer)
         origins.update({key: _display(layer_path) for key in layer})
     validate(flat, str(path))
-    overrides = list(overrides)  # read twice: applied here, named in a semantic error below
+    overrides = list(overrides)  # read twice: applied here, named in a value's error below
     for text in overrides:
         key, value = parse_override(text)
         candidate = coerce_numbers({**flat, key: value})
@@ -283,7 +283,12 @@ def resolve_config(path: str | Path | None = None, overrides: Iterable[str] = ()
             origins[key] = ABSENT_ORIGIN
     _resolve_splits(flat, origins)
     cfg = _unflatten(flat)
-    _check_semantics(cfg, str(path) + (f" with --set {', '.join(overrides)}" if overrides else ""))
+    try:
+        _check_semantics(cfg, str(path))
+    except ConfigError as exc:  # a value an override set: name the override, not the file
+        text = str(exc).removeprefix(f"{path}: ")
+        named = [o for o in overrides if text.startswith(parse_override(o)[0] + " ")]  # messages start with the key
+        raise ConfigError(f"override {named[-1]!r}: {text}" if named else str(exc)) from None
     return ResolvedConfig(cfg, origins)
 
 
