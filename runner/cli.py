@@ -13,8 +13,8 @@ seg2_trainaug_pred and missed_objects (datasets with an object record),
 report. Completed stages are skipped; an interrupted run
 resumes; ``--from STAGE`` runs that stage and all later ones again (those
 it clears but does not reach, with ``--to`` or a kill, the next run redoes).
-W keeps the dataset, preset and extra flags it was made with: a run with
-others is refused unless ``--from STAGE`` names where the change starts.
+W keeps the dataset (its dataset.yaml too), preset and extra flags it was made with:
+a run with others is refused unless ``--from STAGE`` names where the change starts.
 Scores go to W/results.json and W/results.md, the figures to W/figures/.
 
 Several GPUs (or CPU processes): ``torchrun --nproc_per_node N pipeline.py ...``.
