@@ -31,7 +31,7 @@ def best_of_interleaved(modes: dict[str, Callable[[], object]], rounds: int, dev
 
 def _sync(device: str) -> None:
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(torch.device(device))  # the device timed (cuda:1 too), not the current one
 
 
 def report(title: str, rows: dict[str, float], unit: str, baseline: str | None = None) -> dict:

@@ -74,10 +74,13 @@ def current() -> DistInfo:
 
 
 def local_device(device: torch.device | str) -> torch.device:
-    """``cuda`` -> ``cuda:<LOCAL_RANK>`` in a distributed run; any other device unchanged."""
+    """``cuda`` -> ``cuda:<LOCAL_RANK>`` in a distributed run; ``cuda:N`` in one process becomes the
+    current CUDA device too; any other device unchanged."""
     device = torch.device(device)
     if device.type == "cuda" and current().enabled:
         return torch.device("cuda", current().local_rank)
+    if device.type == "cuda" and device.index is not None and torch.cuda.is_available():
+        torch.cuda.set_device(device)  # cuda:N in one process: pinned copies and new tensors go there too
     return device
 
 
@@ -163,6 +166,12 @@ def broadcast_from_main(obj: T, group: Any = None) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
+
+
+def host_group() -> Any:
+    """The gloo group of the job (None outside one): a collective of plain Python objects on it
+    moves no tensor through the GPU and so does not wait for the GPU's queued work."""
+    return _wait_group
 
 
 def gather_to_main(obj: Any) -> list | None:

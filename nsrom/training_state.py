@@ -178,7 +178,8 @@ class CheckpointCadence:
         by_time = False
         if self.every_minutes > 0:
             by_time = self.clock() - self._last >= 60.0 * self.every_minutes
-            by_time = bool(distributed.broadcast_from_main(by_time))
+            # on the gloo group: under NCCL a broadcast each step would wait for the GPU every step
+            by_time = bool(distributed.broadcast_from_main(by_time, group=distributed.host_group()))
         return by_steps or by_time
 
     def saved(self) -> None:

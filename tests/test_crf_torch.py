@@ -177,3 +177,12 @@ def test_without_pydensecrf_the_message_says_what_to_do(monkeypatch):
     with pytest.raises(NsromError, match="pip install pydensecrf2.*CRF.BACKEND=torch"):
         DenseCRF(backend="pydensecrf")(image, prob)
     assert DenseCRF(backend="torch", iter_max=1)(image, prob).shape == (2, 16, 16)
+
+
+def test_the_pydensecrf_backend_keeps_its_inputs_on_the_cpu_whatever_the_device():
+    """Asked for with a CUDA device (``--cuda`` is main.py's default), pydensecrf still runs on the CPU: its
+    worker processes must open no CUDA context."""
+    from segmentation.libs.utils.crf import DenseCRF
+
+    assert DenseCRF(backend="pydensecrf", device="cuda:3").device == torch.device("cpu")
+    assert DenseCRF(backend="torch", device="cuda:3").device == torch.device("cuda:3")

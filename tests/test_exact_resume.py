@@ -270,3 +270,12 @@ def test_resume_settings_compare_what_both_sides_set():
     root = lambda p: repr(str(Path(p).resolve()))  # noqa: E731
     assert changed_training_settings(before, now) == [f"DATASET.ROOT: {root('data/x')} -> {root('data/y')}",
                                                       "SOLVER.ITER_SIZE: 2 -> 1"]
+
+
+def test_a_resume_with_another_process_count_gives_every_rank_a_loss_window_of_one_length():
+    from segmentation.libs.train import loss_window
+
+    saved = [[0.5, 0.4, 0.3], [0.6, 0.5, 0.4]]  # two ranks' windows
+    assert [loss_window(saved, r, 2) for r in (0, 1)] == saved  # the same count: each its own
+    assert [loss_window(saved, r, 4) for r in range(4)] == [saved[0]] * 4  # more ranks: rank 0's for all
+    assert loss_window(saved[:1], 0, 1) == saved[0] and loss_window([], 2, 4) == []

@@ -64,3 +64,17 @@ def test_gradient_reaches_every_parameter_and_the_input():
     for name, p in unit.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_under_autocast_the_unit_computes_in_float32():
+    """The two products sum over every pixel: in float16 ``back`` passes 65504 at the sizes of a
+    256-pixel input. Under autocast the unit computes in float32 (the same numbers as without it)."""
+    torch.manual_seed(0)
+    unit = GloReUnit2d(64, 16).eval()
+    x = 10.0 * torch.rand(1, 64, 32, 32)  # at this width, features that overflow float16 in the products
+    plain = unit(x)
+    with torch.autocast("cpu", dtype=torch.float16):
+        inner = unit._forward(x.half())  # what autocast alone would compute
+        guarded = unit(x)
+    assert not torch.isfinite(inner).all()  # the overflow this guards against
+    assert guarded.dtype == torch.float32 and torch.equal(guarded, plain)

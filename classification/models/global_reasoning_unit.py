@@ -55,6 +55,15 @@ class GloReUnit2d(nn.Module):
         self.blocker = nn.BatchNorm2d(num_in, eps=BLOCKER_BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In float32 even under autocast: the two products sum over every pixel without normalising,
+        so in float16 ``back`` overflows (65504) at the sizes of a 256-pixel input (bfloat16 keeps the
+        range but loses the precision). Without autocast this is the plain float32 computation."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         state = self.conv_state(x).reshape(b, self.num_state, h * w)  # (B, S, N)
         proj = self.conv_proj(x).reshape(b, self.num_node, h * w)  # (B, nodes, N)

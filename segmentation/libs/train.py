@@ -303,8 +303,7 @@ def _train(
     val_monitor = ValMonitor.from_config(cfg, layout, class_names(cfg), device)  # SOLVER.ITER_VAL, off by default
     reduce_counts = global_count_reducer(info)
     recent: deque[torch.Tensor] = deque(maxlen=solver.AVERAGE_LOSS)
-    saved_losses = (state or {}).get("recent_losses", [])
-    for value in saved_losses[info.rank] if info.rank < len(saved_losses) else []:
+    for value in loss_window((state or {}).get("recent_losses", []), info.rank, info.world_size):
         recent.append(torch.tensor(value, dtype=torch.float32, device=device))
     cadence = CheckpointCadence(solver.ITER_SAVE_RECENT, solver.MINUTES_SAVE_RECENT)
     checkpointer = _Checkpointer(model, optimizer, scaler, cfg, stream, recent, device)
@@ -338,6 +337,15 @@ def _train(
         paths.recent_checkpoint.unlink(missing_ok=True)  # the run is complete
     distributed.barrier()  # every rank returns once the final checkpoint exists
     return paths.final_checkpoint
+
+
+def loss_window(saved: list[list[float]], rank: int, world_size: int) -> list[float]:
+    """The logged losses a resumed rank starts its moving average with: its own from the checkpoint's
+    per-rank windows, or rank 0's when the run resumes with another process count (the windows are
+    all-reduced at each log step, which needs them of one length on every rank)."""
+    if len(saved) == world_size:
+        return saved[rank]
+    return saved[0] if saved else []
 
 
 def _log_step(

@@ -72,8 +72,9 @@ class DenseCRF:
         device: torch.device | str = "cpu",
     ):
         self.params = CrfParams(iter_max, pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std)
-        self.device = torch.device(device)
-        self.backend = resolve_backend(backend, self.device)
+        self.backend = resolve_backend(backend, torch.device(device))
+        # pydensecrf runs on the CPU: its workers then open no CUDA context (one per process and GPU)
+        self.device = torch.device(device) if self.backend == BACKEND_TORCH else torch.device("cpu")
 
     @classmethod
     def from_config(cls, crf_cfg, device: torch.device | str = "cpu") -> "DenseCRF":
