@@ -35,6 +35,14 @@ class GraphConv(nn.Module):
         return self.conv2(self.relu(h + x))
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch before 2.4 has one query per device type)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 class GloReUnit2d(nn.Module):
     """GloRe unit on ``(B, num_in, H, W)`` maps with ``2*num_mid`` states and ``num_mid`` nodes.
 
@@ -58,7 +66,7 @@ class GloReUnit2d(nn.Module):
         """In float32 even under autocast: the two products sum over every pixel without normalising,
         so in float16 ``back`` overflows (65504) at the sizes of a 256-pixel input (bfloat16 keeps the
         range but loses the precision). Without autocast this is the plain float32 computation."""
-        if torch.is_autocast_enabled(x.device.type):
+        if _autocast_on(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
                 return self._forward(x.float())
         return self._forward(x)
