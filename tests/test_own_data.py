@@ -12,7 +12,6 @@ from nsrom.errors import DataError
 from nsrom.images import read_grey, read_label, read_rgb, write_grey, write_label, write_rgb
 from nsrom.synthetic import generate
 from runner.context import RunContext
-from runner.results import RESULT_KEYS
 from runner.run import run_pipeline
 from tools.make_lists import main as make_lists_main
 

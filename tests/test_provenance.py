@@ -17,7 +17,6 @@ from classification import test as cam_export
 from nsrom.files import write_json
 from nsrom.images import write_grey, write_label
 from nsrom.provenance import RECORD_NAME, Producer, StaleOutputError, prepare_output_dir, read_record
-from segmentation import main as seg_main
 from segmentation import trainaug_pred
 from segmentation.libs.models import build_model
 from segmentation.libs.utils.config import CONFIG_DIR, load_config

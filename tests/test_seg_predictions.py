@@ -23,7 +23,8 @@ from nsrom.metrics import confusion_matrix, scores
 from nsrom.provenance import read_record
 from segmentation import demo, main as seg_main, trainaug_pred
 from segmentation.libs.datasets import mean_bgr
-from segmentation.libs.evaluate import class_probabilities, upsample_logits
+from segmentation.libs.crf_run import class_probabilities
+from segmentation.libs.evaluate import upsample_logits
 from segmentation.libs.models import build_model
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.crf import DenseCRF, wrapped_image

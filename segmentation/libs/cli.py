@@ -14,7 +14,7 @@ from addict import Dict
 
 from nsrom import distributed
 
-from . import evaluate
+from . import crf_run, evaluate
 from .datasets import data_layout
 from .predictions import PredictionFiles, write_prediction_files
 from .utils.config import DEFAULT_CONFIG, load_config
@@ -113,7 +113,7 @@ def run_crf(
     paths = RunPaths.for_evaluation(cfg, model_path, name)
     label_dir = paths.label_crf_dir(split) if files.labels or keep_labels else None
     with distributed.session("cpu"):
-        result = evaluate.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
+        result = crf_run.crf(cfg, split=split, n_jobs=n_jobs, label_dir=label_dir, overwrite=overwrite,
                               model_path=model_path, name=name, device=device, check_data=check_data)
         if files.derived:
             write_prediction_files(paths, data_layout(cfg), split, crf=True, files=files)

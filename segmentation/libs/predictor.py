@@ -16,7 +16,8 @@ from addict import Dict
 
 from .datasets import class_names, mean_bgr
 from .datasets.transforms import to_network_input
-from .evaluate import crf_label, upsample_logits
+from .crf_run import crf_label
+from .evaluate import upsample_logits
 from .models import build_model
 from .models.init_weights import load_checkpoint
 from .utils.crf import DenseCRF
