@@ -35,6 +35,8 @@ WAIT_TIMEOUT = timedelta(hours=24)
 pipeline stage such as label generation may run there)."""
 _wait_group: Any = None
 """gloo group over every rank with :data:`WAIT_TIMEOUT`, made by the :func:`session` that made the group."""
+_host_group: Any = None
+"""gloo group over every rank with :data:`TIMEOUT`, for small per-step collectives (:func:`host_group`)."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,13 @@ def current() -> DistInfo:
 
 
 def local_device(device: torch.device | str) -> torch.device:
-    """``cuda`` -> ``cuda:<LOCAL_RANK>`` in a distributed run; ``cuda:N`` in one process becomes the
-    current CUDA device too; any other device unchanged."""
+    """``cuda`` -> ``cuda:<LOCAL_RANK>`` in a distributed run, which (as ``cuda:N`` in one process)
+    becomes the current CUDA device too; any other device unchanged."""
     device = torch.device(device)
     if device.type == "cuda" and current().enabled:
-        return torch.device("cuda", current().local_rank)
+        device = torch.device("cuda", current().local_rank)
     if device.type == "cuda" and device.index is not None and torch.cuda.is_available():
-        torch.cuda.set_device(device)  # cuda:N in one process: pinned copies and new tensors go there too
+        torch.cuda.set_device(device)  # pinned copies and new tensors go there too (a CPU session sets none)
     return device
 
 
@@ -101,13 +103,14 @@ def session(device: torch.device | str) -> Iterator[DistInfo]:
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)
-    global _wait_group
+    global _wait_group, _host_group
     _wait_group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
+    _host_group = dist.new_group(backend="gloo", timeout=TIMEOUT)
     LOG.info("rank %d of %d joined the %s process group", info.rank, info.world_size, backend)
     try:
         yield current()
     finally:
-        _wait_group = None
+        _wait_group = _host_group = None
         dist.destroy_process_group()
 
 
@@ -169,9 +172,9 @@ def broadcast_from_main(obj: T, group: Any = None) -> T:
 
 
 def host_group() -> Any:
-    """The gloo group of the job (None outside one): a collective of plain Python objects on it
-    moves no tensor through the GPU and so does not wait for the GPU's queued work."""
-    return _wait_group
+    """A gloo group of the job (None outside one), with the job's :data:`TIMEOUT`: a collective of plain
+    Python objects on it moves no tensor through the GPU and so does not wait for the GPU's queued work."""
+    return _host_group
 
 
 def gather_to_main(obj: Any) -> list | None:
