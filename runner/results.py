@@ -213,6 +213,21 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def setting_differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for each setting that differs; in a dict-valued setting (the dataset's),
+    each of its keys that differs (``dataset.saliency_dir: 'saliency' -> 'sal2'``)."""
+    lines = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += setting_differences(old, new, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return lines
+
+
 EXTRA_SETTINGS = ("cls_arg", "cam_arg", "pseudo_label_arg", "masked_label_arg", "seg_set", "seg_config", "layout",
                   "seed", "stage1_attempts")
 """The settings of a run beyond its preset and data (pipeline.py's pass-through and override flags)."""

@@ -22,8 +22,8 @@ from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import (
-    RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, update_results, weak_class_line,
-    write_markdown,
+    RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, setting_differences, update_results,
+    weak_class_line, write_markdown,
 )
 from .flag_check import check_stage_flags
 from .stages import STAGE_NAMES, STAGES, Stage
@@ -142,28 +142,13 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
     if before is not None and DATASET_KEY not in before:  # a work dir made before the key was stored
         now.pop(DATASET_KEY)
     if from_stage is None and before is not None and before != now and not _nothing_written(ctx, state, before):
-        changed = _differences(before, now)
+        changed = setting_differences(before, now)
         same = ("restore the dataset's ROOT/dataset.yaml" if all(c.startswith(f"{DATASET_KEY}.") for c in changed)
                 else "give the same flags")
         raise ConfigError(
             f"{ctx.work_dir} holds a run made with other settings ({'; '.join(changed)}); {same} to "
             "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
             "them), or another --work-dir")
-
-
-def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for each setting that differs; in a dict-valued setting (the dataset's),
-    each of its keys that differs (``dataset.saliency_dir: 'saliency' -> 'sal2'``)."""
-    lines = []
-    for key in sorted(set(before) | set(now)):
-        old, new = before.get(key), now.get(key)
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            lines += _differences(old, new, f"{prefix}{key}.")
-        else:
-            lines.append(f"{prefix}{key}: {old!r} -> {new!r}")
-    return lines
 
 
 def _start(state: StageState, ctx: RunContext, from_stage: str | None) -> None:

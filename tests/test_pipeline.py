@@ -498,3 +498,13 @@ def test_every_missing_download_and_data_problem_is_named_at_once(synthetic_root
     assert f"MODEL.INIT_MODEL: {tmp_path / 'absent.pth'} not found" in text and "--seg-set MODEL.INIT_MODEL=null" in text
     assert "none of the" in text and "has a saliency map" in text and "saliency_aug.tar.gz" in text
     assert not StageState(tmp_path / "work").is_done("cam_train")
+
+
+def test_the_real_pipeline_results_compare_with_themselves(finished_run, tmp_path):
+    ctx, results = finished_run
+    from tools import compare_runs
+
+    table = compare_runs.main([str(ctx.work_dir), str(ctx.work_dir), "--names", "one,two"])
+    cam = f"{100 * results['cam']['miou']:.1f}"
+    assert f"| CAM (stage 1b, train_aug, best bg threshold) | {cam} | {cam} |" in table
+    assert table.endswith("- two: the same settings\n")

@@ -1,0 +1,64 @@
+"""tools/compare_runs.py: finished runs side by side, with the settings that differ."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tools import compare_runs
+
+SETTINGS = {"data_root": "/d", "preset": "demo", "pseudo_label_arg": [], "seed": None,
+            "dataset": {"saliency_dir": "saliency"}}
+
+
+def write_run(folder, results: dict) -> None:
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_two_runs_side_by_side_with_their_difference(tmp_path, capsys):
+    write_run(tmp_path / "paper", {
+        "cam": {"miou": 0.5}, "pseudo_label": {"miou": 0.8, "ignored_fraction": 0.125},
+        "pseudo_label_no_pom": {"miou": 0.75}, "seg_round1_crf": {"miou": 0.7}, "seg_round2_crf": {"miou": 0.75},
+        "missed_objects": {"seg_round2": {"right_class": 0.9}}, "settings": SETTINGS})
+    write_run(tmp_path / "no_pom", {
+        "cam": {"miou": 0.5}, "pseudo_label": {"miou": 0.75, "ignored_fraction": 0.1},
+        "seg_round1_crf": {"miou": 0.72}, "seg_round2_crf": {"miou": 0.71},
+        "settings": {**SETTINGS, "pseudo_label_arg": ["--no-pom"], "dataset": {"saliency_dir": "sal2"}}})
+    table = compare_runs.main([str(tmp_path / "paper"), str(tmp_path / "no_pom"), "--names", "paper,no POM",
+                               "--json", str(tmp_path / "t.json")])
+    assert capsys.readouterr().out == table
+    assert table.splitlines() == [
+        "| | paper | no POM |", "|---|---:|---:|",
+        "| CAM (stage 1b, train_aug, best bg threshold) | 50.0 | 50.0 |",
+        "| pseudo labels (stage 3, train_aug, non-ignored pixels) | 80.0 | 75.0 |",
+        "| pseudo labels: ignored | 12.5 | 10.0 |",
+        "| DeepLab-v2 round 1 + CRF (val) | 70.0 | 72.0 |",
+        "| DeepLab-v2 round 2 + CRF (val): the reported number | 75.0 | 71.0 |",
+        "| pseudo labels without POM (ablation) | 75.0 | - |",
+        "| round 2 + CRF - round 1 + CRF | +5.0 | -1.0 |",
+        "| missed objects, own class: round-2 predictions | 90.0 | - |",
+        "", "Settings against paper:", "",
+        "- no POM: dataset.saliency_dir: 'saliency' -> 'sal2'; pseudo_label_arg: [] -> ['--no-pom']",
+    ]
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["pseudo labels: ignored"] == {"paper": 0.125, "no POM": 0.1}
+    assert saved["pseudo labels without POM (ablation)"] == {"paper": 0.75, "no POM": None}
+
+
+def test_a_folder_without_results_and_bad_names_are_named(tmp_path, capsys):
+    write_run(tmp_path / "a", {"cam": {"miou": 0.5}})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "empty")])
+    assert f"{tmp_path / 'empty'} holds no results.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "x"])
+    assert "--names gives 1 names for 2 work dirs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a")])
+    assert "two runs would share a column name" in capsys.readouterr().err
+    table = compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "x,y"])
+    assert table.endswith("- y: settings not recorded (a run made before results.json kept them)\n")
+
