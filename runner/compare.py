@@ -2,9 +2,10 @@
 
 Each run is a work dir's ``results.json``. The table has one row per score the runs hold
 (mIoU of every stage, the ignored shares of the pseudo and masked labels, the ablation
-without POM, round 2 against round 1, where the missed objects' pixels end up) and one
-column per run; below it, the settings in which each run differs from the first
-(``settings`` of results.json: the preset, the data and every flag beyond the preset).
+without POM, round 2 against round 1, where the missed objects' pixels end up), named as
+results.md names them, and one column per run; below it, the notes of partial scores and
+the settings in which each run differs from the first (``settings`` of results.json: the
+preset, the data and every flag beyond the preset).
 """
 
 from __future__ import annotations
@@ -15,23 +16,58 @@ from typing import Sequence
 from nsrom.errors import DataError
 from nsrom.files import read_json
 
-from .results import MISSED_OBJECTS_KEY, RESULT_KEYS, SETTINGS_KEY, setting_differences
+from .results import (
+    MISSED_OBJECT_ROWS, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, in_splits,
+    setting_differences,
+)
 
-Row = tuple[str, list["float | None"]]
-"""A row of the table: its name and one value per run (a fraction; None where the run lacks it)."""
+Row = tuple[str, list["float | str | None"]]
+"""A row of the table: its name and one value per run (a fraction, or a word; None where the run lacks it)."""
+
+SCORE_KEYS = (*RESULT_KEYS, "pseudo_label_no_pom", MISSED_OBJECTS_KEY)
+"""The results.json entries the table reads; each must be a mapping."""
 
 
 def load_run(work_dir: str | Path) -> dict:
-    """The ``results.json`` of a pipeline work dir; a folder without one is a DataError naming it."""
-    path = Path(work_dir) / "results.json"
+    """The ``results.json`` of a pipeline work dir; a folder without one, a file given as the folder, or a
+    results.json that is not the pipeline's (not a mapping of mappings) is a DataError naming it."""
+    work_dir = Path(work_dir)
+    if work_dir.is_file():
+        raise DataError(f"{work_dir} is a file: give the work dir that holds it")
+    path = work_dir / "results.json"
     if not path.is_file():
         raise DataError(f"{work_dir} holds no results.json: not a pipeline work dir, or none of its scored "
                         "stages has finished")
-    return read_json(path)
+    results = read_json(path)
+    bad = [k for k in SCORE_KEYS if k in (results if isinstance(results, dict) else {})
+           and results[k] is not None and not isinstance(results[k], dict)]
+    if not isinstance(results, dict) or bad:
+        raise DataError(f"{path} is not a pipeline's results.json (" +
+                        (f"{bad[0]} is not a mapping)" if bad else "not a mapping)"))
+    return results
 
 
 def _miou(results: dict, key: str) -> float | None:
     return (results.get(key) or {}).get("miou")
+
+
+def _difference(results: dict, suffix: str) -> float | None:
+    one, two = _miou(results, f"seg_round1{suffix}"), _miou(results, f"seg_round2{suffix}")
+    return None if one is None or two is None else two - one
+
+
+def _same_splits(runs: Sequence[dict]) -> dict | None:
+    """The runs' split names when they all have the same ones, else None."""
+    splits = [r.get(SPLITS_KEY) or {} for r in runs]
+    return splits[0] if all(s == splits[0] for s in splits) else None
+
+
+def _name(text: str, runs: Sequence[dict]) -> str:
+    """A row name of results.md with the runs' split names (``train split`` / ``val split`` when they differ)."""
+    splits = _same_splits(runs)
+    if splits is not None:
+        return in_splits(text, {SPLITS_KEY: splits})
+    return text.replace("train_aug", "train split").replace("(val)", "(val split)")
 
 
 def comparison_rows(runs: Sequence[dict]) -> list[Row]:
@@ -39,42 +75,53 @@ def comparison_rows(runs: Sequence[dict]) -> list[Row]:
     holds is left out."""
     rows: list[Row] = []
 
-    def add(name: str, values: list[float | None]) -> None:
+    def add(name: str, values: list) -> None:
         if any(v is not None for v in values):
-            rows.append((name, values))
+            rows.append((_name(name, runs), values))
 
+    if any(r.get(POM_KEY) is False for r in runs):  # then "pseudo labels" is not the same method in every column
+        add("stage 3 with POM", ["no" if r.get(POM_KEY) is False else "yes" for r in runs])
     for key, name in RESULT_KEYS.items():
         add(name, [_miou(r, key) for r in runs])
         if key in ("pseudo_label", "masked_label"):
             add(f"{name.split(' (')[0]}: ignored", [(r.get(key) or {}).get("ignored_fraction") for r in runs])
     add("pseudo labels without POM (ablation)", [_miou(r, "pseudo_label_no_pom") for r in runs])
-    add("round 2 + CRF - round 1 + CRF",
-        [None if _miou(r, "seg_round2_crf") is None or _miou(r, "seg_round1_crf") is None
-         else _miou(r, "seg_round2_crf") - _miou(r, "seg_round1_crf") for r in runs])
-    for key, name in (("pseudo_label", "pseudo labels"), ("masked_label", "masked labels"),
-                      ("seg_round1", "round-1 predictions"), ("seg_round2", "round-2 predictions")):
+    add("round 2 - round 1", [_difference(r, "") for r in runs])
+    add("round 2 + CRF - round 1 + CRF", [_difference(r, "_crf") for r in runs])
+    for key, name in MISSED_OBJECT_ROWS.items():
         add(f"missed objects, own class: {name}",
             [((r.get(MISSED_OBJECTS_KEY) or {}).get(key) or {}).get("right_class") for r in runs])
     return rows
 
 
+def _cell(name: str, value: float | str | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{100 * value:+.1f}" if " - round 1" in name else f"{100 * value:.1f}"
+
+
 def render_comparison(names: Sequence[str], runs: Sequence[dict]) -> str:
-    """The Markdown table of :func:`comparison_rows` (values in %), then each run's settings that differ
-    from the first run's."""
+    """The Markdown table of :func:`comparison_rows` (values in %); then the runs' split names where they
+    differ, the notes of partial scores, and each run's settings that differ from the first recorded ones."""
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for name, values in comparison_rows(runs):
-        signed = name.startswith("round 2 + CRF -")
-        cells = ["-" if v is None else (f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}") for v in values]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    base = runs[0].get(SETTINGS_KEY)
-    notes = []
-    for name, results in zip(names[1:], runs[1:]):
-        settings = results.get(SETTINGS_KEY)
-        if base is None or settings is None:
-            notes.append(f"- {name}: settings not recorded (a run made before results.json kept them)")
-        else:
-            changed = setting_differences(base, settings)
-            notes.append(f"- {name}: " + ("; ".join(changed) if changed else "the same settings"))
+        lines.append(f"| {name} | " + " | ".join(_cell(name, v) for v in values) + " |")
+    if _same_splits(runs) is None:
+        splits = [r.get(SPLITS_KEY) or {} for r in runs]
+        lines += ["", "Splits:", ""] + [f"- {n}: train {s.get('train', 'train_aug')}, val {s.get('val', 'val')}"
+                                        for n, s in zip(names, splits)]
+    notes = [f"- {n}, {key}: {text}" for n, r in zip(names, runs) for key, text in (r.get(NOTES_KEY) or {}).items()]
     if notes:
-        lines += ["", f"Settings against {names[0]}:", "", *notes]
+        lines += ["", "Notes:", "", *notes]
+    recorded = [(n, r[SETTINGS_KEY]) for n, r in zip(names, runs) if r.get(SETTINGS_KEY) is not None]
+    unrecorded = [n for n, r in zip(names, runs) if r.get(SETTINGS_KEY) is None]
+    if len(names) > 1:
+        lines += ["", f"Settings against {recorded[0][0]}:" if recorded else "Settings:", ""]
+        if recorded:
+            base = recorded[0][1]
+            lines += [f"- {n}: " + ("; ".join(setting_differences(base, s)) or "the same settings")
+                      for n, s in recorded[1:]]
+        lines += [f"- {n}: settings not recorded (a run made before results.json kept them)" for n in unrecorded]
     return "\n".join(lines) + "\n"

@@ -38,7 +38,7 @@ def test_two_runs_side_by_side_with_their_difference(tmp_path, capsys):
         "| DeepLab-v2 round 2 + CRF (val): the reported number | 75.0 | 71.0 |",
         "| pseudo labels without POM (ablation) | 75.0 | - |",
         "| round 2 + CRF - round 1 + CRF | +5.0 | -1.0 |",
-        "| missed objects, own class: round-2 predictions | 90.0 | - |",
+        "| missed objects, own class: round-2 predictions + CRF | 90.0 | - |",
         "", "Settings against paper:", "",
         "- no POM: dataset.saliency_dir: 'saliency' -> 'sal2'; pseudo_label_arg: [] -> ['--no-pom']",
     ]
@@ -54,11 +54,45 @@ def test_a_folder_without_results_and_bad_names_are_named(tmp_path, capsys):
         compare_runs.main([str(tmp_path / "a"), str(tmp_path / "empty")])
     assert f"{tmp_path / 'empty'} holds no results.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "x"])
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a")])
+    assert "a work dir is given twice" in capsys.readouterr().err
+    write_run(tmp_path / "b", {"cam": {"miou": 0.6}, "settings": SETTINGS})
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "x"])
     assert "--names gives 1 names for 2 work dirs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a")])
-    assert "two runs would share a column name" in capsys.readouterr().err
-    table = compare_runs.main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "x,y"])
-    assert table.endswith("- y: settings not recorded (a run made before results.json kept them)\n")
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "x,"])
+    assert "the columns need distinct names" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the table over a run's own results.json
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "b" / "t.json")])
+    assert "would write into a run's work dir" in capsys.readouterr().err
+    table = compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "old,new"])
+    assert table.endswith("Settings against new:\n\n- old: settings not recorded (a run made before "
+                          "results.json kept them)\n")  # the run that has them is the reference, not blamed
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "c")])
+    assert "results.json is not a pipeline's results.json (not a mapping)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "c" / "results.json")])
+    assert "results.json is a file: give the work dir that holds it" in capsys.readouterr().err
+
+
+def test_split_names_runs_without_pom_and_notes_are_shown(tmp_path):
+    write_run(tmp_path / "pom", {"pseudo_label": {"miou": 0.8, "ignored_fraction": 0.1},
+                                 "splits": {"train": "trainval", "val": "test"}, "settings": SETTINGS})
+    write_run(tmp_path / "no_pom", {"pseudo_label": {"miou": 0.7, "ignored_fraction": 0.1}, "pom": False,
+                                    "splits": {"train": "trainval", "val": "test"},
+                                    "notes": {"pseudo_label": "scored on the 3 of 5 trainval images that have a "
+                                                              "ground-truth mask"},
+                                    "settings": {**SETTINGS, "pseudo_label_arg": ["--no-pom"]}})
+    lines = compare_runs.main([str(tmp_path / "pom"), str(tmp_path / "no_pom")]).splitlines()
+    assert lines[2] == "| stage 3 with POM | yes | no |"
+    assert lines[3] == "| pseudo labels (stage 3, trainval, non-ignored pixels) | 80.0 | 70.0 |"  # the runs' split
+    assert "- no_pom, pseudo_label: scored on the 3 of 5 trainval images that have a ground-truth mask" in lines
+    (tmp_path / "no_pom" / "results.json").write_text(json.dumps({"pseudo_label": {"miou": 0.7}}))
+    lines = compare_runs.main([str(tmp_path / "pom"), str(tmp_path / "no_pom")]).splitlines()
+    assert lines[2] == "| pseudo labels (stage 3, train split, non-ignored pixels) | 80.0 | 70.0 |"
+    assert "- pom: train trainval, val test" in lines and "- no_pom: train train_aug, val val" in lines
 

@@ -504,7 +504,9 @@ def test_the_real_pipeline_results_compare_with_themselves(finished_run, tmp_pat
     ctx, results = finished_run
     from tools import compare_runs
 
-    table = compare_runs.main([str(ctx.work_dir), str(ctx.work_dir), "--names", "one,two"])
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "results.json").write_bytes((ctx.work_dir / "results.json").read_bytes())
+    table = compare_runs.main([str(ctx.work_dir), str(tmp_path / "copy"), "--names", "one,two"])
     cam = f"{100 * results['cam']['miou']:.1f}"
     assert f"| CAM (stage 1b, train_aug, best bg threshold) | {cam} | {cam} |" in table
     assert table.endswith("- two: the same settings\n")

@@ -28,11 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv: list[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
-    names = [n.strip() for n in args.names.split(",")] if args.names else [d.name for d in args.work_dirs]
+    folders = [d.resolve() for d in args.work_dirs]
+    if len(set(folders)) != len(folders):
+        raise ConfigError("a work dir is given twice")
+    names = [n.strip() for n in args.names.split(",")] if args.names else [d.name for d in folders]
     if len(names) != len(args.work_dirs):
         raise ConfigError(f"--names gives {len(names)} names for {len(args.work_dirs)} work dirs")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two runs would share a column name ({', '.join(names)}); give --names")
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"the columns need distinct names, not {', '.join(repr(n) for n in names)}: give --names")
+    if args.json is not None and (args.json.name == "results.json" or
+                                  any(f in args.json.resolve().parents for f in folders)):
+        raise ConfigError(f"--json {args.json} would write into a run's work dir; write the table elsewhere")
     runs = [load_run(d) for d in args.work_dirs]
     table = render_comparison(names, runs)
     print(table, end="")
