@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from nsrom.metrics import ConfusionAccumulator, scores
-from segmentation.libs.datasets import mean_bgr
+from segmentation.libs.data_config import mean_bgr
 from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.crf import DenseCRF, wrapped_image
 

@@ -70,7 +70,7 @@ def pretrain(ctx: RunContext) -> None:
         return
     from classification import train
     from classification.standin import make_vgg16_standin
-    from segmentation.libs.datasets import mean_bgr
+    from segmentation.libs.data_config import mean_bgr
     from segmentation.libs.standin import make_deeplab_standin
 
     if ctx.overwrite or not ctx.vgg_standin_path.is_file():

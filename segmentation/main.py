@@ -24,7 +24,7 @@ from segmentation.libs.cli import (
     check_data_option, checkpoint_options, config_file_options, config_options, device_option, jobs_option,
     load_cli_config, overwrite_option, prediction_options, resolve_device, run_crf, run_group, run_test,
 )
-from segmentation.libs.datasets import class_names
+from segmentation.libs.data_config import class_names
 from segmentation.libs.predictions import PredictionFiles
 from segmentation.libs.utils.config import dataset_overrides, render_config, resolve_config
 from segmentation.libs.train import RESUME_LATEST, train as train_model

@@ -17,7 +17,8 @@ from segmentation.libs.models import build_model, freeze_bn
 from segmentation.libs.train_step import train_step as seg_train_step
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.paths import RunPaths
-from segmentation.libs.utils.solver import build_optimizer, msc_loss
+from segmentation.libs.loss import msc_loss
+from segmentation.libs.utils.solver import build_optimizer
 
 
 def seg_model_and_batches(size: int = 33, n: int = 2):

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from segmentation.libs.datasets.transforms import nearest_indices, resize_labels_multi
-from segmentation.libs.utils.solver import msc_loss
+from segmentation.libs.loss import msc_loss
 
 
 def pil_resize(label: np.ndarray, height: int, width: int) -> np.ndarray:

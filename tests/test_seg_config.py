@@ -9,7 +9,7 @@ import pytest
 
 from nsrom.errors import ConfigError
 from segmentation.libs.cli import load_cli_config
-from segmentation.libs.datasets import class_names
+from segmentation.libs.data_config import class_names
 from segmentation.libs.utils.config import CONFIG_DIR, load_config, schema
 from segmentation.libs.utils.paths import RunPaths
 

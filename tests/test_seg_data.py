@@ -11,7 +11,8 @@ from PIL import Image
 
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import write_label
-from segmentation.libs.datasets import TrainDataset, training_label_dir
+from segmentation.libs.data_config import training_label_dir
+from segmentation.libs.datasets import TrainDataset
 from segmentation.libs.datasets.transforms import (
     augment, nearest_indices, pad_to, random_crop, rescale, resize_label, resize_labels, to_network_input,
 )

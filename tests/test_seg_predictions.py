@@ -22,7 +22,7 @@ from nsrom.images import overlay, read_label, read_rgb
 from nsrom.metrics import confusion_matrix, scores
 from nsrom.provenance import read_record
 from segmentation import demo, main as seg_main, trainaug_pred
-from segmentation.libs.datasets import mean_bgr
+from segmentation.libs.data_config import mean_bgr
 from segmentation.libs.crf_run import class_probabilities
 from segmentation.libs.evaluate import upsample_logits
 from segmentation.libs.models import build_model

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from segmentation.libs.models import DeepLabV2_ResNet101_MSC, freeze_bn
-from segmentation.libs.utils.solver import build_optimizer, msc_loss, param_groups, poly_lr, set_poly_lr
+from segmentation.libs.loss import msc_loss
+from segmentation.libs.utils.solver import build_optimizer, param_groups, poly_lr, set_poly_lr
 
 SOLVER = Dict({"LR": 2.5e-4, "WEIGHT_DECAY": 5e-4, "MOMENTUM": 0.9})
 

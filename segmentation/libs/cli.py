@@ -15,7 +15,7 @@ from addict import Dict
 from nsrom import distributed
 
 from . import crf_run, evaluate
-from .datasets import data_layout
+from .data_config import data_layout
 from .predictions import PredictionFiles, write_prediction_files
 from .utils.config import DEFAULT_CONFIG, load_config
 from .utils.paths import RunPaths

@@ -27,7 +27,8 @@ from nsrom.images import read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, scores
 from nsrom.provenance import Producer, prepare_output_dir, read_record
 
-from .datasets import class_names, data_layout, mean_bgr, split_ids
+from .data_config import class_names, data_layout, mean_bgr
+from .datasets import split_ids
 from .evaluate import LABEL_PATTERN, check_split_for, report_scores, upsample_logits
 from .utils.crf import BACKEND_TORCH, DenseCRF, wrapped_image
 from .utils.paths import RunPaths

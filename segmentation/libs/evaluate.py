@@ -27,7 +27,8 @@ from nsrom.images import write_label
 from nsrom.metrics import ConfusionAccumulator, format_table, scores
 from nsrom.provenance import Producer, StaleOutputError, prepare_output_dir
 
-from .datasets import EvalDataset, check_split, class_names, data_layout, mean_bgr, split_ids
+from .data_config import check_split, class_names, data_layout, mean_bgr
+from .datasets import EvalDataset, split_ids
 from .models import build_model
 from .models.init_weights import load_checkpoint
 from .utils.paths import RunPaths

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from addict import Dict
 
-from .datasets import class_names, mean_bgr
+from .data_config import class_names, mean_bgr
 from .datasets.transforms import to_network_input
 from .crf_run import crf_label
 from .evaluate import upsample_logits

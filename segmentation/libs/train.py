@@ -46,7 +46,8 @@ from nsrom.training_state import (
     save_state,
 )
 
-from .datasets import TrainDataset, check_split, class_names, data_layout, mean_bgr, seed_worker, training_label_dir
+from .data_config import check_split, class_names, data_layout, mean_bgr, training_label_dir
+from .datasets import TrainDataset, seed_worker
 from .models import build_model, freeze_bn
 from .models.init_weights import load_init
 from .train_step import CountReducer, train_step

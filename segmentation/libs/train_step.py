@@ -16,7 +16,7 @@ import torch
 
 from nsrom.precision import Precision
 
-from .utils.solver import msc_loss
+from .loss import msc_loss
 
 CountReducer = Callable[[torch.Tensor], torch.Tensor]
 

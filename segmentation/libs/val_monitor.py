@@ -23,7 +23,8 @@ from nsrom import distributed
 from nsrom.data import DataLayout
 from nsrom.metrics import ConfusionAccumulator, scores
 
-from .datasets import EvalDataset, mean_bgr
+from .data_config import mean_bgr
+from .datasets import EvalDataset
 from .evaluate import upsample_logits
 from .models import freeze_bn
 
