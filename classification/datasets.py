@@ -91,6 +91,8 @@ def load_samples(
         raise missing_list_error(list_path)
     if img_dir is None and layout is None:
         raise ConfigError("--img-dir DIR is needed without --data-root")
+    if layout is None and not has_class_tokens(list_path):
+        list_image_labels(list_path, num_classes, layout)  # refused at once: a plain list takes its classes from ROOT
     if check_workers is not None:
         cls_path = list_path if has_class_tokens(list_path) else layout.cls_list_path if layout is not None else None
         cls_path = cls_path if cls_path is not None and cls_path.is_file() else None

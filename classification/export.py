@@ -143,6 +143,9 @@ def _run(args: argparse.Namespace) -> Path:
     ckpt = read_checkpoint(checkpoint)
     width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     producer = export_producer(args, checkpoint, samples, num_classes, width_div)
+    # the checkpoint must fit the network before --overwrite deletes the maps of an earlier export
+    model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
+    load_model_state(model, ckpt, str(checkpoint))
     distributed.run_on_main(lambda: prepare_output_dir(dirs.attention, producer, args.overwrite, MAP_PATTERN))
     todo = distributed.broadcast_from_main(pending_batches(samples, dirs.attention, args.batch_size, args.overwrite))
     log.info("%d of %d batches of %d images to export into %s", len(todo),
@@ -150,8 +153,6 @@ def _run(args: argparse.Namespace) -> Path:
     if not todo:
         return dirs.attention
     device = distributed.local_device(resolve_device(args.device))
-    model = ARCHS[args.arch](pretrained=False, num_classes=num_classes, width_div=width_div)
-    load_model_state(model, ckpt, str(checkpoint))
     mine = [sample for batch in distributed.shard(todo) for sample in batch]  # whole batches per rank, in order
     dataset = ImageLabelDataset(mine, num_classes, export_transform(args.input_size))
     written = export_attention(model, dataset, dirs.attention, args.batch_size, device, args.num_workers,

@@ -97,9 +97,12 @@ def format_table(result: dict, title: str = "") -> str:
 def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     """Average precision of ranking items by ``scores`` (highest first) against binary ``labels``.
 
-    The mean, over the positive items, of the precision among the items ranked
-    at or above each one (non-interpolated). Equal scores keep the given order
-    (a stable sort). None when no item is positive.
+    The sum, over the distinct scores from the highest down, of the recall gained at that
+    score times the precision of all items scored at or above it (non-interpolated). Without
+    ties this is the mean, over the positives, of the precision at each one; items of equal
+    score count as one step, so the order the items are given in changes nothing (a
+    classifier that scores every item alike gets the share of positives, not 1). None when no
+    item is positive.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels, dtype=bool).ravel()
@@ -107,7 +110,10 @@ def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float 
         raise ValueError(f"{scores.size} scores for {labels.size} labels")
     if not labels.any():
         return None
-    ranked = labels[np.argsort(-scores, kind="stable")]
-    hits = np.cumsum(ranked)
-    precision = hits / np.arange(1, ranked.size + 1)
-    return float(precision[ranked].mean())
+    order = np.argsort(-scores, kind="stable")
+    ranked, ranked_scores = labels[order], scores[order]
+    last_of_score = np.r_[ranked_scores[1:] != ranked_scores[:-1], True]  # the end of each run of equal scores
+    hits = np.cumsum(ranked)[last_of_score]
+    seen = np.arange(1, ranked.size + 1)[last_of_score]
+    recall_gain = np.diff(np.r_[0, hits]) / labels.sum()
+    return float((recall_gain * hits / seen).sum())

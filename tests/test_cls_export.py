@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
+from classification import export
 from classification.datasets import Sample
 from classification.export import attention_maps, pending_batches
+from classification.models import ARCHS
+from nsrom.errors import NsromError
 
 
 def test_present_classes_only_negatives_zero_divided_by_max_times_255():
@@ -39,3 +44,19 @@ def test_batches_are_fixed_slices_and_complete_ones_are_skipped(tmp_path):
     (tmp_path / "c_0.png").write_bytes(b"")
     (tmp_path / "e_0.png").write_bytes(b"")
     assert pending_batches(samples, tmp_path, 2, overwrite=False) == []
+
+
+def test_overwrite_with_a_checkpoint_that_does_not_fit_keeps_the_earlier_maps(synthetic_root, tmp_path):
+    """--overwrite deletes the maps of an earlier export only once the checkpoint has loaded into the network."""
+    model = ARCHS["vgg"](pretrained=False, num_classes=synthetic_root.num_classes, width_div=16)
+    checkpoint = tmp_path / "ck.pth"
+    torch.save({"model": model.state_dict(), "width_div": 16}, checkpoint)
+    base = ["--data-root", str(synthetic_root.root), "--runs-dir", str(tmp_path / "runs"), "--exp", "e",
+            "--checkpoint", str(checkpoint), "--input-size", "64", "--device", "cpu", "--num-workers", "0",
+            "--no-check-data"]
+    out = export.run(export.make_parser("vgg", "exp1", "CAMs").parse_args(base))
+    before = sorted(p.name for p in out.glob("*.png"))
+    assert before
+    with pytest.raises(NsromError, match="does not fit this network"):
+        export.run(export.make_parser("vgg", "exp1", "CAMs").parse_args([*base, "--arch", "vgg1", "--overwrite"]))
+    assert sorted(p.name for p in out.glob("*.png")) == before

@@ -97,6 +97,9 @@ def test_original_layout_img_dir_and_cls_list(synthetic_root, tmp_path):
     lst.write_text("train_00001 0 2\nnot_there 1\n")
     with pytest.raises(DataError, match="missing"):
         load_samples(None, lst, synthetic_root.image_dir, num_classes=3)
+    lst.write_text("train_00001\nnot_there\n")  # ids alone, no dataset to take classes from: said before the check
+    with pytest.raises(ConfigError, match="has no class indices; give --data-root"):
+        load_samples(None, lst, synthetic_root.image_dir, num_classes=3, check_workers=1)
 
 
 def test_image_label_items(synthetic_root):

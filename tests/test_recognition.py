@@ -30,9 +30,14 @@ def test_average_precision_of_hand_ranked_items():
     assert average_precision([4, 3, 2, 1], [0, 0, 1, 1]) == pytest.approx((1 / 3 + 2 / 4) / 2)
 
 
-def test_average_precision_ties_keep_the_given_order_and_no_positive_is_none():
-    assert average_precision([0.9, 0.9], [0, 1]) == 0.5
-    assert average_precision([0.9, 0.9], [1, 0]) == 1.0
+def test_average_precision_counts_tied_items_as_one_step_and_no_positive_is_none():
+    """Tied scores do not rank by list order: a classifier that scores every image alike gets the share
+    of positives whatever the order of the images (ids that begin with the class name, say)."""
+    assert average_precision([0.9, 0.9], [0, 1]) == average_precision([0.9, 0.9], [1, 0]) == 0.5
+    assert average_precision([0.0] * 10, [1] * 5 + [0] * 5) == 0.5
+    # a tie inside a ranking: 3 alone (a positive), then 2, 2 (one positive, one not), then 1 (a positive):
+    # recall 1/3 at precision 1, then 1/3 at precision 2/3, then 1/3 at precision 3/4
+    assert average_precision([3, 2, 2, 1], [1, 0, 1, 1]) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
     assert average_precision([1.0, 2.0], [0, 0]) is None
     with pytest.raises(ValueError, match="3 scores for 2 labels"):
         average_precision([1, 2, 3], [0, 1])

@@ -202,7 +202,7 @@ def train(
     ``"latest"`` (the most advanced checkpoint of the run). An existing
     checkpoint_final.pth is kept unless ``overwrite``. Under torchrun the
     processes join one DDP job (see the module docstring). ``check_data``: check every
-    training image and label first (:func:`..datasets.check_split`).
+    training image and label first (:func:`..data_config.check_split`).
     """
     with distributed.session(device) as info:
         return _train(cfg, info, fully_supervised, init, resume, distributed.local_device(device), overwrite,
