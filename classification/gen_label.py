@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from nsrom.classes import IGNORE_INDEX
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
 from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, read_class_maps, require_dir,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, ImageResult, LabelSummary, read_class_maps, require_dir,
     add_common_args, check_saliency_maps, resolve_common_args, run_over_images,
 )
 from classification.labeling.pom import PomRules, make_pseudo_label
@@ -89,8 +88,7 @@ def label_image(config: GenLabelConfig, item: tuple[str, list[int]]) -> ImageRes
         write_label(out_path, label)
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
-    return ImageResult(image_id, WRITTEN, missing_maps=no_oacam + no_cam,
-                       all_ignored=bool((label == IGNORE_INDEX).all()))
+    return ImageResult.written(image_id, label, missing_maps=no_oacam + no_cam)
 
 
 def producer(config: GenLabelConfig) -> Producer:

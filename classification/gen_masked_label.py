@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from nsrom.classes import IGNORE_INDEX
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
 from nsrom.logs import setup_logging
 from nsrom.provenance import Producer, prepare_output_dir
 
 from classification.labeling.io import (
-    EXISTS, FAILED, LABEL_PATTERN, MISSING, WRITTEN, ImageResult, LabelSummary, check_size, read_class_label,
+    EXISTS, FAILED, LABEL_PATTERN, MISSING, ImageResult, LabelSummary, check_size, read_class_label,
     require_dir, add_common_args, check_saliency_maps, resolve_common_args, run_over_images,
 )
 from classification.labeling.nsrm import MIN_CLASSES_FOR_MASKING, NsrmRules, make_masked_label
@@ -98,7 +97,7 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
         write_label(out_path, label)
     except DataError as exc:
         return ImageResult(image_id, FAILED, str(exc))
-    return ImageResult(image_id, WRITTEN, all_ignored=bool((label == IGNORE_INDEX).all()))
+    return ImageResult.written(image_id, label)
 
 
 def producer(config: GenMaskedLabelConfig) -> Producer:

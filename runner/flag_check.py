@@ -15,6 +15,7 @@ SEG_STAGES = frozenset({"seg1_train", "seg1_test", "seg1_crf", "trainaug_pred", 
                         "seg2_crf", "seg2_trainaug_pred"})
 """The stages that read the segmentation config."""
 
+
 def check_stage_flags(ctx: RunContext, names: set[str]) -> ConfigError | None:
     """Parse the flags of each stage in ``names`` with its script's parser, before the first stage runs.
 

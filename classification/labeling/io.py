@@ -51,6 +51,11 @@ class ImageResult:
     all_ignored: bool = False
     """The label written is ignore everywhere (the 1% rule, or nothing left after masking)."""
 
+    @classmethod
+    def written(cls, image_id: str, label: np.ndarray, missing_maps: tuple[str, ...] = ()) -> "ImageResult":
+        """The result of an image whose ``label`` was written."""
+        return cls(image_id, WRITTEN, missing_maps=missing_maps, all_ignored=bool((label == IGNORE_INDEX).all()))
+
 
 @dataclass
 class LabelSummary:
