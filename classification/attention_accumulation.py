@@ -51,7 +51,7 @@ Update = tuple[Key, np.ndarray, float]
 def parse_map_name(name: str) -> Key | None:
     """``(id, class)`` of a ``<id>_<c>.png`` name (ids may contain ``_``), else ``None``."""
     stem, _, cls = Path(name).stem.rpartition("_")
-    return (stem, int(cls)) if stem and cls.isdigit() else None
+    return (stem, int(cls)) if stem and cls.isascii() and cls.isdigit() else None
 
 
 class AttentionAccumulator:

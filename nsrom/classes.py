@@ -13,6 +13,7 @@ per line, background first); without that file it is the 21 VOC classes.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,18 @@ from .files import read_text
 
 IGNORE_INDEX = 255
 """Label value of pixels that carry no supervision and are not scored."""
+
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_index(token: str) -> int | None:
+    """The integer that a list token writes in ASCII decimal (``3``, ``03``, ``+3``, ``-1``), else None.
+
+    Every reader of class indices in lists and CSVs goes through this: Python's ``int`` also
+    takes ``1_0`` and other scripts' digits, and ``str.isdigit`` takes ``²``, which ``int`` refuses.
+    """
+    return int(token) if _DECIMAL.fullmatch(token) else None
 
 
 def values_outside_classes(label: np.ndarray, num_classes: int) -> list[int]:
@@ -67,9 +80,9 @@ def read_class_names(path: str | Path) -> list[str]:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) < 2 or not parts[0].isdigit():
+        if len(parts) < 2 or parse_index(parts[0]) is None:
             raise DataError(f"{path}:{line_no}: expected '<index> <name>', got {line!r}")
-        if int(parts[0]) != len(names):
+        if parse_index(parts[0]) != len(names):
             raise DataError(
                 f"{path}:{line_no}: index {parts[0]} out of order (expected {len(names)}); "
                 "labels.txt lists background as 0, then classes 1, 2, ..."

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names, values_outside_classes
+from .classes import IGNORE_INDEX, VOC_CLASSES, load_class_names, parse_index, values_outside_classes
 from .dataset_settings import IMAGE_EXTS, DatasetSettings, load_settings
 from .errors import ConfigError, DataError
 from .files import atomic_write_text, read_text
@@ -265,6 +265,23 @@ def write_ids(path: str | Path, ids: Iterable[str]) -> None:
     atomic_write_text(path, "".join(f"{i}\n" for i in ids))
 
 
+def parse_cls_line(line: str, where: str) -> tuple[str, list[int]] | None:
+    """One line of a ``train_cls.txt`` file: (image id, its distinct 0-based classes, sorted).
+
+    None for a blank line. A token that is not a decimal integer is a :class:`DataError`
+    naming ``where`` (``file:line``). The only parser of the format: :func:`read_cls_list`
+    and the data check both use it, so what one accepts the other does.
+    """
+    parts = line.split()
+    if not parts:
+        return None
+    classes = [parse_index(p) for p in parts[1:]]
+    if None in classes:
+        bad = next(p for p, c in zip(parts[1:], classes) if c is None)
+        raise DataError(f"{where}: class index {bad!r} is not an integer (line {line!r})")
+    return id_from_token(parts[0]), sorted(set(classes))
+
+
 def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str, list[int]]:
     """Read a ``train_cls.txt`` file: ``<id> <c> <c> ...`` with 0-based classes.
 
@@ -277,20 +294,16 @@ def read_cls_list(path: str | Path, num_classes: int | None = None) -> dict[str,
     labels: dict[str, list[int]] = {}
     first_line: dict[str, int] = {}
     for line_no, line in enumerate(read_text(path).splitlines(), start=1):
-        parts = line.split()
-        if not parts:
+        parsed = parse_cls_line(line, f"{path}:{line_no}")
+        if parsed is None:
             continue
-        try:
-            classes = [int(p) for p in parts[1:]]
-        except ValueError:
-            raise DataError(f"{path}:{line_no}: class indices must be integers, got {line!r}") from None
+        image_id, classes = parsed
         for c in classes:
             if c < 0 or (num_classes is not None and c >= num_classes):
                 raise DataError(
                     f"{path}:{line_no}: class index {c} outside 0..{(num_classes or 1) - 1} "
                     "(train_cls.txt uses 0-based foreground classes)"
                 )
-        image_id, classes = id_from_token(parts[0]), sorted(set(classes))
         if image_id in labels and labels[image_id] != classes:
             raise DataError(f"{path}:{line_no}: image {image_id!r} is listed again with other classes "
                             f"({classes} against {labels[image_id]} on line {first_line[image_id]})")

@@ -42,7 +42,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from .classes import IGNORE_INDEX
-from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token
+from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token, parse_cls_line
 from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
 from .files import read_text
@@ -234,24 +234,26 @@ def check_class_list(path: Path, num_classes: int, ids: Sequence[str] | None = N
     file does not list all of them (the image-level labels then come from the masks).
     """
     problems: list[Problem] = []
-    listed: dict[str, tuple[set[str], int]] = {}
+    listed: dict[str, tuple[list[int], int]] = {}
     for line_no, line in enumerate(read_text(path).splitlines(), start=1):
-        parts = line.split()
-        if not parts:
+        where = f"{path}:{line_no}"
+        try:
+            parsed = parse_cls_line(line, where)
+        except DataError as err:
+            problems.append(Problem(ERROR, LISTS, split, where, str(err).removeprefix(f"{where}: ")))
             continue
-        image_id, tokens = id_from_token(parts[0]), set(parts[1:])
-        if image_id in listed and listed[image_id][0] != tokens:
-            problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",
+        if parsed is None:
+            continue
+        image_id, classes = parsed
+        if image_id in listed and listed[image_id][0] != classes:
+            problems.append(Problem(ERROR, LISTS, split, where,
                                     f"image {image_id!r} listed again with other classes (first on line "
                                     f"{listed[image_id][1]})"))
-        listed.setdefault(image_id, (tokens, line_no))
-        for token in parts[1:]:
-            if not token.lstrip("-").isdigit():
-                problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",
-                                        f"class index {token!r} is not an integer (line {line!r})"))
-            elif not 0 <= int(token) < num_classes:
-                problems.append(Problem(ERROR, LISTS, split, f"{path}:{line_no}",
-                                        f"class index {token} outside 0..{num_classes - 1} (0-based foreground "
+        listed.setdefault(image_id, (classes, line_no))
+        for index in classes:
+            if not 0 <= index < num_classes:
+                problems.append(Problem(ERROR, LISTS, split, where,
+                                        f"class index {index} outside 0..{num_classes - 1} (0-based foreground "
                                         f"classes; labels.txt lists {num_classes} besides background)"))
     if ids is not None:
         absent = [i for i in ids if i not in listed]

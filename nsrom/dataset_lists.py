@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .classes import load_class_names, read_class_names, write_class_names
+from .classes import load_class_names, parse_index, read_class_names, write_class_names
 from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
 from .data_check import SALIENCY, elsewhere_hint
 from .dataset_settings import IMAGE_EXTS
@@ -88,7 +88,7 @@ def parse_class_option(text: str) -> list[str]:
     path = Path(text)
     if path.is_file():
         lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
-        names = read_class_names(path) if lines and lines[0].split()[0].isdigit() else lines
+        names = read_class_names(path) if lines and parse_index(lines[0].split()[0]) is not None else lines
     elif "," not in text and ("/" in text or path.suffix.lower() in CLASS_FILE_SUFFIXES):
         raise ConfigError(f"--classes {text!r}: no such file (class names are given as a file or as a,b,c)")
     else:
@@ -157,8 +157,8 @@ def _resolve_token(token: str, names: Sequence[str], where: str) -> list[int]:
         return [names.index(token) - 1]
     if token == names[0]:
         raise DataError(f"{where}: {token!r} is the background, not an image-level class; leave it out")
-    if token.lstrip("-").isdigit():
-        index = int(token)
+    index = parse_index(token)
+    if index is not None:
         if not 0 <= index < len(names) - 1:
             raise DataError(
                 f"{where}: class index {index} outside 0..{len(names) - 2} (0-based foreground classes: "
@@ -177,7 +177,7 @@ def class_names_from_csv(rows: Sequence[CsvRow], path: Path) -> list[str]:
     for row in rows:
         for token in row.tokens:
             for part in token.split():
-                if part.lstrip("-").isdigit():
+                if parse_index(part) is not None:
                     raise DataError(
                         f"{path}:{row.line}: class index {part} needs a class list: give --classes "
                         "or write ROOT/labels.txt"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nsrom.cam import max_normalize, minmax_normalize, to_uint8
 from nsrom.classes import (
-    VOC_CLASSES, load_class_names, read_class_names, values_outside_classes, voc_palette, write_class_names,
+    VOC_CLASSES, load_class_names, parse_index, read_class_names, values_outside_classes, voc_palette, write_class_names,
 )
 from nsrom.data import read_cls_list, read_ids
 from nsrom.errors import DataError, exit_on_error
@@ -103,6 +103,32 @@ def test_id_and_class_lists(tmp_path):
     assert read_cls_list(tmp_path / "c.txt", 4) == {"a": [0, 3], "b": [2]}
     with pytest.raises(DataError, match="c.txt:1: class index 3 outside 0..2"):
         read_cls_list(tmp_path / "c.txt", 3)
+
+
+def test_class_indices_are_ascii_decimal_everywhere_and_one_parser_reads_train_cls(tmp_path):
+    """``--1``, ``²`` or ``1_0`` are not class indices: a message naming the file and line, never
+    int()'s traceback; ``+1`` and ``03`` are 1 and 3 for the reader and the data check alike."""
+    from nsrom.data_check import check_class_list
+    from nsrom.dataset_lists import read_label_csv, resolve_csv_labels
+
+    assert [parse_index(t) for t in ("3", "03", "+3", "-1", "--1", "\u00b2", "1_0", "3.0", "")] == \
+        [3, 3, 3, -1, None, None, None, None, None]
+    (tmp_path / "c.txt").write_text("a +1\nb 03\nb 3\n")
+    assert read_cls_list(tmp_path / "c.txt", 4) == {"a": [1], "b": [3]}
+    assert check_class_list(tmp_path / "c.txt", 4) == []  # the same file is fine for the check too
+    for bad in ("--1", "\u00b2", "1_0"):
+        (tmp_path / "c.txt").write_text(f"a 0\nb {bad}\n", encoding="utf-8")
+        with pytest.raises(DataError, match=f"c.txt:2: class index '{bad}' is not an integer"):
+            read_cls_list(tmp_path / "c.txt", 4)
+        problems = check_class_list(tmp_path / "c.txt", 4)
+        assert [(p.path, p.message) for p in problems] == \
+            [(f"{tmp_path / 'c.txt'}:2", f"class index '{bad}' is not an integer (line 'b {bad}')")]
+    (tmp_path / "labels.txt").write_text("0 background\n\u00b9 cat\n", encoding="utf-8")
+    with pytest.raises(DataError, match="labels.txt:2: expected '<index> <name>'"):
+        read_class_names(tmp_path / "labels.txt")
+    (tmp_path / "l.csv").write_text("a,1\nb,--1\n")
+    with pytest.raises(DataError, match=r"l.csv:2: unknown class '--1'; classes are cat, dog"):
+        resolve_csv_labels(read_label_csv(tmp_path / "l.csv"), ["background", "cat", "dog"], tmp_path / "l.csv")
 
 
 def test_a_16_bit_grey_image_is_read_by_its_high_bits_not_clipped_to_white(tmp_path):
