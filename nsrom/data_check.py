@@ -46,7 +46,7 @@ from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token, pars
 from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
 from .files import read_text
-from .images import COLOUR_MASK_HINT
+from .images import COLOUR_MASK_HINT, reassigned_palette
 from .parallel import parallel_map
 
 ERROR, WARNING = "error", "warning"
@@ -157,8 +157,12 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
                                                f"of class indices{COLOUR_MASK_HINT if mode in ('RGB', 'RGBA') else ''}"))
                 return
             values = np.asarray(img)
+            reassigned = reassigned_palette(img, values)
     except _DECODE_ERRORS as exc:
         result.problems.append(Problem(ERROR, part, job.split, str(path), f"cannot decode the {what}: {exc}"))
+        return
+    if reassigned:
+        result.problems.append(Problem(ERROR, part, job.split, str(path), f"{what} {reassigned}{COLOUR_MASK_HINT}"))
         return
     if size is not None and (msg := _size_problem(what, got, job.image, size)):
         result.problems.append(Problem(ERROR, part, job.split, str(path), msg))

@@ -20,6 +20,7 @@ from .errors import DataError
 from .files import atomic_path
 
 _PALETTE_BYTES = voc_palette(256).tobytes()
+_VOC_INDEX = {tuple(rgb): index for index, rgb in enumerate(voc_palette(256).tolist())}
 
 
 COLOUR_MASK_HINT = " (colour-coded masks: tools/convert_masks.py converts them)"
@@ -65,13 +66,45 @@ def read_grey(path: str | Path, what: str = "grey map") -> np.ndarray:
     return np.asarray(img.convert("L"))
 
 
+def reassigned_palette(img: Image.Image, values: np.ndarray) -> str | None:
+    """Why a palette PNG's indices are not its classes, or None.
+
+    A colour-coded VOC mask that an image tool saved as a palette PNG (quantising, optimising)
+    keeps VOC's colours but numbers them in its own order: every index it uses has a VOC colour,
+    and some index has the colour of another class. Its indices would be read as wrong classes.
+    VOC's own palette, and palettes of other colours (index masks drawn in a tool's colours,
+    or a grey ramp), are indices as they are: None.
+    """
+    if img.mode != "P":
+        return None
+    colours = np.asarray(img.getpalette() or [], np.uint8).reshape(-1, 3)
+    used = [v for v in np.flatnonzero(np.bincount(values.ravel(), minlength=256)).tolist() if v < len(colours)]
+    owners = {v: _VOC_INDEX.get(tuple(colours[v].tolist())) for v in used}
+    if any(owner is None for owner in owners.values()):
+        return None
+    moved = [(v, owner) for v, owner in owners.items() if owner != v]
+    if not moved:
+        return None
+    index, owner = moved[0]
+    return (f"is a palette PNG whose palette gives index {index} the VOC colour of index {owner} "
+            f"{tuple(colours[index].tolist())}: a colour-coded mask re-saved with its own palette, whose "
+            "indices are not its classes")
+
+
 def read_label(path: str | Path, what: str = "label") -> np.ndarray:
-    """Read a label PNG (palette or grey) as ``(H, W)`` uint8 class indices."""
+    """Read a label PNG (palette or grey) as ``(H, W)`` uint8 class indices.
+
+    A palette PNG whose indices are not its classes (:func:`reassigned_palette`) is a
+    :class:`DataError` naming the file.
+    """
     img = _open(path, what)
     if img.mode not in ("P", "L"):
         hint = COLOUR_MASK_HINT if img.mode in ("RGB", "RGBA") else ""
         raise DataError(f"{what} {path} has mode {img.mode}; expected a palette or grey PNG of class indices{hint}")
-    return np.asarray(img)
+    values = np.asarray(img)
+    if reason := reassigned_palette(img, values):
+        raise DataError(f"{what} {path} {reason}{COLOUR_MASK_HINT}")
+    return values
 
 
 def write_label(path: str | Path, label: np.ndarray) -> None:

@@ -165,3 +165,46 @@ def test_an_index_mask_with_values_above_the_classes_fails_instead_of_being_copi
     assert "1 written, 0 exists, 1 failed" in printed
     assert f"mask {src / 'a.png'} is a grey PNG whose values include 40: not class indices 0..3 or 255" in printed
     assert not (out / "a.png").exists() and read_label(out / "b.png").tolist() == [[0, 3, 255]]
+
+
+def test_a_colour_mask_resaved_with_its_own_palette_is_refused_and_converted_by_its_colours(synthetic_root,
+                                                                                           tmp_path, capsys):
+    """Quantising a VOC colour mask to a palette PNG keeps the colours and renumbers them: read as
+    indices, a cat (8) and a person (15) would become classes 1 and 2. The reader and the data check
+    refuse it, naming the file; the tool converts it through its colours. Palettes of other colours
+    (a tool's own colours, a grey ramp) stay indices."""
+    import shutil
+
+    from nsrom.data import DataLayout
+    from nsrom.data_check import check_dataset
+
+    truth = np.zeros((20, 20), np.uint8)
+    truth[5:10, 5:10], truth[12:18, 2:8] = 15, 8
+    rgb = voc_palette(256)[truth]
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=3).save(tmp_path / "quant.png")
+    raw = np.asarray(Image.open(tmp_path / "quant.png"))
+    assert sorted(np.unique(raw).tolist()) == [0, 1, 2]  # what a reader of indices alone would take as classes
+    with pytest.raises(DataError, match=r"quant.png is a palette PNG whose palette gives index \d the VOC colour "
+                                        r"of index (8|15) .*tools/convert_masks.py"):
+        read_label(tmp_path / "quant.png")
+    out = tmp_path / "out"
+    assert convert_masks.main([str(tmp_path), str(out)]) == 0
+    assert np.array_equal(read_label(out / "quant.png"), truth)
+
+    own = Image.fromarray(truth, mode="P")  # indices drawn in colours of the tool's own
+    own.putpalette([c for i in range(256) for c in (i * 7 % 256, 255 - i, 30)])
+    own.save(tmp_path / "own.png")
+    grey = Image.fromarray(truth, mode="P")
+    grey.putpalette([c for i in range(256) for c in (i, i, i)])
+    grey.save(tmp_path / "grey.png")
+    for name in ("own.png", "grey.png"):
+        assert np.array_equal(read_label(tmp_path / name), truth)
+
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    mask = layout.mask_path(layout.ids("val")[0])
+    voc = read_label(mask)
+    Image.fromarray(voc_palette(256)[voc]).convert("P", palette=Image.Palette.ADAPTIVE).save(mask)
+    [error] = check_dataset(layout, workers=1).errors
+    assert error.path == str(mask) and "whose palette gives index" in error.message \
+        and error.message.endswith("(colour-coded masks: tools/convert_masks.py converts them)")

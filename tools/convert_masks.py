@@ -9,7 +9,9 @@ class indices (README, "Data layout"). Each PNG of SRC is written to OUT as a
 palette PNG ``<id>.png``: an RGB(A) mask through the colour map (the VOC colours
 of background and --num-classes classes, or a CVAT-style labelmap.txt,
 ``name:r,g,b::`` per line, background first; VOC's void colour 224,224,192 is
-255), a palette or grey mask unchanged when its values are class indices.
+255), a palette or grey mask unchanged when its values are class indices, and a palette
+mask in VOC's colours but numbered in another order (a colour mask that an image tool
+re-saved as a palette PNG) through its colours.
 A colour no class has, or a palette/grey value above the classes (but 255),
 fails that file, named with the values; nothing is guessed. Files that exist in OUT are kept unless --overwrite; every file is
 written whole or not at all. --labels-out writes the labelmap's class names as
@@ -30,7 +32,7 @@ from nsrom.classes import VOC_CLASSES, read_class_names, values_outside_classes,
 from nsrom.colour_masks import ColourMap, colours_to_indices
 from nsrom.data_check import MAX_LISTED_ERRORS
 from nsrom.errors import ConfigError, DataError, exit_on_error
-from nsrom.images import write_label
+from nsrom.images import reassigned_palette, write_label
 from nsrom.parallel import parallel_map
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
     try:
         with Image.open(src) as img:
             mode = img.mode
-            if mode in ("P", "L"):
+            if mode == "P" and reassigned_palette(img, np.asarray(img)):  # VOC colours, another numbering
+                label = colours_to_indices(np.asarray(img.convert("RGB")), job.colour_map, f"mask {src}")
+            elif mode in ("P", "L"):
                 label = np.asarray(img)
                 outside = values_outside_classes(label, job.colour_map.num_classes)
                 if outside:
