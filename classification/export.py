@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nsrom.cam import class_map_name, max_normalize, resize_to_image, to_uint8
+from nsrom.errors import NsromError
 from nsrom.images import write_grey
 from nsrom import distributed
 from nsrom.provenance import Producer, prepare_output_dir
@@ -110,6 +111,9 @@ def export_attention(
         cams = model(batch["image"].to(device)).float().cpu().numpy()
         for image_id, label, size, cam in zip(batch["id"], batch["label"], batch["size"].tolist(), cams):
             classes = tuple(torch.nonzero(label).flatten().tolist())
+            if not np.isfinite(cam[list(classes)]).all():  # max-normalised, one NaN would blank the whole map
+                raise NsromError(f"the network's maps of image {image_id} hold NaN or infinite values: its "
+                                 "weights are damaged (a diverged training run); train it again")
             for c, att in attention_maps(cam, classes, tuple(size)).items():
                 path = out_dir / class_map_name(image_id, c)
                 if overwrite or not path.is_file():

@@ -16,7 +16,7 @@ def class_map_name(image_id: str, cls: int) -> str:
 
 
 def max_normalize(cam: np.ndarray) -> np.ndarray:
-    """Negatives to 0, then divide by the max (+1e-8): values in [0, 1].
+    """Negatives to 0, then divide by the max (+1e-8): values in [0, 1] (for a finite map).
 
     Stage 1 (OAA) and stage 1b/2 export apply this per (image, class) map;
     works on one map ``(h, w)`` or a stack ``(n, h, w)`` (each map separately).

@@ -221,6 +221,23 @@ def test_missing_data_is_a_message_not_a_traceback(tmp_path, capsys):
     assert "image list not found" in capsys.readouterr().err
 
 
+def test_a_checkpoint_with_nan_weights_stops_the_export_instead_of_writing_blank_maps(synthetic_root, runs,
+                                                                                       tmp_path, capsys):
+    """One NaN in a map would make max-normalisation blank all of it: an export of all-zero CAMs."""
+    state = torch.load(runs / "exp1" / "model" / "checkpoint_final.pth", weights_only=True)
+    head = next(k for k in state["model"] if k.endswith("weight") and "extra" in k)
+    state["model"][head].view(-1)[0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    out = tmp_path / "maps"
+    with pytest.raises(SystemExit) as exc:
+        cam_export.main(common(synthetic_root, runs) + ["--checkpoint", str(tmp_path / "nan.pth"),
+                                                        "--attention-dir", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "hold NaN or infinite values" in err and "train it again" in err and "Traceback" not in err
+    assert not list(out.glob("*.png"))
+
+
 def test_diverging_training_stops_with_a_message(synthetic_root, tmp_path, capsys):
     args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--lr", "1e6"]
     with pytest.raises(SystemExit) as exc:
