@@ -331,8 +331,18 @@ def resolve_num_classes(num_classes: int | None, layout: "DataLayout | None") ->
 
 
 def has_class_tokens(path: str | Path) -> bool:
-    """True when some line of the list holds class indices after the id (the ``train_cls.txt`` format)."""
-    return any(len(line.split()) > 1 for line in read_text(path).splitlines())
+    """True when some line of the list holds class indices after the id (the ``train_cls.txt`` format).
+
+    A line of deeplab-pytorch's format (an image path, then a mask path) is an id, as
+    :func:`read_ids` reads it; any other token after the id makes the file a class list, whose
+    reader then names the token.
+    """
+    for line in read_text(path).splitlines():
+        parts = line.split()
+        if len(parts) > 1 and not (len(parts) == 2 and id_from_token(parts[1]) == id_from_token(parts[0])
+                                   and parse_index(parts[1]) is None):
+            return True
+    return False
 
 
 def list_image_labels(

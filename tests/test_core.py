@@ -97,8 +97,13 @@ def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path, umask, expected)
 
 
 def test_id_and_class_lists(tmp_path):
+    from nsrom.data import has_class_tokens
+
     (tmp_path / "l.txt").write_text("/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png\nb\n\n")
     assert read_ids(tmp_path / "l.txt") == ["2007_000032", "b"]
+    assert not has_class_tokens(tmp_path / "l.txt")  # deeplab-pytorch's lines are ids, for --list too
+    (tmp_path / "n.txt").write_text("3 3\n")
+    assert has_class_tokens(tmp_path / "n.txt")  # image '3' of class 3
     (tmp_path / "c.txt").write_text("a 0 3\nb 2\n")
     assert read_cls_list(tmp_path / "c.txt", 4) == {"a": [0, 3], "b": [2]}
     with pytest.raises(DataError, match="c.txt:1: class index 3 outside 0..2"):
