@@ -78,6 +78,8 @@ def read_record(root: str | Path) -> dict[str, list[ObjectRecord]]:
     """``objects.json`` as records; a malformed entry is a :class:`DataError` naming it."""
     path = record_path(root)
     raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} must map image ids to lists of objects, not hold a {type(raw).__name__}")
     out: dict[str, list[ObjectRecord]] = {}
     for image_id, objs in raw.items():
         try:

@@ -81,6 +81,10 @@ def test_record_round_trip_and_bad_entries(recorded, tmp_path):
     record_path(layout.root).write_text('{"img_a": [{instance: 1}]}')  # not JSON: the file is named
     with pytest.raises(DataError, match=f"{record_path(layout.root)} is not valid JSON"):
         read_record(layout.root)
+    for text, kind in (("[]", "list"), ("null", "NoneType")):
+        record_path(layout.root).write_text(text)
+        with pytest.raises(DataError, match=f"objects.json must map image ids to lists of objects, not hold a {kind}"):
+            read_record(layout.root)
 
 
 def test_a_label_of_another_size_names_both_files(recorded):
