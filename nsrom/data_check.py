@@ -46,7 +46,7 @@ from .data import TRAIN_SPLIT, DataLayout, id_file_suffixes, id_from_token, pars
 from .dataset_settings import OVERRIDE_SOURCE
 from .errors import DataError
 from .files import read_text
-from .images import COLOUR_MASK_HINT, reassigned_palette
+from .images import COLOUR_MASK_HINT, oriented_size, reassigned_palette
 from .parallel import parallel_map
 
 ERROR, WARNING = "error", "warning"
@@ -128,7 +128,7 @@ def _check_image(job: FileJob, result: FileResult) -> tuple[int, int] | None:
     result.checked[IMAGES] += 1
     try:
         with Image.open(job.image) as img:
-            size = img.size
+            size = oriented_size(img)
             if img.format == "JPEG":
                 img.draft(img.mode, (max(1, size[0] // JPEG_DRAFT_SCALE), max(1, size[1] // JPEG_DRAFT_SCALE)))
             img.load()
@@ -150,7 +150,7 @@ def _check_label_png(path: Path, part: str, what: str, job: FileJob, size: tuple
     result.checked[part] += 1
     try:
         with Image.open(path) as img:
-            mode, got = img.mode, img.size
+            mode, got = img.mode, oriented_size(img)
             if mode not in ("P", "L"):
                 result.problems.append(Problem(ERROR, part, job.split, str(path),
                                                f"{what} has mode {mode}; expected a palette or grey 8-bit PNG "
@@ -186,7 +186,7 @@ def _check_saliency(job: FileJob, size: tuple[int, int] | None, result: FileResu
     result.checked[SALIENCY] += 1
     try:
         with Image.open(path) as img:
-            mode, got = img.mode, img.size
+            mode, got = img.mode, oriented_size(img)
             if mode in HIGH_BIT_MODES:
                 result.problems.append(Problem(ERROR, SALIENCY, job.split, str(path),
                                                f"saliency map has mode {mode} (16-bit or float); "

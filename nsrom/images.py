@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .classes import voc_palette
 from .errors import DataError
@@ -26,13 +26,26 @@ _VOC_INDEX = {tuple(rgb): index for index, rgb in enumerate(voc_palette(256).tol
 COLOUR_MASK_HINT = " (colour-coded masks: tools/convert_masks.py converts them)"
 """Added to the error about an RGB mask."""
 
+_SIDEWAYS = (5, 6, 7, 8)
+"""EXIF orientations that turn the stored image by 90 degrees."""
+
+
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """``(W, H)`` of ``img`` as it is displayed: its EXIF orientation applied, as the readers do."""
+    width, height = img.size
+    return (height, width) if img.getexif().get(0x0112) in _SIDEWAYS else (width, height)
+
+
 def _open(path: str | Path, what: str) -> Image.Image:
+    """The file decoded, turned as its EXIF orientation says (a phone photo, and a mask an annotation
+    tool drew on it, are both the picture as displayed: cv2.imread turns it too)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     try:
         img = Image.open(path)
         img.load()
+        img = ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read {what} {path}: {exc}") from None
     return img

@@ -136,6 +136,25 @@ def test_class_indices_are_ascii_decimal_everywhere_and_one_parser_reads_train_c
         resolve_csv_labels(read_label_csv(tmp_path / "l.csv"), ["background", "cat", "dog"], tmp_path / "l.csv")
 
 
+def test_images_and_masks_are_read_as_displayed_by_their_exif_orientation(tmp_path):
+    """A phone photo stored 6x4 with orientation 6 (turn 90 degrees clockwise) is displayed 4x6, and
+    an annotation tool draws its mask 4x6: the reader turns the photo, the data check compares the
+    displayed sizes."""
+    from nsrom.images import oriented_size
+
+    stored = np.zeros((4, 6, 3), np.uint8)
+    stored[0, 0] = 255  # top-left when stored: top-right once turned clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    rgb = read_rgb(tmp_path / "photo.png")
+    assert rgb.shape == (6, 4, 3) and rgb[0, 3].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [0, 0, 0]
+    with Image.open(tmp_path / "photo.png") as img:
+        assert img.size == (6, 4) and oriented_size(img) == (4, 6)
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    assert read_rgb(tmp_path / "plain.png").shape == (4, 6, 3)
+
+
 def test_a_16_bit_grey_image_is_read_by_its_high_bits_not_clipped_to_white(tmp_path):
     values = np.array([[0, 5000, 40000, 65535]], np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")

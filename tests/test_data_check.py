@@ -320,3 +320,21 @@ def test_maps_saved_with_a_capital_extension_are_to_be_renamed(synthetic_root, t
     [hint] = [p.message for p in check_dataset(layout, workers=1).warnings if p.general]
     assert hint.endswith("as <id>.PNG; the stages read <id>.png (8-bit PNG): if they are the saliency maps, "
                          "rename them to <id>.png")
+
+
+def test_sizes_are_compared_as_displayed_by_the_images_exif_orientation(synthetic_root, tmp_path):
+    """A photo stored on its side with EXIF orientation 6 and a mask and saliency map drawn on the
+    picture as displayed: no size error (the readers turn the photo the same way)."""
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(synthetic_root.root, layout.root)
+    image_id = layout.ids("val")[0]
+    shown = np.asarray(Image.open(layout.image_path(image_id)))[:, :40]  # 40 wide, 64 high as displayed
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed = stored turned 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown))).save(layout.image_path(image_id), exif=exif, quality=95)
+    for path in (layout.mask_path(image_id), layout.saliency_path(image_id)):
+        with Image.open(path) as img:
+            img.crop((0, 0, 40, 64)).save(path)
+    assert check_dataset(layout, workers=1).errors == []
+    from nsrom.images import read_rgb
+    assert read_rgb(layout.image_path(image_id)).shape == (64, 40, 3)
