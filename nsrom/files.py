@@ -27,6 +27,9 @@ from .errors import DataError, OutputError
 TEMP_MARKER = ".partial-"
 """Part of every temporary name (``.<name>.partial-XXXX<suffix>``): a run killed while writing leaves these."""
 
+NAME_MAX = 255
+"""Longest file name (bytes) of the usual file systems (ext4, XFS, APFS, NTFS in characters)."""
+
 WRITE_FAILURES = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
@@ -34,6 +37,7 @@ WRITE_FAILURES = {
     errno.EPERM: "operation not permitted",
     errno.EROFS: "read-only file system",
     errno.EFBIG: "file too large for the file system",
+    errno.ENAMETOOLONG: "file name too long",
 }
 """``errno`` values that mean the output location cannot take the file (as opposed to a bug)."""
 
@@ -63,7 +67,12 @@ def output_error(path: str | Path, exc: OSError, folder: str | Path | None = Non
     if exc.errno == errno.EISDIR and Path(path).is_dir():
         return OutputError(f"cannot write {path}: it is a folder; give a file name or choose another output")
     reason = WRITE_FAILURES.get(exc.errno, exc.strerror or str(exc))
-    remedy = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix the permissions"
+    if exc.errno == errno.ENAMETOOLONG:
+        remedy = f"shorten the name (at most {NAME_MAX} bytes) or its folder's path"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        remedy = "free some space"
+    else:
+        remedy = "fix the permissions"
     return OutputError(
         f"cannot write {path}: {reason}; {remedy} or choose another output folder "
         "(no partial file was left under that name; re-run the same command to continue)"
@@ -107,8 +116,12 @@ def _create_temporary(path: Path) -> Path:
     0o666 and the process's umask applies, so results stay readable by the
     group and others exactly as a plain write would leave them.
     """
+    tail_bytes = len(f"{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}".encode()) + 1
+    stem = path.stem
+    while stem and len(stem.encode()) + tail_bytes > NAME_MAX:  # a name that fits leaves room for the tag
+        stem = stem[:-1]
     for _ in range(100):
-        tmp = path.parent / f".{path.stem}{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}"
+        tmp = path.parent / f".{stem}{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

@@ -68,6 +68,18 @@ def test_corrupt_and_missing_files_name_the_path(tmp_path):
         read_label(tmp_path / "rgb.png")
 
 
+def test_an_output_name_that_fits_is_written_and_one_too_long_is_named(tmp_path):
+    """The temporary name adds ~20 characters: a 250-byte name must still be writable through it."""
+    from nsrom.errors import OutputError
+
+    name = "a" * 246 + ".png"
+    atomic_write_text(tmp_path / name, "x")
+    assert (tmp_path / name).read_text() == "x" and [p.name for p in tmp_path.iterdir()] == [name]
+    with pytest.raises(OutputError, match=r"file name too long; shorten the name \(at most 255 bytes\)"):
+        atomic_write_text(tmp_path / ("b" * 256 + ".txt"), "x")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "scores.json"
     write_json(target, {"a": 1})
