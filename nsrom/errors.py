@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -50,8 +51,14 @@ def user_message(exc: NsromError) -> str:
     return text
 
 
+INTERRUPTED = ("interrupted; the outputs written so far are kept (each file whole or not at all): the same "
+               "command continues from them (a training script with --resume; pipeline.py resumes by itself)")
+"""What a script says on Ctrl-C before it exits with status 130."""
+
+
 def exit_on_error(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn``; on :class:`NsromError` print ``error: <message>`` (:func:`user_message`) and exit 2."""
+    """Run ``fn``; on :class:`NsromError` print ``error: <message>`` (:func:`user_message`) and exit 2;
+    on Ctrl-C print :data:`INTERRUPTED` and exit 130 (the shell's status for it), without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -60,5 +67,8 @@ def exit_on_error(fn: Callable[..., T]) -> Callable[..., T]:
         except NsromError as exc:
             print(f"error: {user_message(exc)}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print(f"{Path(sys.argv[0]).name}: {INTERRUPTED}", file=sys.stderr)
+            raise SystemExit(130) from None
 
     return wrapper

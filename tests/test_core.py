@@ -291,6 +291,29 @@ def test_an_error_in_a_data_loader_worker_prints_its_message_without_the_traceba
     assert err == "error: image /data/0.jpg is not a readable image (in a data-loader worker)\n"
 
 
+def test_ctrl_c_in_any_script_says_how_to_continue_and_exits_130(synthetic_root, tmp_path, monkeypatch, capsys):
+    """A classifier trainer (exit_on_error) and the segmentation CLI (click) stop alike: status 130, one
+    line that says the outputs are kept and how to continue, no traceback."""
+    from classification import train
+    from nsrom.errors import INTERRUPTED
+    from segmentation import main as seg_main
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", interrupt)
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--data-root", str(synthetic_root.root), "--runs-dir", str(tmp_path), "--no-pretrained",
+                    "--device", "cpu", "--num-workers", "0", "--input-size", "32", "--width-div", "16"])
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert err.endswith(f": {INTERRUPTED}\n") and "Traceback" not in err and "--resume" in INTERRUPTED
+    monkeypatch.setattr(seg_main, "load_cli_config", interrupt)
+    with pytest.raises(SystemExit) as exc:
+        seg_main.main(["train", "-c", "configs/demo.yaml", "--cpu"])
+    assert exc.value.code == 130 and capsys.readouterr().err.endswith(f"main.py: {INTERRUPTED}\n")
+
+
 def test_a_file_that_is_not_a_tensor_file_is_named_with_what_it_is(tmp_path):
     import argparse
     import pickle

@@ -13,6 +13,7 @@ import torch
 from addict import Dict
 
 from nsrom import distributed
+from nsrom.errors import INTERRUPTED
 
 from . import crf_run, evaluate
 from .data_config import data_layout
@@ -150,8 +151,7 @@ def run_group(group: click.Command, argv: Sequence[str] | None, prog_name: str) 
     try:
         return group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
-        print(f"{prog_name}: interrupted; the outputs written so far are kept: the same command continues "
-              "from them (train: with --resume; pipeline.py resumes by itself)", file=sys.stderr)
+        print(f"{prog_name}: {INTERRUPTED}", file=sys.stderr)
         raise SystemExit(130) from None
     except click.ClickException as exc:
         exc.show()
