@@ -5,6 +5,7 @@ and the argparse types they use."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
 import torch
@@ -46,6 +47,23 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
 non_negative_int = whole_number(0)
 """A whole number >= 0 (argparse type of --warmup-steps and --accu-start-epoch)."""
+positive_int = whole_number(1)
+"""A whole number >= 1 (argparse type of sizes and counts: --batch-size, --epochs, --input-size)."""
+
+
+def real_number(minimum: float, maximum: float = math.inf, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``minimum`` (excluded with ``above``) to ``maximum``."""
+    bounds = f"{'>' if above else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum < math.inf else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > minimum if above else value >= minimum) and value <= maximum):
+            raise argparse.ArgumentTypeError(f"expected a number {bounds}, got {text!r}")
+        return value
+    return parse
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,10 +85,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-dir", default=None, help="image folder (default ROOT/JPEGImages)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="foreground classes C (default from ROOT/labels.txt, else 20)")
-    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="images are resized to SxS")
+    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT_SIZE, help="images are resized to SxS")
     p.add_argument("--runs-dir", default=None, help="folder of the runs (default classification/runs)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--num-workers", type=int, default=4, help="DataLoader worker processes")
+    p.add_argument("--num-workers", type=non_negative_int, default=4, help="DataLoader worker processes")
     p.add_argument("--check-data", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every listed image and check the class indices before starting "
                         "(tools/check_data.py; the pipeline checks once at its start)")
@@ -89,19 +107,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", "--snapshot-dir", dest="model_dir", default=None,
                    help="checkpoints (default runs/<exp>/model)")
     p.add_argument("--log-dir", default=None, help="log file and TensorBoard (default runs/<exp>/logs)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="backbone weight lr (x2, x10, x20 for the other groups)")
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
+    p.add_argument("--lr", type=real_number(0, above=True), default=DEFAULT_LR, help="backbone weight lr (x2, x10, x20 for the other groups)")
+    p.add_argument("--weight-decay", type=real_number(0), default=WEIGHT_DECAY)
     p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
                    help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=0, metavar="N",
                    help="raise the rate linearly over the first N steps (default 0: none, the paper's; "
                         "the CPU demo warms up from its stand-in weights)")
-    p.add_argument("--hue-jitter", type=float, default=HUE,
+    p.add_argument("--hue-jitter", type=real_number(0, 0.5), default=HUE,
                    help="largest hue shift of the colour jitter, a fraction of the hue circle (default 0.1, the "
                         "paper's); lower it where classes differ by colour, or a shift turns one into another")
-    p.add_argument("--width-div", type=int, default=1,
+    p.add_argument("--width-div", type=positive_int, default=1,
                    help="divide every channel count (CPU demo); ImageNet weights fit 1 only, a narrower net "
                         "needs --no-pretrained or a --pretrained-path file of its width")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
@@ -114,9 +132,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="NHWC memory format for weights and inputs (off by default, see docs/speed.md)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the most advanced of runs/<exp>/model/checkpoint_{last,recent}.pth if present")
-    p.add_argument("--checkpoint-every-steps", type=int, default=0, metavar="N",
+    p.add_argument("--checkpoint-every-steps", type=non_negative_int, default=0, metavar="N",
                    help="also write checkpoint_recent.pth every N steps inside an epoch (0: off)")
-    p.add_argument("--checkpoint-every-minutes", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="M",
+    p.add_argument("--checkpoint-every-minutes", type=real_number(0), default=DEFAULT_CHECKPOINT_MINUTES, metavar="M",
                    help="... and every M minutes (0: off; default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="start over even if outputs of an earlier run exist")
 

@@ -40,7 +40,7 @@ from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .cli_args import add_data_args, resolve_device, samples_from_args
+from .cli_args import add_data_args, positive_int, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def make_parser(arch: str, exp: str, what: str) -> argparse.ArgumentParser:
                    help="model to export (default runs/<exp>/model/checkpoint_final.pth)")
     p.add_argument("--attention-dir", "--save-dir", dest="attention_dir", default=None,
                    help="output folder (default runs/<exp>/attention)")
-    p.add_argument("--width-div", type=int, default=None, help="channel divisor (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_EXPORT_BATCH)
+    p.add_argument("--width-div", type=positive_int, default=None, help="channel divisor (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_EXPORT_BATCH)
     p.add_argument("--overwrite", action="store_true",
                    help="delete the maps in the output folder and redo them all (needed when they were made "
                         "by another checkpoint or settings)")

@@ -15,6 +15,29 @@ SEG_STAGES = frozenset({"seg1_train", "seg1_test", "seg1_crf", "trainaug_pred", 
                         "seg2_crf", "seg2_trainaug_pred"})
 """The stages that read the segmentation config."""
 
+RUNNER_SEG_KEYS = {
+    "DATASET.ROOT": "--data-root",
+    "DATASET.SPLIT.TRAIN": "--train-split",
+    "DATASET.SPLIT.VAL": "--val-split",
+    "DATASET.IMAGE_EXT": "--image-ext",
+    "DATASET.MASK_DIR": "--mask-dir",
+    "DATASET.LABEL_DIR": "nothing: each round trains on the labels of its stage (3 or 6)",
+    "EXP.OUTPUT_DIR": "--work-dir",
+    "EXP.ID": "nothing: the rounds are round1 and round2",
+}
+"""Config keys the runner sets for each DeepLab-v2 round, and the flag that chooses them instead."""
+
+
+def check_runner_keys(overrides: list[str]) -> None:
+    """Refuse a ``--seg-set`` of a key that the runner sets for each round (:data:`RUNNER_SEG_KEYS`):
+    coming last, it would win, and both rounds would share one folder or one set of labels."""
+    for item in overrides:
+        key = item.partition("=")[0].strip().upper()
+        hit = [k for k in RUNNER_SEG_KEYS if k == key or k.startswith(key + ".")]
+        if hit:
+            raise ConfigError(f"--seg-set {item}: the pipeline sets {', '.join(hit)} for each round; use "
+                              + "; ".join(f"for {k}: {RUNNER_SEG_KEYS[k]}" for k in hit))
+
 
 def check_stage_flags(ctx: RunContext, names: set[str]) -> ConfigError | None:
     """Parse the flags of each stage in ``names`` with its script's parser, before the first stage runs.
@@ -33,6 +56,9 @@ def check_stage_flags(ctx: RunContext, names: set[str]) -> ConfigError | None:
     from segmentation.libs.models.init_weights import COCO_INIT_HELP
     from segmentation.libs.utils.config import load_config
 
+    check_runner_keys(list(ctx.seg_overrides))
+    if "pretrain" in names and ctx.preset.standin is not None:
+        names = names | {"cam_train", "seg1_train"}  # the stand-ins are made with the networks' settings
     scripts = {
         "cam_train": (train, cam_train_argv, "--cls-arg / --cam-arg", None),
         "iam_train": (train_iam, iam_train_argv, "--cls-arg", None),

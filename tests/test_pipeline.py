@@ -443,6 +443,11 @@ def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them
     ("pseudo_label_extra", ["--object-threshold 0.7"], r"has no flag --object-threshold 0.7 \(a flag and its value go "
                                                        r"in one argument as --object-threshold=0.7\)"),
     ("seg_overrides", ["MODEL.NAME=Nope"], r"MODEL.NAME 'Nope' unknown; choose one of DeepLabV2_ResNet101_MSC"),
+    ("seg_overrides", ["EXP.ID=mine"], r"--seg-set EXP.ID=mine: the pipeline sets EXP.ID for each round; use for "
+                                       r"EXP.ID: nothing: the rounds are round1 and round2"),
+    ("seg_overrides", ["dataset.split={}"], r"the pipeline sets DATASET.SPLIT.TRAIN, DATASET.SPLIT.VAL .*--train-split"),
+    ("classifier_extra", ["--lr=-1"], r"stage cam_train .*argument --lr: expected a number > 0, got '-1'"),
+    ("seg_overrides", ["SOLVER.BATCH_SIZE.TRAIN=0"], r"SOLVER.BATCH_SIZE.TRAIN must be >= 1"),
 ])
 def test_a_bad_pass_through_flag_stops_before_the_first_stage(synthetic_root, tmp_path, monkeypatch, tiny_preset,
                                                               field, value, message):
@@ -453,6 +458,21 @@ def test_a_bad_pass_through_flag_stops_before_the_first_stage(synthetic_root, tm
     with pytest.raises(ConfigError, match=message):
         run_pipeline(ctx)
     assert ran == []
+
+
+def test_flags_the_stand_ins_read_are_checked_when_the_run_stops_before_their_stages(synthetic_root, tmp_path,
+                                                                                     monkeypatch, tiny_preset):
+    """--to cam_train still makes the DeepLab stand-in from the segmentation config: a typo there stops
+    the run before anything is written or stored, so the corrected command is not refused afterwards."""
+    ran = []
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: ran.append(n))
+                                           for s in stage_module.STAGES])
+    ctx = dataclasses.replace(make_ctx(synthetic_root, tmp_path, tiny_preset), seg_overrides=["SOLVER.ITER_MAXX=3"])
+    with pytest.raises(ConfigError, match="unknown config key SOLVER.ITER_MAXX"):
+        run_pipeline(ctx, to_stage="cam_train")
+    assert ran == [] and StageState(ctx.work_dir).settings() is None
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset), to_stage="cam_train")
+    assert ran == ["pretrain", "cam_train"]
 
 
 def test_the_paper_preset_names_a_missing_coco_init_before_the_first_stage(synthetic_root, tmp_path, monkeypatch):

@@ -69,6 +69,8 @@ def test_overrides_are_typed():
         ("SOLVER.POLY_POWER=-1.0", "SOLVER.POLY_POWER must be >= 0"),
         ("CRF.ITER_MAX=-1", "CRF.ITER_MAX must be >= 1"),
         ("CRF.BI_RGB_STD=0", "CRF.BI_RGB_STD must be > 0"),
+        ("SOLVER.BATCH_SIZE.TRAIN=0", "SOLVER.BATCH_SIZE.TRAIN must be >= 1"),
+        ("DATALOADER.NUM_WORKERS=-1", "DATALOADER.NUM_WORKERS must be >= 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):

@@ -391,6 +391,11 @@ def _check_semantics(cfg: Dict, where: str) -> None:
     for key in ("POS_XY_STD", "BI_XY_STD", "BI_RGB_STD", "POS_W", "BI_W"):
         if cfg.CRF[key] <= 0:
             raise ConfigError(f"{where}: CRF.{key} must be > 0, got {cfg.CRF[key]}")
+    if cfg.SOLVER.BATCH_SIZE.TRAIN < 1:
+        raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TRAIN must be >= 1, got {cfg.SOLVER.BATCH_SIZE.TRAIN}")
+    if cfg.DATALOADER.NUM_WORKERS < 0:
+        raise ConfigError(f"{where}: DATALOADER.NUM_WORKERS must be >= 0 (0: load in the main process), "
+                          f"got {cfg.DATALOADER.NUM_WORKERS}")
     if cfg.SOLVER.BATCH_SIZE.TEST != 1:
         raise ConfigError(f"{where}: SOLVER.BATCH_SIZE.TEST must be 1 (test runs whole images at native size)")
 
