@@ -17,7 +17,7 @@ from nsrom.errors import DataError
 from nsrom.files import read_json
 
 from .results import (
-    MISSED_OBJECT_ROWS, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, in_splits,
+    MISSED_OBJECT_ROWS, MISSED_OBJECTS_KEY, NOT_DONE_KEY, NOTES_KEY, OTHER_SETTINGS_KEY, POM_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, in_splits,
     setting_differences,
 )
 
@@ -113,6 +113,9 @@ def render_comparison(names: Sequence[str], runs: Sequence[dict]) -> str:
         lines += ["", "Splits:", ""] + [f"- {n}: train {s.get('train', 'train_aug')}, val {s.get('val', 'val')}"
                                         for n, s in zip(names, splits)]
     notes = [f"- {n}, {key}: {text}" for n, r in zip(names, runs) for key, text in (r.get(NOTES_KEY) or {}).items()]
+    notes += [f"- {n}: not done yet: {', '.join(r[NOT_DONE_KEY])}" for n, r in zip(names, runs) if r.get(NOT_DONE_KEY)]
+    notes += [f"- {n}: {stage} made under other settings ({'; '.join(changes)})" for n, r in zip(names, runs)
+              for stage, changes in (r.get(OTHER_SETTINGS_KEY) or {}).items()]
     if notes:
         lines += ["", "Notes:", "", *notes]
     recorded = [(n, r[SETTINGS_KEY]) for n, r in zip(names, runs) if r.get(SETTINGS_KEY) is not None]

@@ -77,6 +77,11 @@ SETTINGS_KEY = "settings"
 """results.json key of the run's settings (``runner.run.run_settings``: data, preset, every extra flag)."""
 SPLITS_KEY = "splits"
 """results.json key of the run's split names, ``{"train": ..., "val": ...}`` (the dataset's, else VOC's)."""
+NOT_DONE_KEY = "stages_not_done"
+"""results.json key of the stages not done yet (a run stopped by ``--to`` or a kill); absent once all are."""
+OTHER_SETTINGS_KEY = "stages_with_other_settings"
+"""results.json key of the done stages made under other values of a setting they read (a later ``--from``
+changed it): stage -> ``key: its value -> the run's``."""
 
 
 def in_splits(text: str, results: dict) -> str:
@@ -144,10 +149,11 @@ def update_results(path: Path, entries: dict) -> dict:
     """
     results = load_results(path)
     entries = dict(entries)
-    for key in [k for k, v in entries.items() if v is None]:
+    dropped = [k for k, v in entries.items() if v is None]
+    for key in dropped:
         entries.pop(key)
         results.pop(key, None)
-    notes = {k: v for k, v in results.get(NOTES_KEY, {}).items() if k not in entries}
+    notes = {k: v for k, v in results.get(NOTES_KEY, {}).items() if k not in entries and k not in dropped}
     notes.update(entries.pop(NOTES_KEY, {}))
     results.update(entries)
     if notes:
@@ -208,9 +214,23 @@ def render_markdown(
                       f"device {machine['device']}."]
     if SETTINGS_KEY in results:
         lines += ["", settings_line(results[SETTINGS_KEY])]
+    lines += unfinished_lines(results)
     if figures:
         lines += ["", "Figures:", ""] + [f"- [{caption}]({path})" for caption, path in figures]
     return "\n".join(lines) + "\n"
+
+
+def unfinished_lines(results: dict) -> list[str]:
+    """Lines of results.md for a run that is not whole: the stages not done yet (their scores are absent),
+    and the stages made under other settings than the run's (a later ``--from`` changed a setting)."""
+    lines = []
+    if results.get(NOT_DONE_KEY):
+        lines += ["", f"Not done yet (no scores): {', '.join(results[NOT_DONE_KEY])}."]
+    other = results.get(OTHER_SETTINGS_KEY) or {}
+    if other:
+        lines += ["", "Made under other settings than those above (their value -> the run's):", ""]
+        lines += [f"- {stage}: {'; '.join(changes)}" for stage, changes in other.items()]
+    return lines
 
 
 def setting_differences(before: dict, now: dict, prefix: str = "") -> list[str]:

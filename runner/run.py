@@ -8,6 +8,7 @@ markers, results.json and results.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -22,10 +23,10 @@ from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import (
-    RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, setting_differences, update_results,
+    NOT_DONE_KEY, OTHER_SETTINGS_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, setting_differences, update_results,
     weak_class_line, write_markdown,
 )
-from .flag_check import check_stage_flags
+from .flag_check import SEG_STAGES, check_stage_flags
 from .stages import STAGE_NAMES, STAGES, Stage
 from .state import StageState
 
@@ -86,7 +87,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         if main:
             update_results(ctx.results_path, entries)
             _warn_weak_classes(entries)
-            state.mark_done(stage.name, seconds, {"result_keys": sorted(entries)})
+            state.mark_done(stage.name, seconds, {"result_keys": sorted(entries), SETTINGS_KEY: run_settings(ctx)})
             state.redone(stage.name)
             LOG.info("[%s] finished in %.1f s", stage.name, seconds)
             _write_summary(ctx, state, descriptions)
@@ -103,6 +104,39 @@ def _warn_weak_classes(entries: dict) -> None:
 
 DATASET_KEY = "dataset"
 """The key of :func:`run_settings` that holds the dataset's settings as this run resolved them."""
+LISTS_KEY = "lists"
+"""The key of :func:`run_settings` that holds a digest of each list file the stages read."""
+LATER_KEYS = (DATASET_KEY, LISTS_KEY)
+"""Keys added to the settings after work dirs were made without them: absent there, not compared."""
+
+_DATA_STAGES = frozenset(STAGE_NAMES) - {"pretrain"}
+SETTING_READERS: dict[str, frozenset[str]] = {
+    "data_root": _DATA_STAGES, DATASET_KEY: _DATA_STAGES, LISTS_KEY: _DATA_STAGES, "layout": _DATA_STAGES,
+    "seg_set": SEG_STAGES | {"pretrain", "report"},
+    "seg_config": SEG_STAGES | {"pretrain", "report"},
+    "cls_arg": frozenset({"pretrain", "cam_train", "iam_train"}),
+    "cam_arg": frozenset({"cam_train"}),
+    "stage1_attempts": frozenset({"cam_train"}),
+    "pseudo_label_arg": frozenset({"pseudo_label"}),
+    "masked_label_arg": frozenset({"masked_label"}),
+    "seed": frozenset({"seg1_train", "seg2_train"}),
+}
+"""The stages whose outputs depend on each key of :func:`run_settings` (the preset and any key not
+listed here: every stage)."""
+
+
+def readers(key: str) -> frozenset[str]:
+    """The stages that read the setting ``key`` (:data:`SETTING_READERS`)."""
+    return SETTING_READERS.get(key, frozenset(STAGE_NAMES))
+
+
+def list_digests(ctx: RunContext) -> dict[str, str]:
+    """A short SHA-256 of each list file the stages read (the two splits, train_cls.txt, labels.txt), by
+    file name: a dataset made again in place under the same path is then another dataset."""
+    layout = ctx.layout
+    files = [layout.list_path(ctx.train_split), layout.list_path(ctx.val_split), layout.cls_list_path,
+             layout.labels_path]
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in files if path.is_file()}
 
 
 def run_settings(ctx: RunContext) -> dict:
@@ -118,6 +152,7 @@ def run_settings(ctx: RunContext) -> dict:
         "masked_label_arg": list(ctx.masked_label_extra),
         "layout": {k: v for k, v in sorted(ctx.layout_overrides.items()) if v is not None},
         DATASET_KEY: ctx.layout.settings.values(),  # ROOT/dataset.yaml's choices too (another saliency_dir)
+        LISTS_KEY: list_digests(ctx),
         "seed": ctx.seed,
         # only when given: work dirs made before the flag existed keep matching
         **({"stage1_attempts": ctx.stage1_attempts} if ctx.stage1_attempts is not None else {}),
@@ -139,24 +174,51 @@ def _check_work_dir(state: StageState, ctx: RunContext, from_stage: str | None) 
                 f"--from {from_stage}: the stages before it have not all run in {ctx.work_dir} "
                 f"(not done: {', '.join(missing)}); run without --from, which resumes where the last run stopped")
     now, before = run_settings(ctx), state.settings()
-    if before is not None and DATASET_KEY not in before:  # a work dir made before the key was stored
-        now.pop(DATASET_KEY)
+    for key in LATER_KEYS:
+        if before is not None and key not in before:  # a work dir made before the key was stored
+            now.pop(key)
+    if from_stage is not None and before is not None:
+        _check_from_reaches_changes(from_stage, before, now)
     if from_stage is None and before is not None and before != now and not _nothing_written(ctx, state, before):
         changed = setting_differences(before, now)
-        same = ("restore the dataset's ROOT/dataset.yaml" if all(c.startswith(f"{DATASET_KEY}.") for c in changed)
-                else "give the same flags")
+        if all(c.startswith(f"{LISTS_KEY}.") for c in changed):
+            same = "restore the dataset's lists (the dataset was made again or edited in place)"
+        elif all(c.startswith((f"{DATASET_KEY}.", f"{LISTS_KEY}.")) for c in changed):
+            same = "restore the dataset's ROOT/dataset.yaml"
+        else:
+            same = "give the same flags"
         raise ConfigError(
             f"{ctx.work_dir} holds a run made with other settings ({'; '.join(changed)}); {same} to "
             "continue it, --from STAGE to redo the stages the change affects (--from pretrain: all of "
             "them), or another --work-dir")
 
 
+def _check_from_reaches_changes(from_stage: str, before: dict, now: dict) -> None:
+    """Refuse ``--from STAGE`` with a changed setting that no stage from STAGE on reads: the run would
+    change nothing, yet record the setting as its own."""
+    later = set(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    for key in sorted(set(before) | set(now)):
+        if before.get(key) == now.get(key) or readers(key) & later:
+            continue
+        first = next(name for name in STAGE_NAMES if name in readers(key))
+        change = "; ".join(setting_differences({key: before.get(key)}, {key: now.get(key)}))
+        raise ConfigError(f"--from {from_stage}: {change}, but only stages before {from_stage} read it "
+                          f"({', '.join(n for n in STAGE_NAMES if n in readers(key))}); --from {first} "
+                          "redoes them with it, or give the run's earlier value")
+
+
 def _start(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
     """Once every check has passed: store this run's settings, and clear the markers of ``from_stage``
-    and every later stage (they run again)."""
+    and every later stage (they run again) with their scores in results.json."""
     state.store_settings(run_settings(ctx))
-    if from_stage is not None:
-        state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    if from_stage is None:
+        return
+    cleared = [name for name in STAGE_NAMES[STAGE_NAMES.index(from_stage):] if state.is_done(name)]
+    keys = {key for name in cleared for key in state.info(name).get("result_keys", [])}
+    state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
+    if ctx.results_path.is_file():  # scores of the stages to redo are no longer this run's
+        update_results(ctx.results_path, {key: None for key in keys})
+        _write_summary(ctx, state, {s.name: s.description for s in STAGES})
 
 
 def _nothing_written(ctx: RunContext, state: StageState, before: dict) -> bool:
@@ -258,11 +320,30 @@ def _require_some(ctx: RunContext, report: DataReport, needs: set[tuple[str, str
                             + "".join(f". {hint}" for hint in hints))
 
 
+def stages_made_otherwise(state: StageState, now: dict) -> dict[str, list[str]]:
+    """Done stages that ran under other values of a setting they read than ``now`` (a later ``--from``
+    changed it for the stages after them): stage -> the differences, its value -> now's."""
+    out = {}
+    for name in STAGE_NAMES:
+        made = state.info(name).get(SETTINGS_KEY) if state.is_done(name) else None
+        if made is None:  # not done, or done before markers kept the settings
+            continue
+        changes = [change for key in sorted(set(made) | set(now)) if name in readers(key) and key in made
+                   and made.get(key) != now.get(key)
+                   for change in setting_differences({key: made.get(key)}, {key: now.get(key)})]
+        if changes:
+            out[name] = changes
+    return out
+
+
 def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
+    now = run_settings(ctx)
     results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device),
                                                 SPLITS_KEY: {"train": ctx.train_split, "val": ctx.val_split},
-                                                SETTINGS_KEY: run_settings(ctx)})
+                                                SETTINGS_KEY: now,
+                                                NOT_DONE_KEY: [n for n in STAGE_NAMES if n not in seconds] or None,
+                                                OTHER_SETTINGS_KEY: stages_made_otherwise(state, now) or None})
     figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
                for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
     write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))

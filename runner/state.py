@@ -36,6 +36,10 @@ class StageState:
         write_json(self.marker(stage), {"stage": stage, "seconds": round(seconds, 2),
                                         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **(info or {})})
 
+    def info(self, stage: str) -> dict[str, Any]:
+        """The marker's content (seconds, finish time, result keys, the run's settings); {} if not done."""
+        return read_json(self.marker(stage)) if self.is_done(stage) else {}
+
     def seconds(self, stage: str) -> float | None:
         return read_json(self.marker(stage))["seconds"] if self.is_done(stage) else None
 

@@ -96,3 +96,13 @@ def test_split_names_runs_without_pom_and_notes_are_shown(tmp_path):
     assert lines[2] == "| pseudo labels (stage 3, train split, non-ignored pixels) | 80.0 | 70.0 |"
     assert "- pom: train trainval, val test" in lines and "- no_pom: train train_aug, val val" in lines
 
+
+
+def test_an_unfinished_run_and_stages_made_under_other_settings_are_noted(tmp_path):
+    write_run(tmp_path / "a", {"seg_round1": {"miou": 0.6}, "settings": SETTINGS})
+    write_run(tmp_path / "b", {"seg_round1": {"miou": 0.5}, "settings": {**SETTINGS, "seed": 7},
+                               "stages_not_done": ["seg1_crf", "report"],
+                               "stages_with_other_settings": {"cam_train": ["cls_arg: [] -> ['--seed=1']"]}})
+    lines = compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]).splitlines()
+    assert "- b: not done yet: seg1_crf, report" in lines
+    assert "- b: cam_train made under other settings (cls_arg: [] -> ['--seed=1'])" in lines

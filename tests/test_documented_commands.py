@@ -358,7 +358,7 @@ def check(argv: list[str], cwds: list[Path], env: dict[str, str], shims: Path, r
     (["python", "tools/eval_labels.py", "--data-root", "R", "--cams", "a", "b", "--nope"], ".",
      "unrecognized arguments: --nope"),
     (["python", "pipeline.py", "--work-dir", "W"], ".", "the following arguments are required: --data-root"),
-    (["python", "-m", "classification.test_iam", "--batch-size", "x"], ".", "invalid int value: 'x'"),
+    (["python", "-m", "classification.test_iam", "--batch-size", "x"], ".", "argument --batch-size: expected a whole number >= 1, got 'x'"),
     (["python", "main.py", "crf", "--jobs", "8"], "segmentation", "No such option '--jobs'"),
     (["python", "main.py", "test", "--set", "SOLVER.ITERMAX=1"], "segmentation", "unknown config key SOLVER.ITERMAX"),
     (["python", "main.py", "test", "-c", "configs/voc13.yaml"], "segmentation", "config file not found"),

@@ -29,10 +29,13 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
     assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
-                            "stage1_recognition", "splits", "settings"}
+                            "stage1_recognition", "splits", "settings", "stages_not_done"}
+    assert results["stages_not_done"] == STAGE_NAMES[STAGE_NAMES.index("seg1_train"):]
+    assert "Not done yet (no scores): seg1_train, seg1_test," in (work / "results.md").read_text()
     assert results["splits"] == {"train": "train_aug", "val": "val"}
     assert results["pom"] is True
     results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset))  # the rest; the first five are skipped
+    assert "stages_not_done" not in results and "Not done yet" not in (work / "results.md").read_text()
     return ctx, results
 
 
@@ -241,6 +244,61 @@ def test_a_changed_dataset_yaml_is_another_setting(synthetic_root, tmp_path, mon
     del old["dataset"]
     state.store_settings(old)  # as a work dir of an earlier version stored them
     run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+
+
+def test_a_dataset_made_again_in_place_is_another_dataset(synthetic_root, tmp_path, monkeypatch, tiny_preset):
+    """The same ROOT with other lists (the generator run again with other sizes) would pair the new images
+    with the old CAMs: resuming is refused, naming the list."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda ctx: {}) for s in stage_module.STAGES])
+    run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"), to_stage="oacam_export")
+    train_list = root / "ImageSets" / "Segmentation" / "train_aug.txt"
+    train_list.write_text("\n".join(train_list.read_text().split()[:-1]) + "\n")
+    with pytest.raises(ConfigError, match=r"other settings \(lists.train_aug.txt: '[0-9a-f]{16}' -> '[0-9a-f]{16}'\); "
+                                          r"restore the dataset's lists \(the dataset was made again"):
+        run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+    state = StageState(tmp_path / "work")
+    old = state.settings()
+    del old["lists"]
+    state.store_settings(old)  # a work dir of an earlier version, which kept no digests, still continues
+    run_pipeline(RunContext(root, tmp_path / "work", tiny_preset, device="cpu"))
+
+
+def test_from_drops_the_scores_it_clears_and_refuses_changes_it_cannot_reach(synthetic_root, tmp_path, monkeypatch,
+                                                                           tiny_preset):
+    """A --from run stopped early (--to, a kill) must not show the old run's later scores under the new
+    settings; a changed flag that only earlier stages read is refused; a change that reaches some of its
+    stages is kept, and the earlier stages made with the old value are named."""
+    def score(value):
+        return {"miou": value, "class_iou": {"background": value, "a": value}}
+
+    entries = {"seg1_test": {"seg_round1": score(0.5)}, "seg1_crf": {"seg_round1_crf": score(0.6)},
+               "seg2_test": {"seg_round2": score(0.7)}, "seg2_crf": {"seg_round2_crf": score(0.8),
+                                                                     "notes": {"seg_round2_crf": "partial"}}}
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: dict(entries.get(n, {})))
+                                           for s in stage_module.STAGES])
+    run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    seven = dataclasses.replace(make_ctx(synthetic_root, tmp_path, tiny_preset), seed=7)
+    results = run_pipeline(seven, from_stage="seg1_train", to_stage="seg1_test")
+    assert results["seg_round1"]["miou"] == 0.5 and "notes" not in results
+    assert not {"seg_round1_crf", "seg_round2", "seg_round2_crf"} & set(results)
+    assert results["stages_not_done"] == STAGE_NAMES[STAGE_NAMES.index("seg1_crf"):]
+    md = (tmp_path / "results.md").read_text()
+    assert "round 2" not in md.split("Not done yet")[0].lower() and "Not done yet (no scores): seg1_crf" in md
+
+    assert run_pipeline(seven)["seg_round2_crf"]["miou"] == 0.8  # the plain run finishes it
+    epochs = dataclasses.replace(seven, classifier_extra=["--epochs=5"])
+    with pytest.raises(ConfigError, match=r"--from report: cls_arg: \[\] -> \['--epochs=5'\], but only stages before "
+                                          r"report read it \(pretrain, cam_train, iam_train\); --from pretrain"):
+        run_pipeline(epochs, from_stage="report")
+    iam_seed = dataclasses.replace(seven, classifier_extra=["--seed=1"])
+    results = run_pipeline(iam_seed, from_stage="iam_train")  # the IAM again with another seed: allowed
+    assert results["stages_with_other_settings"] == {
+        "pretrain": ["cls_arg: [] -> ['--seed=1']"], "cam_train": ["cls_arg: [] -> ['--seed=1']"]}
+    assert "- cam_train: cls_arg: [] -> ['--seed=1']" in (tmp_path / "results.md").read_text()
 
 
 def test_a_work_dir_with_nothing_written_takes_other_settings(synthetic_root, tmp_path, monkeypatch, tiny_preset):
