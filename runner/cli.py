@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -37,10 +38,14 @@ from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error
 from nsrom.files import ensure_writable_dir
+from nsrom.logs import kept_log_file
 from .context import RunContext
 from .presets import PRESETS, get_preset
 from .run import run_pipeline
 from .stages import STAGE_NAMES
+
+PIPELINE_LOG = "pipeline.log"
+"""The log of every run in a work dir (appended to): the runner's lines and every stage's."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,11 +90,14 @@ def main(argv: list[str] | None = None) -> dict:
                      layout_overrides=layout_overrides(args), seg_config=args.seg_config, seed=args.seed,
                      stage1_attempts=args.stage1_attempts)
     ensure_writable_dir(ctx.work_dir)  # a file, or a folder that cannot be written: one line, exit 2
-    distributed.setup_rank_logging(ctx.work_dir / "pipeline.log")
-    logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
-    use_cuda = args.device != "cpu" and torch.cuda.is_available()
-    with distributed.session("cuda" if use_cuda else "cpu") as info:  # one process group for every stage
-        results = run_pipeline(ctx, args.from_stage, args.to_stage)
+    distributed.setup_rank_logging()
+    # W/pipeline.log holds the whole run (rank 0): every stage's log lines, through their own logging set-ups
+    log_file = kept_log_file(ctx.work_dir / PIPELINE_LOG) if distributed.from_env().is_main else nullcontext()
+    with log_file:
+        logging.getLogger("pipeline").info("dataset %s:\n%s", ctx.data_root, ctx.layout.settings.describe())
+        use_cuda = args.device != "cpu" and torch.cuda.is_available()
+        with distributed.session("cuda" if use_cuda else "cpu") as info:  # one process group for every stage
+            results = run_pipeline(ctx, args.from_stage, args.to_stage)
     if info.is_main:
         print((ctx.work_dir / "results.md").read_text())
     return results

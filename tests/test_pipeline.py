@@ -395,6 +395,24 @@ def test_cli_reports_a_work_dir_that_cannot_be_made(synthetic_root, tmp_path, ca
     assert exc.value.code == 2 and str(tmp_path / "file") in err and "Traceback" not in err
 
 
+def test_pipeline_log_holds_every_stage_through_their_own_logging_setups(synthetic_root, tmp_path):
+    """Each stage script configures logging again; W/pipeline.log must still get the runner's lines of the
+    later stages and the stages' own lines, and let go of the file when the run ends."""
+    import logging
+
+    from runner.cli import main
+
+    work = tmp_path / "w"
+    main(["--data-root", str(synthetic_root.root), "--work-dir", str(work), "--preset", "tiny", "--device", "cpu",
+          "--to", "cam_export"])
+    log = (work / "pipeline.log").read_text()
+    for line in ("[pretrain] finished", "[cam_train] finished", "[cam_export] finished",
+                 "classification.training: epoch 1: mean loss"):
+        assert line in log, line
+    assert not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(work / "pipeline.log")
+                   for h in logging.getLogger().handlers)
+
+
 def test_classifier_seed_benchmark_reads_one_loss_per_epoch_from_the_real_log(finished_run, tiny_preset):
     from benchmarks.classifier_seeds import epoch_losses
 
