@@ -62,6 +62,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     distributed.run_on_main(lambda: _check_work_dir(state, ctx, from_stage))
     done = distributed.run_on_main(lambda: _done_stages(state, from_stage))  # one decision for every rank
     distributed.run_on_main(lambda: _prepare(ctx, [s for s in STAGES if s.name in selected and s.name not in done]))
+    distributed.run_on_main(lambda: _restore_results(ctx, state))
     distributed.run_on_main(lambda: _start(state, ctx, from_stage))
     redo = distributed.run_on_main(lambda: set(state.redo()))
     main = distributed.current().is_main
@@ -87,7 +88,8 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
         if main:
             update_results(ctx.results_path, entries)
             _warn_weak_classes(entries)
-            state.mark_done(stage.name, seconds, {"result_keys": sorted(entries), SETTINGS_KEY: run_settings(ctx)})
+            state.mark_done(stage.name, seconds, {"result_keys": sorted(entries), ENTRIES_KEY: entries,
+                                                  SETTINGS_KEY: run_settings(ctx)})
             state.redone(stage.name)
             LOG.info("[%s] finished in %.1f s", stage.name, seconds)
             _write_summary(ctx, state, descriptions)
@@ -219,6 +221,35 @@ def _start(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
     if ctx.results_path.is_file():  # scores of the stages to redo are no longer this run's
         update_results(ctx.results_path, {key: None for key in keys})
         _write_summary(ctx, state, {s.name: s.description for s in STAGES})
+
+
+ENTRIES_KEY = "entries"
+"""The key of a stage marker that holds what the stage added to results.json."""
+
+
+def _restore_results(ctx: RunContext, state: StageState) -> None:
+    """Rebuild results.json from the markers of the done stages when it is missing or not valid JSON (deleted
+    or edited by hand): every marker keeps what its stage added, so no stage has to run again for its scores."""
+    done = [name for name in STAGE_NAMES if state.is_done(name)]
+    if not done:
+        return
+    if ctx.results_path.is_file():
+        try:
+            load_results(ctx.results_path)
+            return
+        except DataError:
+            damaged = ctx.results_path.with_name(ctx.results_path.name + ".damaged")
+            ctx.results_path.replace(damaged)
+            reason = f"it was not valid JSON; kept as {damaged.name}"
+    else:
+        reason = "it was missing"
+    lacking = [name for name in done if ENTRIES_KEY not in state.info(name)]
+    for name in done:
+        update_results(ctx.results_path, state.info(name).get(ENTRIES_KEY) or {})
+    _write_summary(ctx, state, {s.name: s.description for s in STAGES})
+    LOG.warning("results.json rebuilt from the stage markers (%s)%s", reason,
+                f"; stages done before markers kept their scores have none there: {', '.join(lacking)} "
+                f"(--from {lacking[0]} redoes them)" if lacking else "")
 
 
 def _nothing_written(ctx: RunContext, state: StageState, before: dict) -> bool:

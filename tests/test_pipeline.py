@@ -301,6 +301,20 @@ def test_from_drops_the_scores_it_clears_and_refuses_changes_it_cannot_reach(syn
     assert "- cam_train: cls_arg: [] -> ['--seed=1']" in (tmp_path / "results.md").read_text()
 
 
+def test_a_deleted_or_damaged_results_json_is_rebuilt_from_the_stage_markers(synthetic_root, tmp_path, monkeypatch,
+                                                                              tiny_preset):
+    entries = {"seg1_test": {"seg_round1": {"miou": 0.5, "class_iou": {"background": 0.5}}}}
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, run=lambda c, n=s.name: dict(entries.get(n, {})))
+                                           for s in stage_module.STAGES])
+    whole = run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset))
+    (tmp_path / "results.json").write_text('{"seg_round1": ')  # edited by hand, cut short
+    assert run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset), from_stage="report") == whole
+    assert (tmp_path / "results.json.damaged").read_text() == '{"seg_round1": '
+    (tmp_path / "results.json").unlink()
+    assert run_pipeline(make_ctx(synthetic_root, tmp_path, tiny_preset)) == whole  # nothing to run: rebuilt
+    assert "| DeepLab-v2 round 1 (val) | 50.0 |" in (tmp_path / "results.md").read_text()
+
+
 def test_a_work_dir_with_nothing_written_takes_other_settings(synthetic_root, tmp_path, monkeypatch, tiny_preset):
     """A run of a preset without stand-ins that stopped in stage 1 (a missing download, say) has only the no-op
     pretrain done: run again with the flag that fixes it (here --cls-arg), it is not refused."""
