@@ -138,9 +138,13 @@ def test_deeplab_killed_mid_pass_resumes_to_identical_weights(synthetic_root, tm
     assert "is at step 2, past SOLVER.ITER_MAX 1" in capsys.readouterr().err
     # a resume with another schedule would not continue the interrupted run: refused, the checkpoint kept
     # (a setting of where or how often it saves may change)
-    with pytest.raises(SystemExit):
-        seg_main.main(seg_argv(synthetic_root, tmp_path / "b", "--resume", "--set", "SOLVER.LR=0.01",
-                               "--set", "SOLVER.ITER_SAVE=50"))
+    checked = []
+    monkeypatch.setattr(seg_train, "check_split", lambda *args, **kwargs: checked.append(args))
+    with pytest.raises(SystemExit):  # --check-data: refused before the data check, not minutes after it
+        seg_main.main([*seg_argv(synthetic_root, tmp_path / "b", "--resume", "--set", "SOLVER.LR=0.01",
+                                 "--set", "SOLVER.ITER_SAVE=50"), "--check-data"])
+    monkeypatch.undo()
+    assert checked == []
     err = capsys.readouterr().err
     assert "--resume: " in err and "was trained with other settings (SOLVER.LR: 0.00025 -> 0.01)" in err
     assert f"-c {paths.model_dir / 'config.yaml'}" in err and paths.recent_checkpoint.is_file()

@@ -249,6 +249,11 @@ def _train(
     )
     LOG.info("%d training images of %s, %d classes, %d process(es) x batch %d",
              len(dataset), cfg.DATASET.SPLIT.TRAIN, n_classes, info.world_size, batch_size)
+    state = None
+    if resume is not None:  # refused before the data check's minutes when it cannot continue that run
+        path = latest_checkpoint(paths) if str(resume) == RESUME_LATEST else Path(resume)
+        path = distributed.broadcast_from_main(path)
+        state = read_resume_state(path, cfg)
     if check_data:
         check_split(layout, cfg.DATASET.SPLIT.TRAIN, dataset.ids, n_classes, "training", label_dir)
     if info.is_main and overwrite and resume is None:  # only once the new run's init and data are in order
@@ -264,22 +269,9 @@ def _train(
     precision.prepare_model(model)
     optimizer = build_optimizer(model, solver)
     scaler = precision.grad_scaler()
-    state, start = None, 0
-    if resume is not None:
-        path = latest_checkpoint(paths) if str(resume) == RESUME_LATEST else Path(resume)
-        state = _resume(model, optimizer, distributed.broadcast_from_main(path), scaler)
-        if changed := changed_training_settings(state.get("config"), cfg.to_dict()):
-            raise StaleOutputError(
-                f"--resume: {path} was trained with other settings ({'; '.join(changed)}); resume with the ones "
-                f"it was trained with (its run's config: -c {paths.model_dir / 'config.yaml'}), or --overwrite "
-                "to start over with these")
-        if solver.ITER_MAX < int(state["step"]):
-            raise ConfigError(f"--resume: {path} is at step {state['step']}, past SOLVER.ITER_MAX {solver.ITER_MAX}; "
-                              "give at least that many steps, or --overwrite to start over")
-        trained_for = ((state.get("config") or {}).get("SOLVER") or {}).get("ITER_MAX")
-        if trained_for is not None and trained_for != solver.ITER_MAX:
-            LOG.warning("--resume with SOLVER.ITER_MAX %d instead of the run's %d: the poly rate follows the new "
-                        "length from step %d on", solver.ITER_MAX, trained_for, int(state["step"]))
+    start = 0
+    if state is not None:
+        apply_resume_state(model, optimizer, path, state, scaler)
         start = int(state["step"])
         seed = int(state.get("data_seed", seed))
     position = state.get("stream", {}) if state is not None else {}
@@ -414,23 +406,46 @@ def changed_training_settings(before: dict | None, now: dict) -> list[str]:
     return changed
 
 
-def _resume(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    path: Path,
-    scaler: torch.amp.GradScaler | None = None,
-) -> dict:
-    """Restore model, optimiser and loss scale from a training checkpoint; returns the whole checkpoint.
+def read_resume_state(path: Path, cfg: Dict) -> dict:
+    """The training checkpoint ``--resume`` continues from, once it is known that this config can continue it.
 
-    A checkpoint without a stream position (an older version) resumes at the
-    start of a pass, with a warning: the data order then differs from the
-    interrupted run's.
+    Refused (naming the remedy): a missing file, a weights-only file, a run trained with other training
+    settings (:func:`changed_training_settings`), or one already past ``SOLVER.ITER_MAX``; a longer
+    ``SOLVER.ITER_MAX`` is taken with a warning (the poly rate follows the new length). A checkpoint without a
+    stream position (an older version) resumes at the start of a pass, with a warning: the data order then
+    differs from the interrupted run's.
     """
     if not path.is_file():
         raise NsromError(f"--resume: checkpoint not found: {path}")
     state = load_state(path, "training checkpoint")
     if "optimizer" not in state or "step" not in state:
         raise NsromError(f"--resume: {path} is a weights-only file; resuming needs a training checkpoint of main.py train")
+    if changed := changed_training_settings(state.get("config"), cfg.to_dict()):
+        raise StaleOutputError(
+            f"--resume: {path} was trained with other settings ({'; '.join(changed)}); resume with the ones "
+            f"it was trained with (its run's config: -c {path.parent / 'config.yaml'}), or --overwrite "
+            "to start over with these")
+    iter_max = cfg.SOLVER.ITER_MAX
+    if iter_max < int(state["step"]):
+        raise ConfigError(f"--resume: {path} is at step {state['step']}, past SOLVER.ITER_MAX {iter_max}; "
+                          "give at least that many steps, or --overwrite to start over")
+    trained_for = ((state.get("config") or {}).get("SOLVER") or {}).get("ITER_MAX")
+    if trained_for is not None and trained_for != iter_max:
+        LOG.warning("--resume with SOLVER.ITER_MAX %d instead of the run's %d: the poly rate follows the new "
+                    "length from step %d on", iter_max, trained_for, int(state["step"]))
+    if "stream" not in state:
+        LOG.warning("%s predates exact resume: the data order restarts at a new pass", path)
+    return state
+
+
+def apply_resume_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    path: Path,
+    state: dict,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Restore model, optimiser and loss scale from a checkpoint of :func:`read_resume_state`."""
     try:
         model.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -442,7 +457,4 @@ def _resume(
         ) from None
     if scaler is not None and scaler.is_enabled() and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    if "stream" not in state:
-        LOG.warning("%s predates exact resume: the data order restarts at a new pass", path)
     LOG.info("resumed from %s at step %d", path, state["step"])
-    return state
