@@ -115,6 +115,34 @@ def test_pom_branch2_also_when_labelled_pixels_have_zero_cam():
     assert pom_threshold(CAM_B2, label, 0) == pytest.approx(0.9)
 
 
+def test_pom_branch1_is_the_median_not_the_mean_of_skewed_values():
+    # labelled pixels: 0.1 0.2 0.9 -> median 0.2 (the mean would be 0.4)
+    label = np.array([[1, 1, 1, 0, 0]], dtype=np.uint8)
+    cam = np.array([[0.1, 0.2, 0.9, 0.15, 0.3]], dtype=np.float32)
+    assert pom_threshold(cam, label, 0) == pytest.approx(0.2)
+    # 0.3 > 0.2 is a potential object, 0.15 is not
+    np.testing.assert_array_equal(mine_potential_objects(label, {0: cam}), [[1, 1, 1, 0, IGN]])
+
+
+def test_pom_branch2_takes_medians_not_means_of_skewed_values():
+    # values > 0.3: 0.31 0.32 0.8 0.85 0.9 0.92 1.0 -> median 0.85 (mean 5.1 / 7 = 0.729);
+    # values > 0.85: 0.9 0.92 1.0 -> median 0.92 (mean 0.94).
+    # A mean in the first place would take 0.8 .. 1.0 (median 0.9), in the second 0.94.
+    cam = np.array([[0.0, 0.2, 0.31, 0.32, 0.8, 0.85, 0.9, 0.92, 1.0]], dtype=np.float32)
+    label = np.zeros(cam.shape, dtype=np.uint8)
+    assert pom_threshold(cam, label, 0) == pytest.approx(0.92)
+    np.testing.assert_array_equal(mine_potential_objects(label, {0: cam}), [[0, 0, 0, 0, 0, 0, 0, 0, IGN]])
+
+
+def test_pom_branch2_counts_cam_values_strictly_above_0_3():
+    # values > 0.3: 0.5 .. 0.9 -> median 0.7; above it 0.8 0.9 -> thr 0.85.
+    # With the two 0.3 values counted the median would be 0.6 and thr 0.8.
+    cam = np.array([[0.0, 0.3, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9]], dtype=np.float32)
+    label = np.zeros(cam.shape, dtype=np.uint8)
+    assert pom_threshold(cam, label, 0) == pytest.approx(0.85)
+    np.testing.assert_array_equal(mine_potential_objects(label, {0: cam}), [[0, 0, 0, 0, 0, 0, 0, IGN]])
+
+
 def test_pom_branch3_threshold_one_without_cam_above_0_3():
     label = np.zeros((1, 3), dtype=np.uint8)
     cam = np.array([[0.0, 0.1, 0.3]], dtype=np.float32)
@@ -165,7 +193,13 @@ def test_make_pseudo_label_known_answer():
     expected = np.zeros((10, 10), dtype=np.uint8)
     expected[:, 5:] = 1
     expected[0:2, 0] = IGN
-    label = make_pseudo_label(sal, [0], {0: oacam, 2: np.full_like(oacam, 255)}, {0: cam}, num_classes=3)
+    # Maps of the absent class 2 that would change the label if used (a constant map would not:
+    # min-max normalisation makes it 0). Column j of the ramp is j / 9 after normalisation.
+    ramp = np.tile(np.arange(0, 250, 25, dtype=np.uint8), (10, 1))
+    # As an OA-CAM, column 9 (1.0) ties class 0's 1.0 and both exceed 0.9: ignore.
+    # As a CAM, mirrored (column j is (9 - j) / 9): POM branch 2, values > 0.3 are columns 0-6,
+    # median 6/9; above it 1, 8/9, 7/9, median 8/9: all of column 0 would become ignore.
+    label = make_pseudo_label(sal, [0], {0: oacam, 2: ramp}, {0: cam, 2: ramp[:, ::-1].copy()}, num_classes=3)
     np.testing.assert_array_equal(label, expected)
 
 
