@@ -29,6 +29,16 @@ def test_hand_computed_values():
     assert iam_loss(x, t).item() == pytest.approx(0.5 * math.log(2) + math.log(2))
 
 
+def test_small_positive_targets_count_as_positive_and_only_zero_as_negative():
+    # t = 1/255 (the smallest 8-bit map value) and 0.05 are positive pixels, only t = 0 negative.
+    # x = 0 on all but the last pixel, x = ln 3 there: -log(1 - sigmoid(ln 3)) = ln 4 = 2 ln 2.
+    x = torch.tensor([[[[0.0, 0.0], [0.0, math.log(3)]]]])
+    t = torch.tensor([[[[1 / 255, 0.05], [0.0, 0.0]]]])
+    positive = (1 / 255 + 0.05) * math.log(2) / 2  # mean of t * ln 2 over the two t > 0 pixels
+    negative = (math.log(2) + 2 * math.log(2)) / 2  # mean over the two t == 0 pixels
+    assert iam_loss(x, t).item() == pytest.approx(positive + negative, rel=1e-6)
+
+
 def test_matches_direct_computation_on_a_random_map():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 4, 4, generator=gen) * 3
