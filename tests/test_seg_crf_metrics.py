@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from nsrom.metrics import ConfusionAccumulator, scores
+from nsrom.metrics import ConfusionAccumulator, confusion_matrix, scores
+from segmentation.libs.crf_run import class_probabilities
 from segmentation.libs.evaluate import upsample_logits
 from segmentation.libs.utils.config import CONFIG_DIR, load_config
 from segmentation.libs.utils.crf import DenseCRF, wrapped_image
@@ -35,6 +38,17 @@ def test_upsample_is_bilinear_half_pixel():
     assert upsample_logits(logits, (1, 4))[0, 0].tolist() == pytest.approx([0.0, 1.0, 3.0, 4.0])
 
 
+def test_crf_input_is_the_softmax_of_the_upsampled_logits():
+    # class 0 logits 0, 4 -> upsampled 0, 1, 3, 4; class 1 logits 0 everywhere: p0 = sigmoid(logit 0).
+    # Softmax before upsampling would interpolate the probabilities instead: 0.5, 0.62, 0.86, 0.98.
+    logits = torch.tensor([[[0.0, 4.0]], [[0.0, 0.0]]])
+    prob = class_probabilities(logits, (1, 4))
+    p0 = [1 / (1 + math.exp(-v)) for v in (0.0, 1.0, 3.0, 4.0)]
+    assert prob.shape == (2, 1, 4)
+    assert prob[0, 0].tolist() == pytest.approx(p0, abs=1e-6)
+    assert prob[1, 0].tolist() == pytest.approx([1 - p for p in p0], abs=1e-6)
+
+
 def test_crf_cleans_a_noisy_prediction():
     rng = np.random.default_rng(0)
     image = np.zeros((40, 40, 3), np.uint8)
@@ -49,6 +63,13 @@ def test_crf_cleans_a_noisy_prediction():
     error_before = (prob.argmax(0) != truth).mean()
     error_after = (refined.argmax(0) != truth).mean()
     assert error_before > 0.15 and error_after < 0.01
+
+
+def test_confusion_matrix_skips_a_prediction_or_truth_equal_to_n_classes():
+    # 2 classes: value 2 is not a class (as 255 is not); only the (0, 0) and (1, 1) pixels count
+    gt = np.array([[0, 0, 1, 2]])
+    pred = np.array([[0, 2, 1, 0]])
+    assert confusion_matrix(gt, pred, 2).tolist() == [[1, 0], [0, 1]]
 
 
 def test_crf_rejects_a_float_image():
