@@ -94,6 +94,18 @@ def test_probability_gate(tmp_path):
     assert acc.update(2, *batch(CAM_A, -2.0)) == 1  # sigmoid(-2) = 0.119 >= 0.1
 
 
+def test_a_probability_equal_to_the_gate_is_not_skipped(tmp_path):
+    # sigmoid(0) = 0.5 exactly: at gate 0.5 the map is stored (only a probability below the gate is skipped)
+    acc = AttentionAccumulator(tmp_path, num_epochs=15, gate=0.5)
+    assert acc.update(1, *batch(CAM_A, 0.0)) == 1
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], MAP_A)
+    assert acc.update(2, *batch(CAM_B, 0.0)) == 1  # and fused
+    np.testing.assert_array_equal(acc.maps[("2007_000032", 0)], np.maximum(MAP_A, MAP_B))
+    # the paper's gate: a record of probability 0.1 exactly is stored too
+    acc = AttentionAccumulator(tmp_path, num_epochs=15)
+    assert acc.apply(1, [(("2007_000032", 0), MAP_B, 0.1)]) == 1
+
+
 def test_a_higher_gate_skips_maps_the_default_one_fuses(tmp_path):
     # sigmoid(2) = 0.881: fused at the paper's 0.1, skipped at 0.9 (the CPU demo's); sigmoid(3) = 0.953 passes both
     acc = AttentionAccumulator(tmp_path, num_epochs=15, gate=0.9)
