@@ -202,6 +202,35 @@ def test_accu_gate_reaches_the_accumulator_and_is_checked(synthetic_root, tmp_pa
         assert f"--accu-gate: must be a number between 0 and 1, got '{bad}'" in capsys.readouterr().err
 
 
+def test_accumulator_gets_the_average_pooled_cam_as_logits(synthetic_root, tmp_path, monkeypatch):
+    """The loop hands prepare() the CAM and its global average pool (the logits of stage 1); the records'
+    probabilities, which apply() compares with the gate, are the sigmoid of that pool."""
+    calls, applied = [], []
+    real_prepare, real_apply = train.AttentionAccumulator.prepare, train.AttentionAccumulator.apply
+
+    def recording_prepare(self, epoch, image_ids, labels, cams, logits, keep=None):
+        records = real_prepare(self, epoch, image_ids, labels, cams, logits, keep)
+        calls.append((epoch, list(image_ids), cams.detach().clone(), logits.detach().clone(), records))
+        return records
+
+    def recording_apply(self, epoch, updates):
+        applied.extend((key, prob) for key, _, prob in updates)
+        return real_apply(self, epoch, updates)
+
+    monkeypatch.setattr(train.AttentionAccumulator, "prepare", recording_prepare)
+    monkeypatch.setattr(train.AttentionAccumulator, "apply", recording_apply)
+    train.main(common(synthetic_root, tmp_path) + TINY_TRAIN)
+    assert [epoch for epoch, *_ in calls] == [0, 0, 1, 1]  # 2 batches per epoch
+    prepared = []
+    for epoch, ids, cams, logits, records in calls:
+        torch.testing.assert_close(logits, cams.mean(dim=(2, 3)))
+        for (image_id, c), _, prob in records:
+            pooled = cams[ids.index(image_id), c].mean()
+            assert prob == pytest.approx(torch.sigmoid(pooled).item(), abs=1e-6)
+            prepared.append(((image_id, c), prob))
+    assert prepared and applied == prepared  # epoch 1's records, the ones the gate sees
+
+
 def test_progress_bar_counts_epochs_from_1_to_the_total(synthetic_root, tmp_path, monkeypatch):
     titles = []
     real_tqdm = training.tqdm
