@@ -14,7 +14,8 @@ from nsrom.images import write_label
 from segmentation.libs.data_config import training_label_dir
 from segmentation.libs.datasets import TrainDataset
 from segmentation.libs.datasets.transforms import (
-    augment, nearest_indices, pad_to, random_crop, rescale, resize_label, resize_labels, to_network_input,
+    augment, nearest_indices, pad_to, random_crop, random_hflip, rescale, resize_label, resize_labels,
+    to_network_input,
 )
 from segmentation.libs.utils.config import load_config
 
@@ -91,6 +92,32 @@ def test_augment_keeps_image_and_label_aligned():
         assert plain or flipped
         flips += flipped and not plain
     assert 0 < flips < 12  # some crops are flipped, some are not
+
+
+class FixedDraw(random.Random):
+    """A generator whose ``random()`` always returns ``value`` (its other draws derive from it too)."""
+
+    def __init__(self, value: float):
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_hflip_with_probability_one_half():
+    # flip when the uniform draw in [0, 1) is below 0.5: draws 0 .. 0.49 flip, 0.5 .. 0.99 do not
+    image = np.arange(3, dtype=np.float32).reshape(1, 3, 1).repeat(3, axis=2)
+    label = np.array([[0, 1, 2]], dtype=np.uint8)
+    for draw, flipped in ((0.0, True), (0.49, True), (0.5, False), (0.99, False)):
+        img, lab = random_hflip(image, label, FixedDraw(draw))
+        assert lab.tolist() == ([[2, 1, 0]] if flipped else [[0, 1, 2]])
+        assert img[0, :, 0].tolist() == lab[0].tolist()
+    # augment flips with the same probability (scale 1, crop the size of the image: only the flip varies)
+    for draw, flipped in ((0.49, True), (0.5, False)):
+        _, lab = augment(image.repeat(3, axis=0), label.repeat(3, axis=0), scales=[1.0], crop_size=3,
+                         mean_bgr=MEAN_BGR, rng=FixedDraw(draw))
+        assert lab[0].tolist() == ([2, 1, 0] if flipped else [0, 1, 2])
 
 
 def test_augment_scales_from_the_set():
