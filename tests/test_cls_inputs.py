@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from classification import transforms
 from classification.datasets import IAMDataset, ImageLabelDataset, load_samples
 from classification.transforms import (
     IMAGENET_MEAN, IMAGENET_STD, ColorJitter, InputTransform, adjust_hue, export_transform, hue_offset,
-    to_normalized_tensor,
+    to_normalized_tensor, train_transform,
 )
 from nsrom.errors import ConfigError, DataError
 from nsrom.images import write_grey
@@ -64,6 +65,21 @@ def test_brightness_jitter_scales_by_one_factor_within_0_7_to_1_3():
         assert ratio.max() - ratio.min() < 0.02  # one factor for all channels
         factors.append(ratio.mean())
     assert 0.69 <= min(factors) < 0.9 and 1.1 < max(factors) <= 1.31
+
+
+def test_training_jitter_defaults_are_0_3_and_hue_0_1(monkeypatch):
+    # brightness, contrast, saturation factors from [0.7, 1.3]; the hue shift from [-0.1, 0.1]
+    jitter = train_transform(16).jitter
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (0.3, 0.3, 0.3, 0.1)
+    ranges = []
+
+    def recording_uniform(low, high, generator):
+        ranges.append((low, high))
+        return (low + high) / 2
+
+    monkeypatch.setattr(transforms, "_uniform", recording_uniform)
+    ColorJitter()(solid((120, 60, 30)))
+    assert ranges == [pytest.approx(r) for r in ((0.7, 1.3), (0.7, 1.3), (0.7, 1.3), (-0.1, 0.1))]
 
 
 def test_training_transform_draws_differ_between_calls():
