@@ -536,7 +536,7 @@ def test_files_kept_in_another_folder_are_named_with_the_setting_that_finds_them
     ("seg_overrides", ["EXP.ID=mine"], r"--seg-set EXP.ID=mine: the pipeline sets EXP.ID for each round; use for "
                                        r"EXP.ID: nothing: the rounds are round1 and round2"),
     ("seg_overrides", ["dataset.split={}"], r"the pipeline sets DATASET.SPLIT.TRAIN, DATASET.SPLIT.VAL .*--train-split"),
-    ("classifier_extra", ["--lr=-1"], r"stage cam_train .*argument --lr: expected a number > 0, got '-1'"),
+    ("classifier_extra", ["--lr=-1"], r"stage cam_train .*argument --lr: expected a number >= 0, got '-1'"),
     ("seg_overrides", ["SOLVER.BATCH_SIZE.TRAIN=0"], r"SOLVER.BATCH_SIZE.TRAIN must be >= 1"),
 ])
 def test_a_bad_pass_through_flag_stops_before_the_first_stage(synthetic_root, tmp_path, monkeypatch, tiny_preset,
