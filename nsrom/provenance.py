@@ -91,6 +91,15 @@ def input_identity(folder: Path) -> dict:
     return {"path": str(Path(folder).resolve()), "producer": read_record(folder)}
 
 
+def files_digest(paths: list[Path]) -> str:
+    """A short SHA-256 of the names and byte sizes of ``paths`` (stat only): input files made again in
+    place under the same names (a dataset generated anew) almost always change it."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{Path(path).name}:{Path(path).stat().st_size if Path(path).is_file() else -1}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def read_record(folder: Path) -> dict | None:
     """The record of ``folder``, or ``None`` when it has none (or an unreadable one)."""
     try:

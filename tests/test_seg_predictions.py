@@ -8,6 +8,7 @@ prediction that test/crf score.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -297,3 +298,55 @@ def test_a_split_without_a_list_names_the_segmentation_flag(run, synthetic_root,
     lists = synthetic_root.list_dir
     assert f"image list not found: {lists / 'tset.txt'}; {lists} holds train_aug, val: name the one to use with " \
            "--split (or DATASET.SPLIT.TRAIN / DATASET.SPLIT.VAL)" in err and "--train-split" not in err
+
+
+def test_output_size_is_the_networks_for_every_input_size():
+    """The shape check of saved logits rests on this arithmetic: it must be the network's own."""
+    from segmentation.libs.models.resnet import output_size
+
+    cfg = load_config(DEMO, ["MODEL.WIDTH_DIV=16"])
+    model = build_model(cfg.MODEL, 3).eval()
+    with torch.no_grad():
+        for height, width in [(2, 2), (3, 5), (9, 17), (16, 16), (17, 33), (54, 64), (97, 121), (321, 333)]:
+            out = model(torch.zeros(1, 3, height, width))
+            assert tuple(out.shape[2:]) == output_size(height, width), (height, width)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(b""), "cannot read the logits .*No data left in file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "cannot read the logits .*EOF"),
+    (lambda p: np.save(p, np.zeros((4, 3, 3), np.float32)), r"have shape \(4, 3, 3\), but an image of .* gives "
+                                                            r"\(4, \d+, \d+\): made for another image"),
+    (lambda p: np.save(p, np.zeros((6, 9, 9), np.float32)), r"have shape \(6, 9, 9\)"),
+])
+def test_damaged_or_foreign_logits_are_named_by_test_and_crf(run, synthetic_root, capsys, damage, message):
+    """An empty .npy had read as Ctrl-C (click takes an EOFError for it), a cut one as a traceback, and
+    logits of another image's size were upsampled and scored as if they fit."""
+    sets, cfg, _ = run
+    seg_main.main(["test", *config_args(sets), "--cpu"])
+    path = RunPaths.from_config(cfg).logit_dir("val") / f"{synthetic_root.ids('val')[0]}.npy"
+    damage(path)
+    for command in (["test", "--cpu"], ["crf", "-j", "1"], ["crf", "-j", "1", "--set", "CRF.BACKEND=torch", "--cpu"]):
+        with pytest.raises(SystemExit) as exc:
+            seg_main.main([command[0], *config_args(sets), *command[1:]])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "Traceback" not in err and "interrupted" not in err, command
+        assert re.search(message, err) and str(path) in err and "main.py test --overwrite" in err, (command, err)
+
+
+def test_logits_of_other_dilations_or_remade_images_are_another_producer(run, synthetic_root, tmp_path, capsys):
+    """The dilations are no weights (the checkpoint's hash misses them) and a dataset made again in place keeps
+    its ids: both make the saved logits stale instead of being reused."""
+    sets, cfg, _ = run
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root.root, root)
+    here = [s for s in sets if not s.startswith("DATASET.ROOT=")] + [f"DATASET.ROOT={root}"]
+    seg_main.main(["test", *config_args(here), "--cpu"])
+    with pytest.raises(SystemExit):
+        seg_main.main(["test", *config_args([*here, "MODEL.ATROUS_RATES=[2, 4, 6, 8]"]), "--cpu"])
+    assert "setting atrous_rates: [1, 2, 3, 4] -> [2, 4, 6, 8]" in capsys.readouterr().err
+    image = root / "JPEGImages" / f"{synthetic_root.ids('val')[0]}.jpg"
+    Image.fromarray(255 - read_rgb(image)).save(image, quality=50)  # the same id, another picture
+    with pytest.raises(SystemExit):
+        seg_main.main(["test", *config_args(here), "--cpu"])
+    assert "setting images_digest:" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from nsrom.provenance import Producer, prepare_output_dir, read_record
 
 from .data_config import class_names, data_layout, mean_bgr
 from .datasets import split_ids
-from .evaluate import LABEL_PATTERN, check_split_for, report_scores, upsample_logits
+from .evaluate import LABEL_PATTERN, check_split_for, read_logits, report_scores, upsample_logits
 from .utils.crf import BACKEND_TORCH, DenseCRF, wrapped_image
 from .utils.paths import RunPaths
 
@@ -100,13 +100,16 @@ def crf_one(job: CrfJob, postprocessor: DenseCRF) -> np.ndarray | None:
     label = _existing_label(job)
     if label is not None:
         return _finish(job, label, new=False)
-    label = crf_label(read_rgb(job.image_path), np.load(job.logit_path), postprocessor, job.wrapped_mean_bgr)
+    rgb = read_rgb(job.image_path)
+    label = crf_label(rgb, read_logits(job.logit_path, rgb.shape[:2], job.n_classes), postprocessor,
+                      job.wrapped_mean_bgr)
     return _finish(job, label, new=True)
 
 
 def _inputs(job: CrfJob) -> tuple[np.ndarray, np.ndarray]:
     """(CRF image, logits) of one image."""
-    return crf_input_image(read_rgb(job.image_path), job.wrapped_mean_bgr), np.load(job.logit_path)
+    rgb = read_rgb(job.image_path)
+    return crf_input_image(rgb, job.wrapped_mean_bgr), read_logits(job.logit_path, rgb.shape[:2], job.n_classes)
 
 
 def _load(job: CrfJob) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:

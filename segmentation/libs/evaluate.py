@@ -25,12 +25,13 @@ from nsrom.errors import DataError
 from nsrom.files import atomic_path, write_json
 from nsrom.images import write_label
 from nsrom.metrics import ConfusionAccumulator, format_table, scores
-from nsrom.provenance import Producer, StaleOutputError, prepare_output_dir
+from nsrom.provenance import Producer, StaleOutputError, files_digest, prepare_output_dir
 
 from .data_config import check_split, class_names, data_layout, mean_bgr
 from .datasets import EvalDataset, split_ids
 from .models import build_model
 from .models.init_weights import load_checkpoint
+from .models.resnet import output_size
 from .utils.paths import RunPaths
 
 LOG = logging.getLogger(__name__)
@@ -40,6 +41,28 @@ def upsample_logits(logits: np.ndarray | torch.Tensor, size: tuple[int, int]) ->
     """``(C, h, w)`` logits -> ``(C, H, W)`` by bilinear interpolation (align_corners False)."""
     logits = torch.as_tensor(logits, dtype=torch.float32)
     return F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+
+
+REDO_LOGITS = "main.py test --overwrite redoes the split's logits (pipeline.py: --from the round's test stage)"
+
+
+def read_logits(path: Path, image_size: tuple[int, int], n_classes: int) -> np.ndarray:
+    """The ``(C, h, w)`` logits that ``test`` saved for an image of ``image_size`` ``(H, W)``.
+
+    A file that cannot be read (cut short, empty), or whose shape is not that of this network's output for
+    this image (:func:`~segmentation.libs.models.resnet.output_size`) and class count (logits of another
+    image, dataset or model), is a :class:`DataError` naming it: upsampled, it would be scored as if it fit.
+    """
+    try:
+        logits = np.load(path)
+    except (OSError, ValueError, EOFError) as exc:  # click would take an EOFError for Ctrl-C
+        raise DataError(f"cannot read the logits {path} ({exc or 'empty file'}); {REDO_LOGITS}") from None
+    expected = (n_classes, *output_size(*image_size))
+    if logits.shape != expected:
+        raise DataError(f"logits {path} have shape {logits.shape}, but an image of {image_size[0]}x{image_size[1]} "
+                        f"(HxW) with {n_classes} classes gives {expected}: made for another image, dataset or "
+                        f"model; {REDO_LOGITS}")
+    return logits
 
 
 def _first(batch: list):
@@ -55,9 +78,13 @@ def _prepare_logit_dir(logit_dir: Path, cfg: Dict, split: str, model_path: Path,
     """Record what makes the logits (checkpoint, images, split, mean): logits of this very
     producer are kept (resume); another producer's stop the run unless ``overwrite``
     (:func:`nsrom.provenance.prepare_output_dir`)."""
-    settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg)}
-    producer = Producer("segmentation.test", settings, checkpoint=model_path,
-                        inputs={"images": data_layout(cfg).image_dir})
+    layout = data_layout(cfg)
+    settings = {"split": split, "model": cfg.MODEL.NAME, "image_mean_bgr": mean_bgr(cfg),
+                # the network's shape beyond its weights' (the dilations are no weight), and the images
+                # themselves: a dataset made again in place has new images under the same ids
+                "atrous_rates": list(cfg.MODEL.ATROUS_RATES), "classes": len(class_names(cfg)),
+                "images_digest": files_digest([layout.image_path(i) for i in split_ids(layout, split)])}
+    producer = Producer("segmentation.test", settings, checkpoint=model_path, inputs={"images": layout.image_dir})
     try:
         prepare_output_dir(logit_dir, producer, overwrite, LOGIT_PATTERN)
     except StaleOutputError as exc:  # the other folder of main.py is another --name
@@ -140,7 +167,7 @@ def _test(
         for image_id, image, gt in tqdm(loader, desc=f"test {split}", dynamic_ncols=True, disable=not info.is_main):
             out = logit_dir / f"{image_id}.npy"
             if out.is_file():
-                logits = torch.from_numpy(np.load(out))
+                logits = torch.from_numpy(read_logits(out, image.shape[1:], len(names)))
             else:
                 logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
                 with atomic_path(out) as tmp:

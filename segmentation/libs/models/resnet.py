@@ -81,6 +81,23 @@ class ResLayer(nn.Sequential):
             )
 
 
+def _pooled(length: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a ceil-mode max-pool, as PyTorch computes it (the last window starts inside)."""
+    out = -(-(length + 2 * padding - kernel) // stride) + 1
+    return out - 1 if (out - 1) * stride >= length + padding else out
+
+
+def output_size(height: int, width: int) -> tuple[int, int]:
+    """``(h, w)`` of the stride-8 class scores for an input of ``height x width`` (the scale-1 branch of
+    MSC, whose size the other two are resized to): the stem's 7x7/2 conv (pad 3), its 3x3/2 ceil-mode
+    pool (pad 1), then the stride-2 1x1 conv that opens ``layer3``; the dilated layers keep the size."""
+    def one(length: int) -> int:
+        conv1 = (length - 1) // 2 + 1
+        pool = _pooled(conv1, 3, 2, 1)
+        return (pool - 1) // 2 + 1
+    return one(height), one(width)
+
+
 class Stem(nn.Sequential):
     """7x7/2 conv-bn-relu (``conv1``) and 3x3/2 max-pool with ceil mode (``pool``)."""
 
