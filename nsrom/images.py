@@ -36,6 +36,18 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
     return (height, width) if img.getexif().get(0x0112) in _SIDEWAYS else (width, height)
 
 
+def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
+    """``(W, H)`` of an image file as displayed (:func:`oriented_size`), from its header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return oriented_size(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read {what} {path}: {exc}") from None
+
+
 def _open(path: str | Path, what: str) -> Image.Image:
     """The file decoded, turned as its EXIF orientation says (a phone photo, and a mask an annotation
     tool drew on it, are both the picture as displayed: cv2.imread turns it too)."""

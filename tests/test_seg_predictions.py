@@ -350,3 +350,18 @@ def test_logits_of_other_dilations_or_remade_images_are_another_producer(run, sy
     with pytest.raises(SystemExit):
         seg_main.main(["test", *config_args(here), "--cpu"])
     assert "setting images_digest:" in capsys.readouterr().err
+
+
+def test_a_crf_label_of_another_size_left_by_an_earlier_run_is_named(run, synthetic_root, capsys):
+    """It had been kept without a word, or blamed on the ground-truth mask."""
+    sets, cfg, _ = run
+    seg_main.main(["test", *config_args(sets), "--cpu"])
+    seg_main.main(["crf", *config_args(sets), "-j", "1", "--save-png"])
+    label = RunPaths.from_config(cfg).label_crf_dir("val") / f"{synthetic_root.ids('val')[1]}.png"
+    Image.open(label).crop((0, 0, 20, 30)).save(label)
+    (RunPaths.from_config(cfg).score_path("val", crf=True)).unlink()
+    with pytest.raises(SystemExit):
+        seg_main.main(["crf", *config_args(sets), "-j", "1", "--save-png"])
+    err = capsys.readouterr().err
+    assert f"CRF label {label} of an earlier run is 30x20 (HxW)" in err and "--overwrite redoes" in err
+    assert "ground-truth" not in err

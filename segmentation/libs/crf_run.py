@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from nsrom import distributed
 from nsrom.errors import DataError
-from nsrom.images import read_label, read_rgb, write_label
+from nsrom.images import image_size, read_label, read_rgb, write_label
 from nsrom.metrics import ConfusionAccumulator, confusion_matrix, scores
 from nsrom.provenance import Producer, prepare_output_dir, read_record
 
@@ -77,10 +77,17 @@ def crf_label(
 
 
 def _existing_label(job: CrfJob) -> np.ndarray | None:
-    """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :mod:`nsrom.provenance`)."""
-    if job.label_path is not None and not job.overwrite and job.label_path.is_file():
-        return read_label(job.label_path, "CRF label")
-    return None
+    """The label PNG of an earlier run, kept unless ``job.overwrite`` (see :mod:`nsrom.provenance`); one of
+    another size than its image (made for another image) is a :class:`DataError` naming it."""
+    if job.label_path is None or job.overwrite or not job.label_path.is_file():
+        return None
+    label = read_label(job.label_path, "CRF label")
+    width, height = image_size(job.image_path)
+    if label.shape != (height, width):
+        raise DataError(f"CRF label {job.label_path} of an earlier run is {label.shape[0]}x{label.shape[1]} (HxW), "
+                        f"its image {job.image_path} {height}x{width}: made for another image; --overwrite redoes "
+                        "the labels")
+    return label
 
 
 def _finish(job: CrfJob, label: np.ndarray, new: bool) -> np.ndarray | None:
