@@ -25,7 +25,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from nsrom.errors import DataError, exit_on_error
 from nsrom.images import read_grey, write_label
@@ -100,8 +100,10 @@ def producer(config: GenLabelConfig) -> Producer:
     return Producer("gen_label", settings, inputs=inputs)
 
 
-def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, workers: int = 1) -> LabelSummary:
-    """Stage 3 over ``image_labels`` (id -> 0-based classes); returns the summary.
+def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, workers: int = 1,
+        failed_check: Collection[str] = ()) -> LabelSummary:
+    """Stage 3 over ``image_labels`` (id -> 0-based classes); returns the summary. The images of
+    ``failed_check`` (a bad saliency map) fail without being processed.
 
     Raises :class:`~nsrom.errors.DataError` when an input folder does not exist
     (the CAM folder is not needed with ``--no-pom``), and
@@ -115,7 +117,7 @@ def run(image_labels: Mapping[str, Sequence[int]], config: GenLabelConfig, worke
     prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(label_image, config)
     name = "gen_label (POM)" if config.rules.pom else "gen_label (no POM)"
-    return run_over_images(job, image_labels, config.out_dir, workers, name)
+    return run_over_images(job, image_labels, config.out_dir, workers, name, failed_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_file)
     image_labels, config = config_from_args(args)
-    check_saliency_maps(args, image_labels, config.sal_dir)
-    summary = run(image_labels, config, args.workers)
+    failed_check = check_saliency_maps(args, image_labels, config.sal_dir)
+    summary = run(image_labels, config, args.workers, failed_check)
     return 0 if summary.ok else 1
 
 

@@ -25,10 +25,12 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
+from nsrom.data import DataLayout
+from nsrom.dataset_settings import layout_overrides
 from nsrom.errors import DataError, exit_on_error
-from nsrom.images import read_grey, write_label
+from nsrom.images import image_size, read_grey, write_label
 from nsrom.logs import setup_logging
 from nsrom.provenance import Producer, prepare_output_dir
 
@@ -62,6 +64,8 @@ class GenMaskedLabelConfig:
     overwrite: bool = False
     rules: NsrmRules = NsrmRules()
     """Dilation and foreground share (the paper's by default)."""
+    layout: DataLayout | None = None
+    """The dataset (with ``--data-root``): each prediction must have its image's size."""
 
 
 def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> ImageResult:
@@ -87,6 +91,10 @@ def mask_image(config: GenMaskedLabelConfig, item: tuple[str, list[int]]) -> Ima
         return ImageResult(image_id, MISSING, "; ".join(absent))
     try:
         pred = read_class_label(pred_path, config.num_classes, "prediction")
+        if config.layout is not None:  # a one-class image keeps P as it is: nothing else would catch it
+            image_path = config.layout.image_path(image_id)
+            width, height = image_size(image_path)
+            check_size(pred, pred_path, "prediction", (height, width), image_path, "image")
         pseudo = saliency = None
         if len(classes) >= MIN_CLASSES_FOR_MASKING:
             pseudo = read_class_label(pseudo_path, config.num_classes, "pseudo label")
@@ -108,9 +116,11 @@ def producer(config: GenMaskedLabelConfig) -> Producer:
 
 
 def run(
-    image_labels: Mapping[str, Sequence[int]], config: GenMaskedLabelConfig, workers: int = 1
+    image_labels: Mapping[str, Sequence[int]], config: GenMaskedLabelConfig, workers: int = 1,
+    failed_check: Collection[str] = (),
 ) -> LabelSummary:
-    """Stage 6 over ``image_labels`` (id -> 0-based classes); returns the summary.
+    """Stage 6 over ``image_labels`` (id -> 0-based classes); returns the summary. The images of
+    ``failed_check`` (a bad saliency map) fail without being processed.
 
     Raises :class:`~nsrom.errors.DataError` when an input folder does not exist,
     and :class:`~nsrom.provenance.StaleOutputError` when the output folder holds
@@ -121,7 +131,7 @@ def run(
     require_dir(config.sal_dir, "saliency", "--sal-dir")
     prepare_output_dir(config.out_dir, producer(config), config.overwrite, LABEL_PATTERN)
     job = functools.partial(mask_image, config)
-    return run_over_images(job, image_labels, config.out_dir, workers, "gen_masked_label (NSRM)")
+    return run_over_images(job, image_labels, config.out_dir, workers, "gen_masked_label (NSRM)", failed_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> tuple[dict[str, list[int]], GenMaskedLabelConfig]:
     """Resolve the image list and the folders from parsed arguments."""
     num_classes, image_labels, sal_dir = resolve_common_args(args, DEFAULT_LIST, DEFAULT_SAL_DIR)
+    layout = DataLayout(args.data_root, **layout_overrides(args)) if args.data_root is not None else None
     config = GenMaskedLabelConfig(
         args.pred_dir, args.pseudo_dir, sal_dir, args.out_dir, num_classes, args.overwrite,
-        rules_from_args(args, NsrmRules),
+        rules_from_args(args, NsrmRules), layout,
     )
     return image_labels, config
 
@@ -154,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_file)
     image_labels, config = config_from_args(args)
-    check_saliency_maps(args, image_labels, config.sal_dir)
-    summary = run(image_labels, config, args.workers)
+    bad_maps = check_saliency_maps(args, image_labels, config.sal_dir)
+    failed_check = {i for i in bad_maps if len(image_labels[i]) >= MIN_CLASSES_FOR_MASKING}  # others need no map
+    summary = run(image_labels, config, args.workers, failed_check)
     return 0 if summary.ok else 1
 
 

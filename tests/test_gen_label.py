@@ -272,8 +272,8 @@ def test_cli_writes_palette_labels_and_reports_problems(stage3_inputs, capsys):
     assert f"saliency map not found: {tmp / 'sal' / ids[0]}.png" in text
     assert f"{ids[1]}_{c1}.png" in text and "class left out" in text
     assert f"{ids[2]}_{c2}.png" in text
-    assert f"sizes differ: OA-CAM {tmp / 'oacam' / ids[3]}_" in text
-    assert f"saliency map {tmp / 'sal' / ids[3]}.png is" in text
+    assert f"{tmp / 'sal' / ids[3]}.png: saliency map is" in text  # the data check names it; not processed
+    assert f"{ids[3]}: not written: its saliency map failed the data check" in text
     assert f"{len(ids)} images: {len(ids) - 3} written, 0 exists, 1 missing, 2 failed; 1 class maps missing" in text
 
 

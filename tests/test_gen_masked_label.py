@@ -137,7 +137,8 @@ def test_cli_masks_multi_class_images_and_reports_problems(stage6_inputs, capsys
     written = sorted([multi[0], *multi[4:], single[0], *single[2:]])
     assert sorted(p.stem for p in (tmp / "out").glob("*.png")) == written
     assert f"pseudo label not found: {tmp / 'pseudo' / multi[1]}.png" in err
-    assert f"saliency map {tmp / 'sal' / multi[2]}.png is {sal2.shape[1] - 1}x{sal2.shape[0]}" in err
+    assert f"{tmp / 'sal' / multi[2]}.png: saliency map is {sal2.shape[1] - 1}x{sal2.shape[0]} (WxH)" in err
+    assert f"{multi[2]}: not written: its saliency map failed the data check" in err
     assert f"prediction {tmp / 'pred' / multi[3]}.png holds class values [9]" in err
     assert f"{tmp / 'pred' / single[1]}.png" in err
     assert f"{len(labels)} images: {len(written)} written, 0 exists, 1 missing, 3 failed" in err
@@ -234,3 +235,22 @@ def test_a_plain_id_list_takes_its_classes_from_the_dataset(synthetic_root, tmp_
         resolve_image_labels(tmp_path / "nowhere.txt", synthetic_root, Path("absent.txt"), n)
     write_cls_list(own, {ids[0]: [0], ids[1]: [1, 2]})  # a list with classes keeps its own
     assert resolve_image_labels(own, synthetic_root, Path("absent.txt"), n) == {ids[0]: [0], ids[1]: [1, 2]}
+
+
+def test_a_one_class_prediction_of_another_size_fails_and_its_bad_map_is_no_matter(stage6_inputs, capsys):
+    """A one-class image keeps P as it is, so only the image can tell that P is not its size; its saliency
+    map is not needed, so a bad one does not fail it (a many-class image with a bad map does fail)."""
+    layout, tmp = stage6_inputs
+    labels = layout.image_labels("train_aug")
+    single = [i for i, c in labels.items() if len(c) == 1]
+    pred = read_label(tmp / "pred" / f"{single[0]}.png")
+    write_label(tmp / "pred" / f"{single[0]}.png", pred[:30, :20])
+    sal = read_grey(tmp / "sal" / f"{single[1]}.png")
+    write_grey(tmp / "sal" / f"{single[1]}.png", sal[:, :-3])
+    assert gen_masked_label.main(_argv(layout, tmp, "--workers", "1")) == 1
+    err = capsys.readouterr().err
+    assert f"sizes differ: prediction {tmp / 'pred' / single[0]}.png is 20x30 (WxH), image " \
+           f"{layout.image_path(single[0])} is" in err
+    assert not (tmp / "out" / f"{single[0]}.png").exists()
+    np.testing.assert_array_equal(read_label(tmp / "out" / f"{single[1]}.png"),
+                                  read_label(tmp / "pred" / f"{single[1]}.png"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import argparse
 import os
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 
 import numpy as np
 
@@ -182,13 +182,18 @@ def run_over_images(
     out_dir: Path,
     workers: int,
     desc: str,
+    failed_check: Collection[str] = (),
 ) -> LabelSummary:
     """Apply ``fn`` to each ``(id, classes)`` in parallel; log problems; return the summary.
 
-    ``fn`` must be picklable (a top-level function or a ``functools.partial`` of one).
+    ``fn`` must be picklable (a top-level function or a ``functools.partial`` of one). The images of
+    ``failed_check`` (their saliency map failed :func:`check_saliency_maps`) fail without being processed.
     """
     summary = LabelSummary(Path(out_dir))
-    items = [(image_id, list(classes)) for image_id, classes in image_labels.items()]
+    for image_id in sorted(set(failed_check) & set(image_labels)):
+        summary.add(ImageResult(image_id, FAILED))
+        LOG.error("%s: not written: its saliency map failed the data check (above)", image_id)
+    items = [(image_id, list(classes)) for image_id, classes in image_labels.items() if image_id not in failed_check]
     for result in parallel_map(fn, items, workers=workers, desc=desc):
         summary.add(result)
         if result.status == MISSING:
@@ -241,14 +246,16 @@ def resolve_common_args(
     return num_classes, image_labels, sal_dir
 
 
-def check_saliency_maps(args: argparse.Namespace, image_labels: Mapping[str, Iterable[int]], sal_dir: Path) -> None:
-    """With ``--data-root`` and ``--check-data``: check every saliency map up front and log each problem.
+def check_saliency_maps(args: argparse.Namespace, image_labels: Mapping[str, Iterable[int]],
+                        sal_dir: Path) -> set[str]:
+    """With ``--data-root`` and ``--check-data``: check every saliency map up front and log each problem;
+    returns the ids whose map has an error (another size than the image, undecodable, 16-bit).
 
-    Label generation goes on afterwards: images whose map is missing or bad are
-    skipped and reported again in the summary; the others are processed.
+    Label generation goes on afterwards (:func:`run_over_images` with ``failed_check``): those
+    images fail, named in the summary, and are not written; a missing map skips its image there.
     """
     if args.data_root is None or not args.check_data:
-        return
+        return set()
     layout = DataLayout(args.data_root, **layout_overrides(args))
     jobs = [FileJob(image_id=i, split=layout.train_split, image=layout.image_path(i),
                     saliency=Path(sal_dir) / f"{i}.png")
@@ -258,3 +265,5 @@ def check_saliency_maps(args: argparse.Namespace, image_labels: Mapping[str, Ite
         (LOG.error if problem.severity == ERROR else LOG.warning)("data check: %s", problem.line())
     for line in report.saliency_summary():
         LOG.info("data check: %s", line)
+    by_map = {str(job.saliency): job.image_id for job in jobs}
+    return {by_map[p.path] for p in report.problems if p.severity == ERROR and p.path in by_map}
