@@ -283,3 +283,18 @@ def test_a_resume_with_another_process_count_gives_every_rank_a_loss_window_of_o
     assert [loss_window(saved, r, 2) for r in (0, 1)] == saved  # the same count: each its own
     assert [loss_window(saved, r, 4) for r in range(4)] == [saved[0]] * 4  # more ranks: rank 0's for all
     assert loss_window(saved[:1], 0, 1) == saved[0] and loss_window([], 2, 4) == []
+
+
+def test_a_finished_deeplab_run_is_not_taken_for_a_run_with_other_settings(synthetic_root, tmp_path, capsys):
+    """train into a folder whose run has finished: the same settings skip it, other ones (another rate, label
+    folder or length) are refused instead of reporting the old model as this run's."""
+    final = seg_main.main(seg_argv(synthetic_root, tmp_path))
+    before = final.read_bytes()
+    assert seg_main.main(seg_argv(synthetic_root, tmp_path)) == final
+    for change, named in (("SOLVER.LR=0.01", "SOLVER.LR: 0.00025 -> 0.01"),
+                          ("SOLVER.ITER_MAX=3", "SOLVER.ITER_MAX: 5 -> 3")):
+        with pytest.raises(SystemExit):
+            seg_main.main([*seg_argv(synthetic_root, tmp_path), "--set", change])
+        err = capsys.readouterr().err
+        assert f"{final} was trained with other settings ({named}); --overwrite trains again" in err
+    assert final.read_bytes() == before

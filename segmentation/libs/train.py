@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import yaml
 from addict import Dict
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -222,6 +223,11 @@ def _train(
     paths = RunPaths.from_config(cfg)
     solver = cfg.SOLVER
     if paths.final_checkpoint.is_file() and not overwrite and resume is None:
+        if changed := _finished_with_other_settings(paths, cfg):
+            raise StaleOutputError(
+                f"{paths.final_checkpoint} was trained with other settings ({'; '.join(changed)}); --overwrite "
+                "trains again with these (replacing that run's checkpoints), or another EXP.ID or "
+                "EXP.OUTPUT_DIR keeps both")
         LOG.info("%s exists; nothing to train (pass --overwrite to train again)", paths.final_checkpoint)
         return paths.final_checkpoint
     earlier = [p.name for p in (*_numbered_checkpoints(paths), paths.recent_checkpoint) if p.is_file()]
@@ -377,6 +383,24 @@ TRAINING_SETTINGS = (
 may change (training longer, with a warning: the poly rate then follows the new length), and so may where it
 saves, logs and how often, the workers and the CRF."""
 PATH_KEYS = ("DATASET.ROOT", "DATASET.LABEL_DIR", "DATASET.LABELS")
+
+
+def _finished_with_other_settings(paths: RunPaths, cfg: Dict) -> list[str]:
+    """How the config of the finished run in ``paths.model_dir`` (its ``config.yaml``) differs from ``cfg``
+    in what is trained and how (:func:`changed_training_settings`, and the number of steps); nothing
+    for a run without one (an older version, or a downloaded model)."""
+    path = paths.model_dir / "config.yaml"
+    try:
+        before = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        before = None
+    if not isinstance(before, dict):
+        return []
+    changed = changed_training_settings(before, cfg.to_dict())
+    steps = (before.get("SOLVER") or {}).get("ITER_MAX")
+    if steps is not None and steps != cfg.SOLVER.ITER_MAX:
+        changed.append(f"SOLVER.ITER_MAX: {steps!r} -> {cfg.SOLVER.ITER_MAX!r}")
+    return changed
 
 
 def changed_training_settings(before: dict | None, now: dict) -> list[str]:
