@@ -49,6 +49,19 @@ def test_overrides_are_typed():
     assert cfg.MODEL.INIT_MODEL is None and cfg.CRF.WRAPPED_IMAGE is True
 
 
+def test_a_hash_in_an_override_is_part_of_the_value_not_a_comment():
+    """YAML would read 'runs/exp #2' as 'runs/exp' and train into another folder."""
+    from segmentation.libs.utils.config import parse_override
+
+    assert parse_override("EXP.OUTPUT_DIR=/tmp/runs/exp #2") == ("EXP.OUTPUT_DIR", "/tmp/runs/exp #2")
+    assert parse_override("EXP.ID=#1") == ("EXP.ID", "#1")
+    assert parse_override('EXP.ID="a #b"') == ("EXP.ID", "a #b")  # quoted: YAML's own string
+    assert parse_override("EXP.ID=a#b") == ("EXP.ID", "a#b")
+    assert load_config(None, ["EXP.OUTPUT_DIR=/tmp/runs/exp #2"]).EXP.OUTPUT_DIR == "/tmp/runs/exp #2"
+    with pytest.raises(ConfigError, match="MODEL.N_BLOCKS must be"):
+        load_config(None, ["MODEL.N_BLOCKS=[3, 4, 23, 3] # resnet101"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -70,6 +83,9 @@ def test_overrides_are_typed():
         ("CRF.ITER_MAX=-1", "CRF.ITER_MAX must be >= 1"),
         ("CRF.BI_RGB_STD=0", "CRF.BI_RGB_STD must be > 0"),
         ("SOLVER.BATCH_SIZE.TRAIN=0", "SOLVER.BATCH_SIZE.TRAIN must be >= 1"),
+        ("MODEL.ATROUS_RATES=[0, 0, 0, 0]", r"MODEL.ATROUS_RATES needs positive dilations"),
+        ("MODEL.ATROUS_RATES=[-1, 2, 3, 4]", r"MODEL.ATROUS_RATES needs positive dilations"),
+        ("MODEL.ATROUS_RATES=[]", r"MODEL.ATROUS_RATES needs positive dilations"),
         ("DATALOADER.NUM_WORKERS=-1", "DATALOADER.NUM_WORKERS must be >= 0"),
     ],
 )

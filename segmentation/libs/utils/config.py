@@ -188,7 +188,9 @@ def validate(flat: Mapping[str, Any], where: str) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"SOLVER.ITER_MAX=100"`` -> ``("SOLVER.ITER_MAX", 100)``; the value is read as YAML."""
+    """``"SOLVER.ITER_MAX=100"`` -> ``("SOLVER.ITER_MAX", 100)``; the value is read as YAML, but a ``#``
+    is kept as text: on a command line it is part of a path or name (``runs/exp #2``), which YAML would
+    cut there as a comment."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like KEY=VALUE, e.g. SOLVER.ITER_MAX=100")
     key, raw = text.split("=", 1)
@@ -196,6 +198,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from None
+    if "#" in raw and not (isinstance(value, str) and "#" in value):
+        value = raw.strip()
     return key.strip(), value
 
 
@@ -354,6 +358,9 @@ def render_config(resolved: ResolvedConfig, notes: Mapping[str, str] | None = No
 def _check_semantics(cfg: Dict, where: str) -> None:
     if len(cfg.MODEL.N_BLOCKS) != 4 or min(cfg.MODEL.N_BLOCKS) < 1:
         raise ConfigError(f"{where}: MODEL.N_BLOCKS needs 4 positive entries, got {cfg.MODEL.N_BLOCKS}")
+    rates = cfg.MODEL.ATROUS_RATES
+    if not rates or min(rates) < 1:
+        raise ConfigError(f"{where}: MODEL.ATROUS_RATES needs positive dilations (one per ASPP branch), got {rates}")
     if cfg.MODEL.WIDTH_DIV < 1:
         raise ConfigError(f"{where}: MODEL.WIDTH_DIV must be >= 1, got {cfg.MODEL.WIDTH_DIV}")
     for key in ("ITER_MAX", "ITER_SIZE", "ITER_SAVE", "ITER_TB", "LR_DECAY", "AVERAGE_LOSS"):
