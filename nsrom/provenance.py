@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import DataError, NsromError
+from .errors import DataError, NsromError, OutputError
 from .files import ensure_writable_dir, write_json
 
 LOG = logging.getLogger(__name__)
@@ -181,6 +181,10 @@ def prepare_output_dir(
     folder = Path(folder)
     record = producer.record()
     existing = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    in_the_way = [path for path in existing if path.is_dir()]
+    if in_the_way:
+        raise OutputError(f"{in_the_way[0]} is a folder where an output file goes ({len(in_the_way)} such); move "
+                          "it away, or write to another folder")
     if existing and not overwrite:
         previous = read_record(folder)
         redo = f"Re-run with {flag} to delete them and redo the folder, or write to another folder."

@@ -60,6 +60,20 @@ def test_other_settings_are_refused_with_what_differs_then_overwrite_redoes(tmp_
     assert read_record(out)["settings"] == {"thr": 0.5}
 
 
+def test_a_folder_under_an_output_name_is_named_before_anything_is_deleted(tmp_path):
+    """--overwrite had stopped with IsADirectoryError half way through deleting the outputs."""
+    from nsrom.errors import OutputError
+
+    out = tmp_path / "out"
+    prepare_output_dir(out, Producer("stage_x", {"thr": 0.3}), False, "*.png")
+    _outputs(out, "a.png")
+    (out / "b.png").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match=r"out/b.png is a folder where an output file goes \(1 such\); move"):
+            prepare_output_dir(out, Producer("stage_x", {"thr": 0.5}), overwrite, "*.png")
+    assert (out / "a.png").is_file() and read_record(out)["settings"] == {"thr": 0.3}
+
+
 def test_outputs_without_a_record_are_refused(tmp_path):
     out = tmp_path / "out"
     _outputs(out, "a.npy")
