@@ -26,6 +26,7 @@ from nsrom.errors import DataError, exit_on_error
 from nsrom.images import overlay, read_rgb, write_label, write_rgb
 from nsrom.logs import setup_logging
 from segmentation.libs.cli import device_option, resolve_device, run_group
+from segmentation.libs.models.msc import check_input_size
 from segmentation.libs.predictions import OVERLAY_QUALITY
 from segmentation.libs.predictor import Predictor
 from segmentation.libs.utils.config import DEFAULT_CONFIG, load_config
@@ -94,6 +95,7 @@ def cli(config_path, overrides, model_path, source, out_dir, crf, cuda) -> list[
     for image_path, (label_path, overlay_path) in zip(tqdm(images, desc="demo", dynamic_ncols=True), outputs):
         try:
             rgb = read_rgb(image_path)
+            check_input_size(*rgb.shape[:2], f"image {image_path}")
         except DataError as exc:  # the other images still get their labels
             LOG.error("%s", exc)
             unreadable.append(image_path.name)
@@ -104,7 +106,7 @@ def cli(config_path, overrides, model_path, source, out_dir, crf, cuda) -> list[
         written.append(label_path)
     LOG.info("labels and overlays of %d image(s) written to %s", len(written), out_dir)
     if unreadable:
-        raise DataError(f"{len(unreadable)} of {len(images)} images could not be read ({', '.join(unreadable[:5])}"
+        raise DataError(f"{len(unreadable)} of {len(images)} images could not be read or were too small ({', '.join(unreadable[:5])}"
                         f"{', ...' if len(unreadable) > 5 else ''}); the others' labels are written")
     return written
 

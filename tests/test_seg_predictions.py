@@ -219,10 +219,13 @@ def test_demo_predicts_images_like_test_and_crf(run, synthetic_root, tmp_path, c
     assert exc.value.code == 2 and f"named {val_ids[0]}" in capsys.readouterr().err
     (inputs / f"{val_ids[0]}.png").unlink()
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # unreadable: named, the others written
+    Image.new("RGB", (1, 5)).save(inputs / "dot.png")  # too small for the 0.5 scale: named, the others written
     with pytest.raises(SystemExit) as exc:
         demo.main([*demo_args, "--input", str(inputs), "--out", str(tmp_path / "three")])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "1 of 3 images could not be read (broken.jpg); the others' labels are written" in err
+    assert exc.value.code == 2 and "2 of 4 images could not be read or were too small (broken.jpg, dot.png); the " \
+                                   "others' labels are written" in err
+    assert f"image {inputs / 'dot.png'} is 1x5 (WxH); the network needs at least 2 pixels on each side" in err
     assert sorted(p.name for p in (tmp_path / "three").glob("*.png")) == sorted(f"{i}.png" for i in val_ids)
     with pytest.raises(SystemExit):
         demo.main([*demo_args, "--input", str(tmp_path / "nothing.jpg"), "--out", str(tmp_path / "x")])

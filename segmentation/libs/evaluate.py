@@ -31,6 +31,7 @@ from .data_config import check_split, class_names, data_layout, mean_bgr
 from .datasets import EvalDataset, split_ids
 from .models import build_model
 from .models.init_weights import load_checkpoint
+from .models.msc import check_input_size
 from .models.resnet import output_size
 from .utils.paths import RunPaths
 
@@ -169,6 +170,7 @@ def _test(
             if out.is_file():
                 logits = torch.from_numpy(read_logits(out, image.shape[1:], len(names)))
             else:
+                check_input_size(*image.shape[1:], f"image {layout.image_path(image_id)}")
                 logits = model(torch.from_numpy(image)[None].to(device))[0].float().cpu()
                 with atomic_path(out) as tmp:
                     np.save(tmp, logits.numpy())

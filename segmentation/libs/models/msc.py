@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nsrom.errors import DataError
+
 MSC_SCALES = (0.5, 0.75)
 """Extra input scales besides 1; their logits are max-fused with the scale-1 logits."""
+MIN_INPUT_SIDE = math.ceil(1 / min(MSC_SCALES))
+"""The shortest image side the network takes: its smallest scale must leave at least one pixel."""
+
+
+def check_input_size(height: int, width: int, what: str) -> None:
+    """:class:`DataError` naming ``what`` when an image is too small for the multi-scale network."""
+    if min(height, width) < MIN_INPUT_SIDE:
+        raise DataError(f"{what} is {width}x{height} (WxH); the network needs at least {MIN_INPUT_SIDE} pixels on "
+                        "each side")
 
 
 class MSC(nn.Module):
