@@ -109,7 +109,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-dir", default=None, help="log file and TensorBoard (default runs/<exp>/logs)")
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
-    p.add_argument("--lr", type=real_number(0), default=DEFAULT_LR, help="backbone weight lr (x2, x10, x20 for the other groups)")
+    p.add_argument("--lr", type=real_number(0), default=DEFAULT_LR,
+                   help="backbone weight lr (x2, x10, x20 for the other groups)")
     p.add_argument("--weight-decay", type=real_number(0), default=WEIGHT_DECAY)
     p.add_argument("--decay-points", type=int_list, default=list(DEFAULT_DECAY_POINTS),
                    help="epochs at whose start lr is multiplied by 0.1 (default 5,10)")

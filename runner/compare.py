@@ -17,8 +17,8 @@ from nsrom.errors import DataError
 from nsrom.files import read_json
 
 from .results import (
-    MISSED_OBJECT_ROWS, MISSED_OBJECTS_KEY, NOT_DONE_KEY, NOTES_KEY, OTHER_SETTINGS_KEY, POM_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, in_splits,
-    setting_differences,
+    MISSED_OBJECT_ROWS, MISSED_OBJECTS_KEY, NOT_DONE_KEY, NOTES_KEY, OTHER_SETTINGS_KEY, POM_KEY, RESULT_KEYS,
+    SETTINGS_KEY, SPLITS_KEY, in_splits, setting_differences,
 )
 
 Row = tuple[str, list["float | str | None"]]

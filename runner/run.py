@@ -23,8 +23,8 @@ from nsrom.files import remove_leftover_temporaries, write_json
 from nsrom.provenance import StaleOutputError
 from .context import FIGURES, RunContext
 from .results import (
-    NOT_DONE_KEY, OTHER_SETTINGS_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown, setting_differences, update_results,
-    weak_class_line, write_markdown,
+    NOT_DONE_KEY, OTHER_SETTINGS_KEY, RESULT_KEYS, SETTINGS_KEY, SPLITS_KEY, load_results, render_markdown,
+    setting_differences, update_results, weak_class_line, write_markdown,
 )
 from .flag_check import SEG_STAGES, check_stage_flags
 from .stages import STAGE_NAMES, STAGES, Stage
