@@ -26,6 +26,8 @@ _VOC_INDEX = {tuple(rgb): index for index, rgb in enumerate(voc_palette(256).tol
 COLOUR_MASK_HINT = " (colour-coded masks: tools/convert_masks.py converts them)"
 """Added to the error about an RGB mask."""
 
+_ORIENTATION = 0x0112
+"""The EXIF tag of the orientation: 1 upright, 2-8 mirrored and/or turned."""
 _SIDEWAYS = (5, 6, 7, 8)
 """EXIF orientations that turn the stored image by 90 degrees."""
 
@@ -33,7 +35,7 @@ _SIDEWAYS = (5, 6, 7, 8)
 def oriented_size(img: Image.Image) -> tuple[int, int]:
     """``(W, H)`` of ``img`` as it is displayed: its EXIF orientation applied, as the readers do."""
     width, height = img.size
-    return (height, width) if img.getexif().get(0x0112) in _SIDEWAYS else (width, height)
+    return (height, width) if img.getexif().get(_ORIENTATION) in _SIDEWAYS else (width, height)
 
 
 def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
@@ -57,7 +59,8 @@ def _open(path: str | Path, what: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        if img.getexif().get(_ORIENTATION, 1) != 1:  # exif_transpose would copy even an upright image
+            img = ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read {what} {path}: {exc}") from None
     return img
