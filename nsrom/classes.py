@@ -107,8 +107,13 @@ def load_class_names(root: str | Path | None) -> list[str]:
     return list(VOC_CLASSES)
 
 
+def class_names_text(names: list[str]) -> str:
+    """``labels.txt``'s text in the format read by :func:`read_class_names`."""
+    return "".join(f"{i} {name}\n" for i, name in enumerate(names))
+
+
 def write_class_names(path: str | Path, names: list[str]) -> None:
     """Write ``labels.txt`` in the format read by :func:`read_class_names`."""
     from .files import atomic_write_text
 
-    atomic_write_text(path, "".join(f"{i} {name}\n" for i, name in enumerate(names)))
+    atomic_write_text(path, class_names_text(names))

@@ -260,9 +260,14 @@ def read_ids(path: str | Path) -> list[str]:
     return ids
 
 
+def ids_text(ids: Iterable[str]) -> str:
+    """An id list's text: one id per line."""
+    return "".join(f"{i}\n" for i in ids)
+
+
 def write_ids(path: str | Path, ids: Iterable[str]) -> None:
     """Write an id list, one per line, atomically."""
-    atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+    atomic_write_text(path, ids_text(ids))
 
 
 def parse_cls_line(line: str, where: str) -> tuple[str, list[int]] | None:
@@ -365,10 +370,14 @@ def list_image_labels(
     return layout.labels_for(ids)
 
 
+def cls_list_text(labels: Mapping[str, Iterable[int]]) -> str:
+    """Image-level labels in the ``train_cls.txt`` format: ``<id> <c> <c> ...`` per line."""
+    return "".join(" ".join([image_id, *(str(c) for c in sorted(cls))]) + "\n" for image_id, cls in labels.items())
+
+
 def write_cls_list(path: str | Path, labels: Mapping[str, Iterable[int]]) -> None:
     """Write image-level labels in the ``train_cls.txt`` format, atomically."""
-    lines = [" ".join([image_id, *(str(c) for c in sorted(cls))]) + "\n" for image_id, cls in labels.items()]
-    atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, cls_list_text(labels))
 
 
 def classes_in_mask(mask: np.ndarray, num_classes: int, where: str = "mask") -> list[int]:

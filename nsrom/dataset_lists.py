@@ -6,7 +6,7 @@ image-level labels come from a CSV (``<image id>,<class> ...``, names or
 0-based foreground indices) and, for images the CSV does not list, from their
 masks; the validation split is given as a list or drawn (seeded) from the
 images that have a mask, since only those can be scored. Both tools share
-:class:`ListReport` and :func:`write_lists`.
+:class:`ListReport` and :func:`list_texts`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .classes import load_class_names, parse_index, read_class_names, write_class_names
-from .data import DataLayout, derive_image_labels, id_from_token, read_ids, write_cls_list, write_ids
+from .classes import class_names_text, load_class_names, parse_index, read_class_names
+from .data import DataLayout, cls_list_text, derive_image_labels, id_from_token, ids_text, read_ids
 from .data_check import SALIENCY, elsewhere_hint
-from .dataset_settings import IMAGE_EXTS
+from .dataset_settings import IMAGE_EXTS, settings_text
 from .errors import ConfigError, DataError
-from .files import read_text
+from .files import atomic_write_texts, read_text
 
 BACKGROUND = "background"
 HEADER_NAMES = {"image_id", "id", "image", "filename", "file", "name"}
@@ -57,18 +57,19 @@ class ListReport:
         return "\n".join(lines + self.notes)
 
 
-def write_lists(
+def list_texts(
     layout: DataLayout,
     splits: Mapping[str, Sequence[str]],
     cls_labels: Mapping[str, Iterable[int]] | None,
     missing: Mapping[str, Sequence[Path]],
-) -> None:
-    """Write ``<split>.txt`` for each split, ``train_cls.txt`` (when given) and ``missing_files.txt``."""
-    for split, ids in splits.items():
-        write_ids(layout.list_path(split), ids)
+) -> dict[Path, str]:
+    """The texts of ``<split>.txt`` for each split, ``train_cls.txt`` (when given) and ``missing_files.txt``,
+    by path: written together with :func:`nsrom.files.atomic_write_texts`."""
+    texts = {layout.list_path(split): ids_text(ids) for split, ids in splits.items()}
     if cls_labels is not None:
-        write_cls_list(layout.cls_list_path, cls_labels)
-    write_ids(layout.list_dir / "missing_files.txt", [str(p) for paths in missing.values() for p in paths])
+        texts[layout.cls_list_path] = cls_list_text(cls_labels)
+    texts[layout.list_dir / "missing_files.txt"] = ids_text(str(p) for paths in missing.values() for p in paths)
+    return texts
 
 
 def labels_from_masks(layout: DataLayout, ids: Iterable[str], num_classes: int) -> dict[str, list[int]]:
@@ -269,14 +270,16 @@ class ListRequest:
     seed: int = 0
 
 
-def build_lists(layout: DataLayout, request: ListRequest, write: bool = True) -> ListReport:
+def build_lists(layout: DataLayout, request: ListRequest, write: bool = True,
+                settings: Mapping[str, object] | None = None) -> ListReport:
     """Lists of the training and validation splits, their image-level labels and the class list.
 
     Training images are the images with a label (a CSV row or a mask) that are
     not validation images, or those of ``request.train_ids``. With ``write``,
     writes the two split lists, ``train_cls.txt`` (the training images'
-    labels), ``labels.txt`` (when absent, or when ``classes`` is given) and
-    ``missing_files.txt``.
+    labels), ``labels.txt`` (when absent, or when ``classes`` is given),
+    ``missing_files.txt`` and, given ``settings``, ``ROOT/dataset.yaml``: all of
+    them or none (:func:`nsrom.files.atomic_write_texts`).
     """
     images = image_ids(layout)
     rows = read_label_csv(request.labels_csv) if request.labels_csv is not None else []
@@ -343,10 +346,14 @@ def build_lists(layout: DataLayout, request: ListRequest, write: bool = True) ->
         hint = elsewhere_hint(layout, SALIENCY, train)
         report.notes.append(f"no training image has a saliency map in {layout.saliency_dir} (<id>.png); "
                             + (hint or "put them there, or name their folder with --saliency-dir"))
-    if write:
-        write_lists(layout, report.splits, cls_labels, report.missing)
+    if write:  # the lists, their class list and the dataset's settings together, or none of them
+        texts = list_texts(layout, report.splits, cls_labels, report.missing)
         if request.classes is not None or not layout.labels_path.is_file():
-            write_class_names(layout.labels_path, list(names))
+            texts[layout.labels_path] = class_names_text(list(names))
+        if settings:
+            path, text = settings_text(layout.root, settings)
+            texts[path] = text
+        atomic_write_texts(texts)
     return report
 
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import DataError
-from .files import atomic_write_text, read_text
+from .files import read_text
 
 SETTINGS_FILE = "dataset.yaml"
 """Name of the optional settings file in the dataset root."""
@@ -142,16 +142,16 @@ def load_settings(root: str | Path, overrides: Mapping[str, Any] | None = None) 
     return replace(DatasetSettings(), **values, sources=sources)
 
 
-def write_settings(root: str | Path, values: Mapping[str, Any]) -> Path:
-    """Write (or update) ``ROOT/dataset.yaml`` with ``values``; returns its path."""
+def settings_text(root: str | Path, values: Mapping[str, Any]) -> tuple[Path, str]:
+    """``(path, text)`` of ``ROOT/dataset.yaml`` updated with ``values``, for the tools that write it with the
+    lists they make (:func:`nsrom.files.atomic_write_texts`)."""
     path = Path(root) / SETTINGS_FILE
     current = read_settings_file(path) if path.is_file() else {}
     _check_names(values, "dataset settings")
     current.update({k: _normalise(k, v, k) for k, v in values.items()})
     text = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
     header = "# Dataset settings read by every stage (see README, 'Data layout').\n"
-    atomic_write_text(path, header + yaml.safe_dump(text, sort_keys=False))
-    return path
+    return path, header + yaml.safe_dump(text, sort_keys=False)
 
 
 # --- the same settings as command-line flags ------------------------------------

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, read_ids
-from .dataset_lists import ListReport, labels_from_masks, write_lists
-from .dataset_settings import write_settings
+from .dataset_lists import ListReport, labels_from_masks, list_texts
+from .dataset_settings import settings_text
 from .errors import DataError
+from .files import atomic_write_texts
 
 VOC_TRAIN_AUG_SIZE = 10582
 VOC_VAL_SIZE = 1449
@@ -92,14 +93,19 @@ def build_voc_lists(
         report.notes.append("masks are missing: train_aug's SBD images take their masks (and image-level labels) "
                             "from SBD's SegmentationClassAug.zip, unpacked into "
                             f"{layout.root / 'SegmentationClassAug'} (README, 'Downloads and where they go')")
-    if write:
+    if write and not train_aug:
+        raise DataError(f"train_aug would be empty: every id of {layout.list_dir / 'train.txt'} and of SBD is in "
+                        f"{layout.list_path(VAL_SPLIT)}; nothing was written (check that the lists are VOC's)")
+    if write:  # the lists and the dataset's settings together, or none of them
         labels = labels_from_masks(layout, train_aug, layout.num_classes) if write_cls else None
-        write_lists(layout, {TRAIN_SPLIT: train_aug}, labels, missing)
+        texts = list_texts(layout, {TRAIN_SPLIT: train_aug}, labels, missing)
         if saliency_dir and len(missing["saliency maps"]) < len(train_aug):
-            written = write_settings(layout.root, {"saliency_dir": saliency_dir})
-            report.notes.append(f"saliency_dir recorded in {written}: every stage reads the maps from {sal_dir}")
+            path, text = settings_text(layout.root, {"saliency_dir": saliency_dir})
+            texts[path] = text
+            report.notes.append(f"saliency_dir recorded in {path}: every stage reads the maps from {sal_dir}")
         elif saliency_dir:
             report.notes.append(f"--saliency-dir {saliency_dir} not recorded in ROOT/dataset.yaml: it holds no map")
+        atomic_write_texts(texts)
     return report
 
 

@@ -126,3 +126,33 @@ def test_missing_sbd_masks_dir_is_explained(tmp_path):
     write_ids(voc.list_path("val"), ["b"])
     with pytest.raises(DataError, match="SegmentationClassAug"):
         build_voc_lists(tmp_path, write=False)
+
+
+def test_lists_whose_train_ids_are_all_in_val_leave_the_old_lists(fake_voc):
+    """Every train and SBD id also in val: train_aug would be empty; nothing is written over the old lists."""
+    voc, sbd = fake_voc
+    write_ids(voc.list_path("val"), list("abcdef"))
+    write_ids(voc.list_path("train_aug"), ["x"])
+    with pytest.raises(DataError, match=r"train_aug would be empty: every id of .*train.txt and of SBD is in "
+                                        r".*val.txt; nothing was written"):
+        build_voc_lists(voc.root, sbd_dir=sbd)
+    assert read_ids(voc.list_path("train_aug")) == ["x"] and not voc.cls_list_path.exists()
+
+
+def test_the_lists_and_their_settings_are_written_together_or_not_at_all(fake_voc, tmp_path):
+    """A file that cannot be written (here a folder in its place) leaves every file of the set as it was."""
+    from nsrom.errors import OutputError
+    from nsrom.files import atomic_write_texts
+
+    voc, sbd = fake_voc
+    write_ids(voc.list_path("train_aug"), ["x"])
+    voc.cls_list_path.mkdir(parents=True)  # train_cls.txt cannot be written
+    with pytest.raises(OutputError, match="train_cls.txt"):
+        build_voc_lists(voc.root, sbd_dir=sbd)
+    assert read_ids(voc.list_path("train_aug")) == ["x"] and not (voc.list_dir / "missing_files.txt").exists()
+    good, blocked = tmp_path / "a.txt", tmp_path / "b.txt"
+    good.write_text("old")
+    blocked.mkdir()
+    with pytest.raises(OutputError):
+        atomic_write_texts({good: "new", blocked: "new"})
+    assert good.read_text() == "old" and not list(tmp_path.glob(".*partial*"))

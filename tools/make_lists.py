@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nsrom.data import DataLayout
 from nsrom.dataset_lists import ListRequest, build_lists, parse_class_option
-from nsrom.dataset_settings import write_settings
+from nsrom.dataset_settings import SETTINGS_FILE
 from nsrom.errors import exit_on_error
 
 LAYOUT_OPTIONS = ("image_dir", "image_ext", "mask_dir", "saliency_dir", "train_split", "val_split")
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         classes=parse_class_option(args.classes) if args.classes else None,
         val_ids=args.val_ids, train_ids=args.train_ids, val_fraction=args.val_fraction, seed=args.seed,
     )
-    report = build_lists(layout, request, write=not args.dry_run)
+    report = build_lists(layout, request, write=not args.dry_run, settings=settings)
     if settings and not args.dry_run:
-        print(f"settings written to {write_settings(args.root, settings)}")
+        print(f"settings written to {layout.root / SETTINGS_FILE}")
     print(layout.settings.describe())
     print(report.summary())
 
