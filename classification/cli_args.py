@@ -5,11 +5,10 @@ and the argparse types they use."""
 from __future__ import annotations
 
 import argparse
-import math
-from typing import Callable
 
 import torch
 
+from nsrom.arg_types import non_negative_int, positive_int, real_number
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError
 from nsrom.precision import AMP_MODES, AMP_OFF
@@ -30,40 +29,6 @@ def int_list(text: str) -> list[int]:
         return [int(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        return value
-    return parse
-
-
-non_negative_int = whole_number(0)
-"""A whole number >= 0 (argparse type of --warmup-steps and --accu-start-epoch)."""
-positive_int = whole_number(1)
-"""A whole number >= 1 (argparse type of sizes and counts: --batch-size, --epochs, --input-size)."""
-
-
-def real_number(minimum: float, maximum: float = math.inf, above: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number from ``minimum`` (excluded with ``above``) to ``maximum``."""
-    bounds = f"{'>' if above else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum < math.inf else "")
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and (value > minimum if above else value >= minimum) and value <= maximum):
-            raise argparse.ArgumentTypeError(f"expected a number {bounds}, got {text!r}")
-        return value
-    return parse
 
 
 def resolve_device(name: str) -> torch.device:

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from nsrom.arg_types import positive_int
 from nsrom.cam import class_map_name, max_normalize, resize_to_image, to_uint8
 from nsrom.errors import NsromError
 from nsrom.images import write_grey
@@ -40,7 +41,7 @@ from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
 from .run_layout import run_dirs
-from .cli_args import add_data_args, positive_int, resolve_device, samples_from_args
+from .cli_args import add_data_args, resolve_device, samples_from_args
 from .transforms import export_transform
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nsrom.arg_types import non_negative_int
 from nsrom.errors import exit_on_error
 from nsrom import distributed
 
@@ -28,7 +29,7 @@ from .models.attention_net import AttentionNet, class_logits
 from .models.pretrained import load_model_state, read_checkpoint
 from .recognition import RECOGNITION_LINE, REPORT_NAME, check_recognition, foreground_names
 from .run_layout import CLASSIFIER_EXP, run_dirs
-from .cli_args import add_train_args, non_negative_int, resolve_device, samples_from_args
+from .cli_args import add_train_args, resolve_device, samples_from_args
 from .run_state import prepare_run
 from .training import fit, seed_everything
 from .transforms import train_transform

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from classification.cli_args import whole_number
+from nsrom.arg_types import whole_number
 from nsrom import distributed
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import exit_on_error

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 
+from nsrom.arg_types import whole_number
 from nsrom.data import DataLayout
 from nsrom.data_check import DEFAULT_WORKERS, check_dataset
 from nsrom.dataset_settings import STAGE_FLAGS, add_layout_args, layout_overrides
-from nsrom.errors import exit_on_error
+from nsrom.errors import ConfigError, exit_on_error
 from nsrom.files import write_json
 
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="splits whose saliency maps are checked (default: the training split)")
     p.add_argument("--label-dir", default=None,
                    help="also check training labels <id>.png in this folder (pseudo or masked labels)")
-    p.add_argument("-j", "--workers", type=int, default=DEFAULT_WORKERS, help="parallel processes")
+    p.add_argument("-j", "--workers", type=whole_number(1), default=DEFAULT_WORKERS, help="parallel processes")
     p.add_argument("--json", default=None, help="also write the report (with per-image coverage) as JSON here")
     add_layout_args(p, (*STAGE_FLAGS, "val_split"))
     return p
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     layout = DataLayout(args.root, **layout_overrides(args))
+    checked = args.splits or [layout.train_split, layout.val_split]
+    unknown = [s for s in args.saliency_splits or [] if s not in checked]
+    if unknown:  # a typo would have checked no saliency map and passed
+        raise ConfigError(f"--saliency-splits {' '.join(unknown)}: not among the splits checked ({', '.join(checked)}; "
+                          "--splits names others)")
     report = check_dataset(layout, args.splits, saliency_splits=args.saliency_splits,
                            label_dir=args.label_dir, workers=args.workers)
     print(report.format())

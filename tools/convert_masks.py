@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nsrom.arg_types import whole_number
 from nsrom.classes import VOC_CLASSES, read_class_names, values_outside_classes, write_class_names
 from nsrom.colour_masks import ColourMap, colours_to_indices
 from nsrom.data_check import MAX_LISTED_ERRORS
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the other palette colours are no class)")
     p.add_argument("--labels-out", type=Path, help="write the labelmap's class names here as labels.txt")
     p.add_argument("--overwrite", action="store_true", help="convert again the masks that exist in OUT")
-    p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("-j", "--workers", type=whole_number(1), default=1, help="parallel processes")
     return p
 
 

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from nsrom.arg_types import whole_number
 from nsrom.data import DataLayout, missing_list_error
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError, exit_on_error
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize CAMs of another size than their mask to it (bicubic, as the export does), "
                         "e.g. to score the accumulated maps of stage 1 (runs/exp1/accu_att, kept at CAM resolution)")
     p.add_argument("--out", type=Path, help="write the results as JSON to this file")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--workers", type=whole_number(1), default=min(8, os.cpu_count() or 1), help="parallel processes")
     add_layout_args(p, ("mask_dir",))
     return p
 

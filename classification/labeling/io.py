@@ -18,6 +18,7 @@ from typing import Callable, Collection, Iterable, Mapping
 
 import numpy as np
 
+from nsrom.arg_types import whole_number
 from nsrom.cam import class_map_name
 from nsrom.classes import IGNORE_INDEX, values_outside_classes
 from nsrom.data import DataLayout, list_image_labels, read_cls_list, resolve_num_classes
@@ -224,7 +225,7 @@ def add_common_args(p: argparse.ArgumentParser, default_list: Path, default_sal_
                    f"--data-root, else {default_sal_dir})")
     p.add_argument("--out-dir", type=Path, default=default_out_dir, help="output label PNGs <id>.png")
     p.add_argument("--num-classes", type=int, help="foreground classes C (default: labels.txt of --data-root, else 20)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--workers", type=whole_number(1), default=min(8, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the labels in --out-dir and redo them all (needed when they were made from "
                         "other inputs or rules)")
