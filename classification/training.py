@@ -155,11 +155,13 @@ def fit(
     saver = Saver(dirs, model, optimizer, scaler, data_seed, device)
     log.info("%d images, %d steps per epoch, epochs %d..%d, device %s, %d process(es)",
              len(dataset), batches_per_epoch, position.epoch, args.epochs - 1, device, info.world_size)
+    resumed_epoch = position.epoch  # ``position`` moves on at each epoch's end
     try:
         for epoch in range(position.epoch, args.epochs):
             first = position.batch if epoch == position.epoch else 0
             total, count = (position.loss_sum, position.loss_count) if first else (0.0, 0)
-            records = carried if epoch == position.epoch else []
+            # this epoch's records alone: a resumed epoch starts from those its checkpoint carried
+            records = list(carried) if epoch == resumed_epoch else []
             lr = set_epoch_lr(optimizer, args.lr, epoch, args.decay_points)
             sampler.set_epoch(epoch, first * batch_size)
             reseed_loader(generator, data_seed, epoch)

@@ -231,6 +231,34 @@ def test_accumulator_gets_the_average_pooled_cam_as_logits(synthetic_root, tmp_p
     assert prepared and applied == prepared  # epoch 1's records, the ones the gate sees
 
 
+def test_each_epoch_fuses_its_own_records_and_the_last_fills_with_its_own_map(synthetic_root, tmp_path, monkeypatch):
+    """The records of an epoch were carried into every later one: the last epoch's fill then stored the first
+    accumulating epoch's map of a class never above the gate, not the last epoch's (docs/method.md, stage 1)."""
+    prepared, applied = {}, []
+    real_prepare, real_apply = train.AttentionAccumulator.prepare, train.AttentionAccumulator.apply
+
+    def recording_prepare(self, epoch, image_ids, labels, cams, logits, keep=None):
+        records = real_prepare(self, epoch, image_ids, labels, cams, logits, keep)
+        prepared.setdefault(epoch, []).extend(records)
+        return records
+
+    def recording_apply(self, epoch, updates):
+        applied.append((epoch, list(updates)))
+        return real_apply(self, epoch, updates)
+
+    monkeypatch.setattr(train.AttentionAccumulator, "prepare", recording_prepare)
+    monkeypatch.setattr(train.AttentionAccumulator, "apply", recording_apply)
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "4", "--accu-gate", "1.0"]
+    train.main(args)  # a gate no probability reaches: only the last epoch's fill stores maps
+    assert [epoch for epoch, _ in applied] == [0, 1, 2, 3] and applied[0][1] == []  # accumulation from epoch 1
+    for epoch, updates in applied[1:]:
+        assert [key for key, *_ in updates] == [key for key, *_ in prepared[epoch]], epoch
+    last = {key: att for key, att, _ in prepared[3]}
+    for path in (tmp_path / "exp1" / "accu_att").glob("*.png"):
+        image_id, _, c = path.stem.rpartition("_")
+        np.testing.assert_array_equal(read_grey(path), last[(image_id, int(c))])
+
+
 def test_progress_bar_counts_epochs_from_1_to_the_total(synthetic_root, tmp_path, monkeypatch):
     titles = []
     real_tqdm = training.tqdm
