@@ -25,6 +25,7 @@ another key, so the order inside an epoch does not matter).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from nsrom.cam import class_map_name, max_normalize, to_uint8
+from nsrom.errors import DataError
 from nsrom.images import read_grey, write_grey
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,10 @@ class AttentionAccumulator:
         changed = 0
         for key, att, prob in updates:
             stored = self.maps.get(key)
+            if stored is not None and stored.shape != att.shape:
+                raise DataError(f"accumulated map {self.out_dir / class_map_name(*key)} is {stored.shape[1]}x"
+                                f"{stored.shape[0]}, this run's maps are {att.shape[1]}x{att.shape[0]}: made at "
+                                "another --input-size or by another program; --overwrite starts the run over")
             if last_epoch and stored is None:
                 self.maps[key] = att
             elif prob < self.gate:
@@ -166,6 +172,13 @@ class AttentionAccumulator:
         for path in tqdm(files, desc="read accumulated maps", leave=False, dynamic_ncols=True):
             key = parse_map_name(path.name)
             self.maps[key] = read_grey(path, "accumulated attention map")
+        shapes = Counter(m.shape for m in self.maps.values())
+        if len(shapes) > 1:  # one run keeps every map at its CAM size
+            usual = shapes.most_common(1)[0][0]
+            odd = next(key for key, m in sorted(self.maps.items()) if m.shape != usual)
+            raise DataError(f"accumulated map {self.out_dir / class_map_name(*odd)} is {self.maps[odd].shape[1]}x"
+                            f"{self.maps[odd].shape[0]}, the others {usual[1]}x{usual[0]}: not a map of this run; "
+                            "remove it, or --overwrite to start the run over")
         log.info("accumulator: %d maps loaded from %s", len(files), self.out_dir)
         return len(files)
 

@@ -8,7 +8,7 @@ import argparse
 
 import torch
 
-from nsrom.arg_types import non_negative_int, positive_int, real_number
+from nsrom.arg_types import non_negative_int, positive_int, real_number, whole_number
 from nsrom.dataset_settings import add_layout_args, layout_overrides
 from nsrom.errors import ConfigError
 from nsrom.precision import AMP_MODES, AMP_OFF
@@ -31,11 +31,18 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+MIN_INPUT_SIZE = 8
+"""The smallest input side: the CAM is at stride 8, one cell at 8 px."""
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as given (``cpu``, ``cuda:1``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
     return device
@@ -50,7 +57,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-dir", default=None, help="image folder (default ROOT/JPEGImages)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="foreground classes C (default from ROOT/labels.txt, else 20)")
-    p.add_argument("--input-size", type=positive_int, default=DEFAULT_INPUT_SIZE, help="images are resized to SxS")
+    p.add_argument("--input-size", type=whole_number(MIN_INPUT_SIZE), default=DEFAULT_INPUT_SIZE,
+                   help="images are resized to SxS (at least 8: the CAM is at stride 8)")
     p.add_argument("--runs-dir", default=None, help="folder of the runs (default classification/runs)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=non_negative_int, default=4, help="DataLoader worker processes")

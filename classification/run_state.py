@@ -16,6 +16,7 @@ import torch
 from nsrom import distributed
 from nsrom.errors import ConfigError, DataError
 from nsrom.files import ensure_writable_dir, read_json, remove_leftover_temporaries
+from nsrom.provenance import StaleOutputError
 from nsrom.training_state import gather_rng, load_state, most_advanced, save_state
 
 from .attention_accumulation import AttentionAccumulator, records_to_state
@@ -78,6 +79,11 @@ def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionA
         remove_leftover_temporaries(accumulator.out_dir)
     checkpoints = (dirs.checkpoint_last, dirs.checkpoint_recent)
     resuming = args.resume and any(p.is_file() for p in checkpoints)
+    if resuming and (changed := changed_settings(args, dirs)):  # the rest of a run must be that run
+        raise StaleOutputError(f"--resume: the run in {dirs.root} was started with other settings "
+                               f"({'; '.join(changed)}); resume with those, or --overwrite to start over with these")
+    if accumulator is not None:
+        ensure_writable_dir(accumulator.out_dir)  # not only when the first maps are written, epochs later
     if not resuming:
         leftovers = [p for p in (*checkpoints, dirs.checkpoint_final) if p.is_file()]
         maps = accumulator.existing_files() if accumulator is not None else []

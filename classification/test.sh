@@ -11,8 +11,8 @@ LIST=${LIST:-}   # empty: the dataset's training split (ROOT/dataset.yaml; train
 INPUT_SIZE=${INPUT_SIZE:-256}
 BATCH_SIZE=${BATCH_SIZE:-8}
 RUNS_DIR=${RUNS_DIR:-./runs}
-CHECKPOINT=${CHECKPOINT:-$RUNS_DIR/$EXP/model/checkpoint_final.pth}
-SAVE_DIR=${SAVE_DIR:-$RUNS_DIR/$EXP/attention}
+CHECKPOINT=${CHECKPOINT:-}   # empty: RUNS_DIR/EXP/model/checkpoint_final.pth
+SAVE_DIR=${SAVE_DIR:-}       # empty: RUNS_DIR/EXP/attention
 DEVICE=${DEVICE:-auto}
 NUM_WORKERS=${NUM_WORKERS:-4}
 PYTHON=${PYTHON:-python3}
@@ -24,8 +24,8 @@ exec "$PYTHON" -m classification.test \
     --input-size "$INPUT_SIZE" \
     --batch-size "$BATCH_SIZE" \
     --runs-dir "$RUNS_DIR" \
-    --checkpoint "$CHECKPOINT" \
-    --save-dir "$SAVE_DIR" \
+    ${CHECKPOINT:+--checkpoint "$CHECKPOINT"} \
+    ${SAVE_DIR:+--save-dir "$SAVE_DIR"} \
     --device "$DEVICE" \
     --num-workers "$NUM_WORKERS" \
     "$@"

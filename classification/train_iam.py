@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nsrom.errors import exit_on_error
+from nsrom.errors import ConfigError, exit_on_error
 from nsrom import distributed
 
 from .datasets import IAMDataset
@@ -48,6 +48,11 @@ def _run(args: argparse.Namespace) -> Path | None:
     distributed.setup_rank_logging(dirs.logs / "train.log")
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, None)):
         return None
+    if args.accu_dir is None:  # the maps of a stage-1 run, which must have finished: its last epoch fills them
+        stage1 = run_dirs(args.accu_exp, args.runs_dir)
+        if not stage1.checkpoint_final.is_file():
+            raise ConfigError(f"stage 1 ({args.accu_exp}) has not finished: {stage1.checkpoint_final} does not exist, "
+                              f"so its maps in {stage1.accu_att} are partial; finish it first (train.py --resume)")
     seed_everything(args.seed)
     args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
     samples, num_classes = samples_from_args(args)

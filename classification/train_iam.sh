@@ -16,14 +16,15 @@ LR=${LR:-0.001}
 DECAY_POINTS=${DECAY_POINTS:-5,10}
 WIDTH_DIV=${WIDTH_DIV:-1}
 RUNS_DIR=${RUNS_DIR:-./runs}
-MODEL_DIR=${MODEL_DIR:-$RUNS_DIR/$EXP/model}
-ACCU_DIR=${ACCU_DIR:-$RUNS_DIR/$ACCU_EXP/accu_att}
+MODEL_DIR=${MODEL_DIR:-}     # empty: RUNS_DIR/EXP/model
+ACCU_DIR=${ACCU_DIR:-}       # empty: RUNS_DIR/ACCU_EXP/accu_att
 DEVICE=${DEVICE:-auto}
 NUM_WORKERS=${NUM_WORKERS:-4}
 PYTHON=${PYTHON:-python3}
 
 exec "$PYTHON" -m classification.train_iam \
     --exp "$EXP" \
+    --accu-exp "$ACCU_EXP" \
     --data-root "$DATA_ROOT" \
     ${LIST:+--list "$LIST"} \
     --input-size "$INPUT_SIZE" \
@@ -33,8 +34,8 @@ exec "$PYTHON" -m classification.train_iam \
     --decay-points "$DECAY_POINTS" \
     --width-div "$WIDTH_DIV" \
     --runs-dir "$RUNS_DIR" \
-    --model-dir "$MODEL_DIR" \
-    --accu-dir "$ACCU_DIR" \
+    ${MODEL_DIR:+--model-dir "$MODEL_DIR"} \
+    ${ACCU_DIR:+--accu-dir "$ACCU_DIR"} \
     --device "$DEVICE" \
     --num-workers "$NUM_WORKERS" \
     "$@"

@@ -20,8 +20,8 @@ from PIL import Image
 
 from classification import test as cam_export
 from classification import run_state, test_iam, train, train_iam, training
-from classification.run_layout import CLASSIFICATION_DIR
-from nsrom.images import read_grey
+from classification.run_layout import CLASSIFICATION_DIR, run_dirs
+from nsrom.images import read_grey, write_grey
 
 BATCH = 4
 TINY_TRAIN = ["--epochs", "2", "--batch-size", str(BATCH), "--width-div", "16", "--no-pretrained", "--seed", "0"]
@@ -141,6 +141,53 @@ def test_resume_after_an_interruption(synthetic_root, tmp_path, monkeypatch):
         assert (after[name] >= old).all()
 
 
+def test_a_resume_with_other_settings_or_a_foreign_map_is_refused_before_training(synthetic_root, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """--resume had taken other settings silently (and recorded them as the whole run's), and a map of another size
+    in accu_att had ended an epoch later in numpy's broadcast error."""
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "3"]
+    real_set_epoch_lr = training.set_epoch_lr
+
+    def stop_at_epoch_2(optimizer, lr, epoch, points):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_set_epoch_lr(optimizer, lr, epoch, points)
+
+    monkeypatch.setattr(training, "set_epoch_lr", stop_at_epoch_2)
+    with pytest.raises(SystemExit):
+        train.main(args)
+    monkeypatch.undo()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        train.main(args + ["--resume", "--lr", "0.01"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--resume: the run in" in err and "lr: 0.001 -> 0.01" in err
+    accu = tmp_path / "exp1" / "accu_att"
+    odd = sorted(accu.glob("*.png"))[0]
+    write_grey(odd, np.zeros((16, 16), np.uint8))
+    with pytest.raises(SystemExit):
+        train.main(args + ["--resume"])
+    assert f"accumulated map {odd} is 16x16, the others 8x8: not a map of this run" in capsys.readouterr().err
+
+
+def test_the_iam_waits_for_stage_1_and_bad_device_or_size_or_map_folder_are_named(synthetic_root, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_iam.main(common(synthetic_root, tmp_path) + TINY_TRAIN)
+    assert f"stage 1 (exp1) has not finished: {tmp_path / 'exp1' / 'model' / 'checkpoint_final.pth'} does not " \
+           "exist" in capsys.readouterr().err
+    for flags, message in ((["--device", "cdua"], "--device 'cdua': not a device"),
+                           (["--input-size", "7"], "argument --input-size: expected a whole number >= 8, got '7'")):
+        with pytest.raises(SystemExit):
+            train.main(common(synthetic_root, tmp_path) + TINY_TRAIN + flags)
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit):  # at the start, not when the first maps are written epochs later
+        train.main(common(synthetic_root, tmp_path / "runs") + TINY_TRAIN + ["--accu-dir", str(tmp_path / "a_file")])
+    assert "a_file is a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "exp1" / "model" / "checkpoint_last.pth").exists()
+
+
 SCRIPT_VARS = ("EXP", "ACCU_EXP", "DATA_ROOT", "LIST", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS", "LR", "DECAY_POINTS",
                "WIDTH_DIV", "RUNS_DIR", "MODEL_DIR", "ACCU_DIR", "CHECKPOINT", "SAVE_DIR", "DEVICE", "NUM_WORKERS")
 
@@ -154,6 +201,11 @@ def test_train_sh_runs_stage_1(synthetic_root, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert {p.name for p in (tmp_path / "exp1" / "accu_att").iterdir()} == expected_maps(synthetic_root)
     assert (tmp_path / "exp1" / "model" / "checkpoint_final.pth").is_file()
+    # --exp given to the wrapper names the run: its folders follow (they had stayed exp1's)
+    done = subprocess.run([str(CLASSIFICATION_DIR / "train.sh"), "--no-pretrained", "--exp", "exp5", "--epochs", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "exp5" / "model" / "checkpoint_final.pth").is_file() and (tmp_path / "exp5" / "accu_att").is_dir()
 
 
 @pytest.mark.parametrize("script, module, exp", [
@@ -174,13 +226,15 @@ def test_script_defaults_are_the_papers(tmp_path, script, module, exp):
     assert args.list is None  # the dataset's training split: train_aug for VOC (ROOT/dataset.yaml may name another)
     if script.startswith("train"):
         assert (args.epochs, args.batch_size, args.lr, args.decay_points) == (15, 5, 0.001, [5, 10])
-        assert args.width_div == 1 and args.pretrained is True and args.model_dir == f"./runs/{exp}/model"
-        assert args.accu_dir == "./runs/exp1/accu_att"
+        # the folders are left to the entry point, which derives them from --exp (so that --exp given here wins)
+        assert args.width_div == 1 and args.pretrained is True and args.model_dir is None and args.accu_dir is None
+        assert args.runs_dir == "./runs" and run_dirs(args.exp, args.runs_dir).model == Path(f"./runs/{exp}/model")
         if module is train:
             assert args.accu_gate == 0.1
+        else:
+            assert args.accu_exp == "exp1"
     else:
-        assert args.checkpoint == f"./runs/{exp}/model/checkpoint_final.pth"
-        assert args.attention_dir == f"./runs/{exp}/attention"
+        assert args.checkpoint is None and args.attention_dir is None and args.runs_dir == "./runs"
 
 
 def test_accu_gate_reaches_the_accumulator_and_is_checked(synthetic_root, tmp_path, monkeypatch, capsys):
