@@ -87,7 +87,11 @@ def read_class_names(path: str | Path) -> list[str]:
                 f"{path}:{line_no}: index {parts[0]} out of order (expected {len(names)}); "
                 "labels.txt lists background as 0, then classes 1, 2, ..."
             )
-        names.append(" ".join(parts[1:]))
+        name = " ".join(parts[1:])
+        if name in names:  # a CSV or mask naming it could only mean one of them
+            raise DataError(f"{path}:{line_no}: class {name!r} is also index {names.index(name)}; class names must "
+                            "differ")
+        names.append(name)
     if len(names) < 2:
         raise DataError(f"{path}: needs background and at least one class, found {len(names)} lines")
     if len(names) > IGNORE_INDEX:

@@ -77,6 +77,9 @@ class ColourMap:
                 raise DataError(f"{path}:{line_no}: expected 'name:r,g,b::', got {line!r}")
             if rgb in colours:
                 raise DataError(f"{path}:{line_no}: colour {rgb} is also class {names[colours.index(rgb)]!r}")
+            if parts[0].strip() in names:  # labels.txt would then give one name two indices
+                raise DataError(f"{path}:{line_no}: class {parts[0].strip()!r} is also line "
+                                f"{names.index(parts[0].strip()) + 1}'s; give each class one colour")
             names.append(parts[0].strip())
             colours.append(rgb)
         if len(names) < 2:

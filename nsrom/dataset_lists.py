@@ -26,8 +26,8 @@ from .errors import ConfigError, DataError
 from .files import atomic_write_texts, read_text
 
 BACKGROUND = "background"
-HEADER_NAMES = {"image_id", "id", "image", "filename", "file", "name"}
-"""A first CSV row whose first cell is one of these is a header."""
+HEADER_NAMES = {"image_id", "imageid", "id", "image", "images", "filename", "file", "name", "image_name"}
+"""A first CSV row whose first cell is one of these (case, spaces and dashes aside: ``Image ID``) is a header."""
 CLASS_SEPARATORS = ";|"
 """Separators of several classes in one CSV cell (besides separate cells and whitespace)."""
 
@@ -138,7 +138,7 @@ def read_label_csv(path: str | Path) -> list[CsvRow]:
         cells = [c.strip() for c in cells]
         if not cells or not cells[0] or cells[0].startswith("#"):
             continue
-        if not rows and not seen and cells[0].lower() in HEADER_NAMES:
+        if not rows and not seen and "_".join(cells[0].lower().replace("-", " ").split()) in HEADER_NAMES:
             seen[""] = line_no  # the header
             continue
         image_id = id_from_token(cells[0])

@@ -163,6 +163,11 @@ def evaluate_cams(
     n = len(names)
     ids, without_mask = scored_ids(layout, split)
     image_labels = layout.labels_for(ids)
+    for path in sorted(cam_dir.glob("*_*.png")):  # a folder numbered from 1 would score as missing maps
+        cls = path.stem.rpartition("_")[2]
+        if cls.isascii() and cls.isdigit() and int(cls) >= n - 1:
+            raise DataError(f"{path} names class {cls}, but the classes are 0..{n - 2} (0-based: <id>_0.png is "
+                            f"{names[1]!r}); maps numbered from 1 need renaming")
     job = functools.partial(_cam_image, layout=layout, cam_dir=cam_dir, n=n, resize=resize)
     histogram = np.zeros((n, n, CAM_LEVELS), dtype=np.int64)
     far_scores = np.zeros(CAM_LEVELS, dtype=np.int64)

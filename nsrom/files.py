@@ -140,9 +140,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     and is created with the mode of a plain write (0o666 less the umask).
     On an exception the temporary file is removed and ``path`` is untouched;
     a write failure (disk full, no permission, a folder under that name or a
-    file where a folder should be) becomes :class:`OutputError`.
+    file where a folder should be) becomes :class:`OutputError`, and so does a path that names no file
+    (an empty ``--out ''``, ``.``, ``..``).
     """
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputError(f"cannot write {str(path)!r}: not a file name; give the file to write")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _create_temporary(path)

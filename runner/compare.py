@@ -39,11 +39,16 @@ def load_run(work_dir: str | Path) -> dict:
         raise DataError(f"{work_dir} holds no results.json: not a pipeline work dir, or none of its scored "
                         "stages has finished")
     results = read_json(path)
-    bad = [k for k in SCORE_KEYS if k in (results if isinstance(results, dict) else {})
-           and results[k] is not None and not isinstance(results[k], dict)]
-    if not isinstance(results, dict) or bad:
-        raise DataError(f"{path} is not a pipeline's results.json (" +
-                        (f"{bad[0]} is not a mapping)" if bad else "not a mapping)"))
+    if not isinstance(results, dict):
+        raise DataError(f"{path} is not a pipeline's results.json (not a mapping)")
+    shapes = {**{k: dict for k in (*SCORE_KEYS, NOTES_KEY, SETTINGS_KEY, OTHER_SETTINGS_KEY, SPLITS_KEY)},
+              NOT_DONE_KEY: list}
+    bad = [k for k, kind in shapes.items() if results.get(k) is not None and not isinstance(results[k], kind)]
+    if bad:
+        kind = "a list" if shapes[bad[0]] is list else "a mapping"
+        raise DataError(f"{path} is not a pipeline's results.json ({bad[0]} is not {kind})")
+    if not any(k in results for k in (*SCORE_KEYS, SETTINGS_KEY, "stage_seconds")):
+        raise DataError(f"{path} holds none of a pipeline's scores or settings: not a pipeline's results.json")
     return results
 
 

@@ -106,3 +106,18 @@ def test_an_unfinished_run_and_stages_made_under_other_settings_are_noted(tmp_pa
     lines = compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]).splitlines()
     assert "- b: not done yet: seg1_crf, report" in lines
     assert "- b: cam_train made under other settings (cls_arg: [] -> ['--seed=1'])" in lines
+
+
+@pytest.mark.parametrize("results, message", [
+    ({"cam": {"miou": 0.5}, "notes": ["x"]}, "notes is not a mapping"),
+    ({"cam": {"miou": 0.5}, "settings": "demo"}, "settings is not a mapping"),
+    ({"cam": {"miou": 0.5}, "stages_not_done": "report"}, "stages_not_done is not a list"),
+    ({}, "holds none of a pipeline's scores or settings"),
+])
+def test_a_results_json_of_another_shape_is_named(tmp_path, capsys, results, message):
+    write_run(tmp_path / "a", {"cam": {"miou": 0.5}, "settings": SETTINGS})
+    write_run(tmp_path / "b", results)
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

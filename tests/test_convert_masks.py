@@ -208,3 +208,35 @@ def test_a_colour_mask_resaved_with_its_own_palette_is_refused_and_converted_by_
     [error] = check_dataset(layout, workers=1).errors
     assert error.path == str(mask) and "whose palette gives index" in error.message \
         and error.message.endswith("(colour-coded masks: tools/convert_masks.py converts them)")
+
+
+def test_an_object_mask_two_masks_of_one_id_and_an_out_under_a_file_are_refused(tmp_path, capsys):
+    """A 0/255 object mask had been copied (its object read as 'ignore'), x.PNG beside x.png had silently
+    replaced it, and OUT under a file had ended in NotADirectoryError."""
+    src = tmp_path / "src"
+    src.mkdir()
+    binary = np.zeros((6, 6), np.uint8)
+    binary[1:4, 1:4] = 255
+    Image.fromarray(binary).save(src / "obj.png")
+    assert convert_masks.main([str(src), str(tmp_path / "out")]) == 1
+    assert f"mask {src / 'obj.png'} holds only 0 and 255: an object mask" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "obj.png").exists()
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(src / "obj.PNG")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "out2")])
+    assert "would both be written as" in capsys.readouterr().err
+    (src / "obj.PNG").unlink()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit):
+        convert_masks.main([str(src), str(tmp_path / "afile" / "sub")])
+    err = capsys.readouterr().err
+    assert "afile is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_a_class_named_twice_is_refused_in_a_labelmap_and_in_labels_txt(tmp_path):
+    (tmp_path / "labelmap.txt").write_text("background:0,0,0::\ncat:128,0,0::\ncat:0,128,0::\n")
+    with pytest.raises(DataError, match=r"labelmap.txt:3: class 'cat' is also line 2's"):
+        ColourMap.from_labelmap(tmp_path / "labelmap.txt")
+    (tmp_path / "labels.txt").write_text("0 background\n1 cat\n2 cat\n")
+    with pytest.raises(DataError, match=r"labels.txt:3: class 'cat' is also index 1"):
+        read_class_names(tmp_path / "labels.txt")

@@ -80,6 +80,17 @@ def test_an_output_name_that_fits_is_written_and_one_too_long_is_named(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
+def test_an_output_path_that_names_no_file_is_refused(tmp_path, monkeypatch):
+    """--out '' had ended in 'Device or resource busy' renaming a temporary file onto the current folder."""
+    from nsrom.errors import OutputError
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("", ".", ".."):
+        with pytest.raises(OutputError, match="not a file name"):
+            write_json(name, {})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "scores.json"
     write_json(target, {"a": 1})

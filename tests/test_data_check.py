@@ -338,3 +338,13 @@ def test_sizes_are_compared_as_displayed_by_the_images_exif_orientation(syntheti
     assert check_dataset(layout, workers=1).errors == []
     from nsrom.images import read_rgb
     assert read_rgb(layout.image_path(image_id)).shape == (64, 40, 3)
+
+
+def test_a_saliency_split_that_is_not_checked_is_refused(synthetic_root, capsys):
+    """A typo ('train-aug') had checked no saliency map at all and passed."""
+    with pytest.raises(SystemExit):
+        check_data.main([str(synthetic_root.root), "--saliency-splits", "train-aug"])
+    assert "--saliency-splits train-aug: not among the splits checked (train_aug, val" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        check_data.main([str(synthetic_root.root), "-j", "0"])
+    assert "expected a whole number >= 1, got '0'" in capsys.readouterr().err

@@ -82,6 +82,17 @@ def test_evaluate_cams_sweep_uses_image_labels_only(tmp_path):
     assert result["missing_maps"] == 0
 
 
+def test_a_map_folder_numbered_from_1_is_named_not_scored_as_missing_maps(tmp_path):
+    """Names <id>_<c+1>.png had scored with most maps 'missing' and the last class's files ignored."""
+    layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 1, 1, 2]]}, cls={"img1": [0, 1]})
+    cams = tmp_path / "cams"
+    for c in (1, 2):
+        write_grey(cams / f"img1_{c}.png", np.zeros((1, 4), np.uint8))
+    with pytest.raises(DataError, match=r"img1_2.png names class 2, but the classes are 0..1 \(0-based: <id>_0.png "
+                                        r"is 'a'\); maps numbered from 1 need renaming"):
+        evaluate_cams(layout, "train_aug", cams)
+
+
 def test_maps_at_cam_resolution_are_scored_after_a_bicubic_resize(tmp_path):
     # the accumulated maps of stage 1 are kept at CAM resolution: 2x2 here, the mask is 4x4
     layout = _tiny_layout(tmp_path / "root", {"img1": [[0, 0, 1, 1]] * 4})

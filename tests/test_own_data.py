@@ -110,7 +110,7 @@ def test_list_tool_from_a_csv_with_names_indices_and_separators(tmp_path, capsys
     for image_id, value in (("d", 1), ("e", 3)):
         write_label(root / "SegmentationClass" / f"{image_id}.png", np.array([[0, value]], np.uint8))
     csv = tmp_path / "labels.csv"
-    csv.write_text("image_id,classes\na.png,dog;cat\nb,\"bird cat\"\nc,bird,dog\n# a comment\n\n")
+    csv.write_text("Image ID,Classes\na.png,dog;cat\nb,\"bird cat\"\nc,bird,dog\n# a comment\n\n")  # a header
     make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--val-fraction", "1"])
     layout = DataLayout(root)
     assert layout.class_names() == ["background", "bird", "cat", "dog"]  # the CSV's names, sorted

@@ -35,9 +35,10 @@ import numpy as np
 
 from nsrom.classes import IGNORE_INDEX, write_class_names
 from nsrom.data import TRAIN_SPLIT, VAL_SPLIT, DataLayout, classes_in_mask
+from nsrom.arg_types import whole_number
 from nsrom.errors import ConfigError, exit_on_error
 from nsrom.objects import ObjectRecord, read_record
-from nsrom.synthetic import start_generated_dataset, write_generated_dataset
+from nsrom.synthetic import MAX_SIDE, start_generated_dataset, write_generated_dataset
 
 SHAPES = ("blob", "ellipse", "rounded_box", "crescent", "hexagon", "capsule")
 TEXTURES = ("noise", "rings", "grid", "speckle", "shading")
@@ -264,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=200)
     p.add_argument("--num-val", type=int, default=40)
     p.add_argument("--classes", type=int, default=5, help="foreground classes (default 5)")
-    p.add_argument("--min-size", type=int, default=112, help="smallest image side (default 112)")
-    p.add_argument("--max-size", type=int, default=200, help="largest image side (default 200)")
+    p.add_argument("--min-size", type=whole_number(48, MAX_SIDE), default=112, help="smallest image side (default 112)")
+    p.add_argument("--max-size", type=whole_number(48, MAX_SIDE), default=200, help="largest image side (default 200)")
     p.add_argument("--missing", type=float, default=MISSING_SHARE, help="chance an object is absent from saliency")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     return p
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     report = check_dataset(layout, args.splits, saliency_splits=args.saliency_splits,
                            label_dir=args.label_dir, workers=args.workers)
     print(report.format())
-    if args.json:
+    if args.json is not None:
         write_json(args.json, report.to_dict())
     return 1 if report.errors else 0
 

@@ -29,10 +29,11 @@ import numpy as np
 from PIL import Image
 
 from nsrom.arg_types import whole_number
-from nsrom.classes import VOC_CLASSES, read_class_names, values_outside_classes, write_class_names
+from nsrom.classes import IGNORE_INDEX, VOC_CLASSES, read_class_names, values_outside_classes, write_class_names
 from nsrom.colour_masks import ColourMap, colours_to_indices
 from nsrom.data_check import MAX_LISTED_ERRORS
 from nsrom.errors import ConfigError, DataError, exit_on_error
+from nsrom.files import ensure_writable_dir
 from nsrom.images import reassigned_palette, write_label
 from nsrom.parallel import parallel_map
 
@@ -56,6 +57,11 @@ def convert_one(job: Conversion, src: Path) -> tuple[str, str]:
             elif mode in ("P", "L"):
                 label = np.asarray(img)
                 outside = values_outside_classes(label, job.colour_map.num_classes)
+                present = np.unique(label)
+                if IGNORE_INDEX in present and not ((present > 0) & (present < IGNORE_INDEX)).any():
+                    raise DataError(
+                        f"mask {src} holds only 0 and 255: an object mask (255 the object), not class indices, "
+                        "where 255 means ignore; give its objects their class index first")
                 if outside:
                     raise DataError(
                         f"mask {src} is a {'palette' if mode == 'P' else 'grey'} PNG whose values include "
@@ -99,13 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     sources = sorted(p for p in args.src.iterdir() if p.suffix.lower() == ".png") if args.src.is_dir() else []
     if not sources:
         raise DataError(f"no mask <id>.png in {args.src}")
+    stems: dict[str, Path] = {}
+    for src in sources:  # x.png and x.PNG would both become OUT/x.png
+        if src.stem in stems:
+            raise DataError(f"{stems[src.stem]} and {src} would both be written as {args.out / (src.stem + '.png')}; "
+                            "keep one of them")
+        stems[src.stem] = src
     if args.colours == "voc" and not 1 <= args.num_classes < 255:
         raise ConfigError(f"--num-classes must be 1..254, got {args.num_classes}")
     colour_map = (ColourMap.voc(args.num_classes) if args.colours == "voc"
                   else ColourMap.from_labelmap(args.colours))
     if args.labels_out is not None:
         _write_labels(args.labels_out, colour_map)
-    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(args.out)
     job = functools.partial(convert_one, Conversion(args.out, colour_map, args.overwrite))
     results = list(parallel_map(job, sources, args.workers, desc="convert masks"))
     failed = [message for status, message in results if status == "failed"]
