@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from nsrom.arg_types import whole_number
 from nsrom.errors import ConfigError, exit_on_error
 from nsrom.objects import read_record
-from nsrom.synthetic import RARELY_SALIENT_CLASSES, SHAPES, TEXTURES, generate
+from nsrom.synthetic import MAX_SIDE, RARELY_SALIENT_CLASSES, SHAPES, TEXTURES, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,12 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "or this tool's earlier output (a folder with other data is refused)")
     p.add_argument("--num-train", type=int, default=200, help="train_aug images (default 200, the demo's)")
     p.add_argument("--num-val", type=int, default=100, help="val images (default 100)")
-    p.add_argument("--size", type=int, default=160, help="long image side in pixels (default 160)")
+    p.add_argument("--size", type=whole_number(32, MAX_SIDE), default=160,
+                   help=f"long image side in pixels (default 160, at most {MAX_SIDE})")
     p.add_argument("--classes", type=int, default=5, help="foreground classes K (default 5, at most 28)")
     p.add_argument("--rarely-salient", type=int, default=RARELY_SALIENT_CLASSES,
                    help="how many classes (the first ones) the saliency maps seldom show "
                         f"(default {RARELY_SALIENT_CLASSES}; 0: every class alike)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="random seed; same seed, same files")
     return p
 
 
