@@ -368,8 +368,11 @@ def _notes(
     notes = []
     used = set(train) | set(val)
     left_out = [i for i in images if i not in used]
-    if left_out:
-        notes.append(f"left out (no CSV row, no mask): {len(left_out)} images, e.g. {', '.join(left_out[:3])}")
+    labelled = [i for i in left_out if i in csv_labels or i in mask_labels]
+    unlabelled = [i for i in left_out if i not in labelled]
+    for why, ids in (("no CSV row, no mask", unlabelled), ("in neither --train-ids nor --val-ids", labelled)):
+        if ids:
+            notes.append(f"left out ({why}): {len(ids)} images, e.g. {', '.join(ids[:3])}")
     both = [i for i in csv_labels if i in mask_labels]
     differ = [i for i in both if csv_labels[i] != mask_labels[i]]
     if differ:

@@ -314,3 +314,19 @@ def test_pipeline_hands_its_layout_flags_and_config_to_every_stage(tmp_path, tin
     assert seg[:2] == ["-c", "mine.yaml"]
     for item in ("DATASET.SPLIT.TRAIN=train", "DATASET.SPLIT.VAL=dev", "DATASET.IMAGE_EXT=png", "DATASET.MASK_DIR=gt"):
         assert item in seg
+
+
+def test_images_left_out_by_the_given_id_lists_are_named_for_that_reason(tmp_path, capsys):
+    """An image with a CSV row that neither --train-ids nor --val-ids lists had been reported as having none."""
+    root = tmp_path / "root"
+    _images(root, ["a", "b", "c", "d"])
+    csv = tmp_path / "labels.csv"
+    csv.write_text("a,cat\nb,dog\nc,cat\n")
+    (tmp_path / "train.txt").write_text("a\n")
+    (tmp_path / "val.txt").write_text("b\n")
+    write_label(root / "SegmentationClass" / "b.png", np.array([[0, 2]], np.uint8))
+    make_lists_main(["--root", str(root), "--labels-csv", str(csv), "--train-ids", str(tmp_path / "train.txt"),
+                     "--val-ids", str(tmp_path / "val.txt"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "left out (no CSV row, no mask): 1 images, e.g. d" in out
+    assert "left out (in neither --train-ids nor --val-ids): 1 images, e.g. c" in out

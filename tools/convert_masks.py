@@ -33,7 +33,7 @@ from nsrom.classes import IGNORE_INDEX, VOC_CLASSES, read_class_names, values_ou
 from nsrom.colour_masks import ColourMap, colours_to_indices
 from nsrom.data_check import MAX_LISTED_ERRORS
 from nsrom.errors import ConfigError, DataError, exit_on_error
-from nsrom.files import ensure_writable_dir
+from nsrom.files import ensure_writable_dir, remove_leftover_temporaries
 from nsrom.images import reassigned_palette, write_label
 from nsrom.parallel import parallel_map
 
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.labels_out is not None:
         _write_labels(args.labels_out, colour_map)
     ensure_writable_dir(args.out)
+    remove_leftover_temporaries(args.out)  # of a run stopped while its workers wrote (a full disk, Ctrl-C)
     job = functools.partial(convert_one, Conversion(args.out, colour_map, args.overwrite))
     results = list(parallel_map(job, sources, args.workers, desc="convert masks"))
     failed = [message for status, message in results if status == "failed"]
