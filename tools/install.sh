@@ -34,9 +34,16 @@ if [ -n "${missing// /}" ]; then
     # shellcheck disable=SC2086
     "$PY" -m pip install $missing
 fi
-# The project itself, editable, so that scripts run from any folder import it.
-if ! (cd / && "$PY" -c "import nsrom, classification, segmentation, runner" 2>/dev/null); then
-    echo "[install] installing the project (pip install -e .)"
+# The project itself, editable, so that scripts run from any folder import it: this clone's code
+# (an editable install of another clone would have them run that clone's).
+installed=$(cd / && "$PY" -c "import nsrom, classification, segmentation, runner, os; print(os.path.dirname(os.path.dirname(os.path.realpath(nsrom.__file__))))" 2>/dev/null || true)
+here=$(pwd -P)
+if [ "$installed" != "$here" ]; then
+    if [ -n "$installed" ]; then
+        echo "[install] the project is installed from $installed; installing this clone ($here) instead"
+    else
+        echo "[install] installing the project (pip install -e .)"
+    fi
     "$PY" -m pip install --no-deps -e . >/dev/null
 fi
 (cd / && "$PY" -c "import nsrom, torch, pydensecrf; print('[install] ok: torch', torch.__version__)")
