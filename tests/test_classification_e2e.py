@@ -108,20 +108,25 @@ def test_finished_training_is_skipped(synthetic_root, runs, capsys):
     assert "trained with other settings (accu_start_epoch: 1 -> 0): they are not applied" in err and "--overwrite" in err
 
 
-def test_resume_after_an_interruption(synthetic_root, tmp_path, monkeypatch):
-    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "3"]
+def interrupted_at_epoch_2(args: list[str], monkeypatch) -> None:
+    """Run stage 1 and press Ctrl-C as epoch 2 starts: status 130, epochs 0 and 1 checkpointed."""
     real_set_epoch_lr = training.set_epoch_lr
 
-    def crash_at_epoch_2(optimizer, lr, epoch, points):
+    def ctrl_c_at_epoch_2(optimizer, lr, epoch, points):
         if epoch == 2:
             raise KeyboardInterrupt
         return real_set_epoch_lr(optimizer, lr, epoch, points)
 
-    monkeypatch.setattr(training, "set_epoch_lr", crash_at_epoch_2)
+    monkeypatch.setattr(training, "set_epoch_lr", ctrl_c_at_epoch_2)
     with pytest.raises(SystemExit) as exc:  # Ctrl-C: a message and status 130, the checkpoints kept
         train.main(args)
     assert exc.value.code == 130
     monkeypatch.undo()
+
+
+def test_resume_after_an_interruption(synthetic_root, tmp_path, monkeypatch):
+    args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "3"]
+    interrupted_at_epoch_2(args, monkeypatch)
     model_dir, accu = tmp_path / "exp1" / "model", tmp_path / "exp1" / "accu_att"
     assert not (model_dir / "checkpoint_final.pth").exists()
     assert torch.load(model_dir / "checkpoint_last.pth", weights_only=True)["epoch"] == 1
@@ -146,17 +151,7 @@ def test_a_resume_with_other_settings_or_a_foreign_map_is_refused_before_trainin
     """--resume had taken other settings silently (and recorded them as the whole run's), and a map of another size
     in accu_att had ended an epoch later in numpy's broadcast error."""
     args = common(synthetic_root, tmp_path) + TINY_TRAIN + ["--epochs", "3"]
-    real_set_epoch_lr = training.set_epoch_lr
-
-    def stop_at_epoch_2(optimizer, lr, epoch, points):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_set_epoch_lr(optimizer, lr, epoch, points)
-
-    monkeypatch.setattr(training, "set_epoch_lr", stop_at_epoch_2)
-    with pytest.raises(SystemExit):
-        train.main(args)
-    monkeypatch.undo()
+    interrupted_at_epoch_2(args, monkeypatch)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         train.main(args + ["--resume", "--lr", "0.01"])
