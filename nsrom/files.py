@@ -177,34 +177,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_texts(texts: Mapping[Path, str]) -> None:
-    """Write several text files as one: every file goes to a temporary name first, and only once all are
-    written are they renamed into place. A failure on any (a full disk, a read-only file) leaves every one
-    of them as it was: files that belong together (lists, their class list, the dataset's settings) are
-    never left half from one run and half from another."""
-    paths = [Path(path) for path in texts]
-    for path in paths:  # the one failure a rename could still meet, checked before anything is written
+    """Write several text files as one: every file goes to a temporary name first (:func:`atomic_path`),
+    and only once all are written are they renamed into place. A failure on any (a full disk, a
+    read-only file) leaves every one of them as it was: files that belong together (lists, their class
+    list, the dataset's settings) are never left half from one run and half from another."""
+    for path in map(Path, texts):  # the one failure a rename could still meet, checked before anything is written
         if path.is_dir():
             raise OutputError(f"cannot write {path}: it is a folder; move it away (nothing of this set was written)")
-    written: list[tuple[Path, Path]] = []
-    try:
-        for path, text in zip(paths, texts.values()):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = _create_temporary(path)
-            except OSError as exc:
-                raise output_error(path, exc, folder=path.parent) from None
-            written.append((tmp, path))
-            try:
-                tmp.write_text(text, encoding="utf-8")
-                _flush_to_disk(tmp)
-            except OSError as exc:
-                raise output_error(path, exc) from None
-        for tmp, path in written:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in written:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+    with contextlib.ExitStack() as stack:  # a failed write unwinds the temporaries written before it
+        for path, text in texts.items():
+            stack.enter_context(atomic_path(path)).write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -95,8 +95,8 @@ def files_digest(paths: list[Path]) -> str:
     """A short SHA-256 of the names and byte sizes of ``paths`` (stat only): input files made again in
     place under the same names (a dataset generated anew) almost always change it."""
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(f"{Path(path).name}:{Path(path).stat().st_size if Path(path).is_file() else -1}\n".encode())
+    for path in map(Path, paths):
+        digest.update(f"{path.name}:{path.stat().st_size if path.is_file() else -1}\n".encode())
     return digest.hexdigest()[:16]
 
 
