@@ -37,6 +37,7 @@ from nsrom import distributed
 from nsrom.provenance import Producer, prepare_output_dir
 
 from .datasets import ImageLabelDataset, Sample
+from .iam_targets import check_checkpoint_targets
 from .models import ARCHS
 from .models.attention_net import AttentionNet
 from .models.pretrained import load_model_state, read_checkpoint
@@ -146,6 +147,7 @@ def _run(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint) if args.checkpoint else dirs.checkpoint_final
     samples, num_classes = samples_from_args(args)
     ckpt = read_checkpoint(checkpoint)
+    check_checkpoint_targets(ckpt, checkpoint)  # an IAM whose stage-1 maps changed since is stale
     width_div = args.width_div if args.width_div is not None else int(ckpt.get("width_div", 1))
     producer = export_producer(args, checkpoint, samples, num_classes, width_div)
     # the checkpoint must fit the network before --overwrite deletes the maps of an earlier export

@@ -5,7 +5,8 @@
 Targets are the accumulated maps of stage 1 (``runs/<accu-exp>/accu_att``),
 /255, zero for absent classes. Outputs under ``runs/<exp>/``: the checkpoints of
 ``model/`` and the TensorBoard log, as :mod:`classification.train` writes them (no
-accumulated maps and no recognition check: those are stage 1's).
+accumulated maps and no recognition check: those are stage 1's), which also record the
+maps learnt (:mod:`classification.iam_targets`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nsrom import distributed
 
 from .datasets import IAMDataset
 from .iam_loss import iam_loss
+from .iam_targets import DIGEST_ARG, TARGETS_KEY, check_finished_iam, targets_record
 from .models import vgg1
 from .models.attention_net import cam_size
 from .run_layout import CLASSIFIER_EXP, IAM_EXP, run_dirs
@@ -46,19 +48,26 @@ def run(args: argparse.Namespace) -> Path | None:
 def _run(args: argparse.Namespace) -> Path | None:
     dirs = run_dirs(args.exp, args.runs_dir, model_dir=args.model_dir, log_dir=args.log_dir)
     distributed.setup_rank_logging(dirs.logs / "train.log")
+    stage1 = run_dirs(args.accu_exp, args.runs_dir)
+    accu_dir = Path(args.accu_dir) if args.accu_dir is not None else stage1.accu_att
+    # the maps it learns, a setting of the run: a finished IAM of other maps is stale, a resumed one refused
+    targets = targets_record(accu_dir) if accu_dir.is_dir() else None
+    setattr(args, DIGEST_ARG, targets["digest"] if targets else None)
+    if targets is not None:
+        distributed.run_on_main(lambda: check_finished_iam(args, dirs, targets))
     if not distributed.run_on_main(lambda: prepare_run(args, dirs, None)):
         return None
-    if args.accu_dir is None:  # the maps of a stage-1 run, which must have finished: its last epoch fills them
-        stage1 = run_dirs(args.accu_exp, args.runs_dir)
-        if not stage1.checkpoint_final.is_file():
-            raise ConfigError(f"stage 1 ({args.accu_exp}) has not finished: {stage1.checkpoint_final} does not exist, "
-                              f"so its maps in {stage1.accu_att} are partial; finish it first (train.py --resume)")
+    if args.accu_dir is None and not stage1.checkpoint_final.is_file():
+        # the maps of a stage-1 run, which must have finished: its last epoch fills them
+        raise ConfigError(f"stage 1 ({args.accu_exp}) has not finished: {stage1.checkpoint_final} does not exist, "
+                          f"so its maps in {stage1.accu_att} are partial; finish it first (train.py --resume)")
     seed_everything(args.seed)
-    args.accu_dir = str(args.accu_dir or run_dirs(args.accu_exp, args.runs_dir).accu_att)
+    args.accu_dir = str(accu_dir)
     samples, num_classes = samples_from_args(args)
     dataset = IAMDataset(samples, num_classes, train_transform(args.input_size, args.hue_jitter), args.accu_dir, cam_size(args.input_size))
     model = vgg1.vgg16(args.pretrained, num_classes, args.width_div, args.pretrained_path)
-    return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]))
+    return fit(args, model, dataset, dirs, lambda cam, batch: iam_loss(cam, batch["target"]),
+               final_record={TARGETS_KEY: targets} if targets else None)
 
 
 @exit_on_error

@@ -87,8 +87,9 @@ def fit(
     dirs: RunDirs,
     loss_fn: LossFn,
     accumulator: AttentionAccumulator | None = None,
+    final_record: dict | None = None,
 ) -> Path:
-    """Train ``model`` for ``args.epochs``; returns the final checkpoint.
+    """Train ``model`` for ``args.epochs``; returns the final checkpoint (which also holds ``final_record``).
 
     The caller runs :func:`~classification.run_state.prepare_run` first (before loading data and weights).
     Under torchrun (see :mod:`nsrom.distributed`) the model is wrapped in DDP,
@@ -209,7 +210,8 @@ def fit(
             writer.close()
     if info.is_main:
         save_state(dirs.checkpoint_final, {"model": model.state_dict(), "epoch": args.epochs - 1, "step": position.step,
-                                           "num_classes": model.num_classes, "width_div": model.width_div})
+                                           "num_classes": model.num_classes, "width_div": model.width_div,
+                                           **(final_record or {})})
         dirs.checkpoint_recent.unlink(missing_ok=True)  # superseded by checkpoint_last
         log.info("final model: %s", dirs.checkpoint_final)
     distributed.barrier()  # every rank returns once the final checkpoint exists

@@ -397,3 +397,32 @@ def test_changed_settings_compares_paths_resolved_and_skips_defaults(tmp_path, m
     other = argparse.Namespace(data_root="other", num_classes=6, lr=0.01, decay_points=(5, 10), device="cpu")
     assert run_state.changed_settings(other, dirs) == [f"data_root: {str(tmp_path / 'data')!r} -> 'other'",
                                                       "lr: 0.001 -> 0.01", "num_classes: 5 -> 6"]
+
+
+def test_an_iam_of_other_accumulated_maps_is_not_skipped_nor_exported(synthetic_root, tmp_path, capsys):
+    """Stage 1 trained again after the IAM: the IAM is stale (classification/iam_targets.py)."""
+    from classification.iam_targets import DIGEST_ARG, TARGETS_KEY
+    from nsrom.provenance import folder_digest
+
+    args = common(synthetic_root, tmp_path)
+    train.main(args + TINY_TRAIN)
+    train_iam.main(args + TINY_TRAIN)
+    accu = tmp_path / "exp1" / "accu_att"
+    digest = folder_digest(accu, "*_*.png")
+    assert json.loads((tmp_path / "exp2" / "train_args.json").read_text())[DIGEST_ARG] == digest
+    final = torch.load(tmp_path / "exp2" / "model" / "checkpoint_final.pth", weights_only=True)
+    assert final[TARGETS_KEY] == {"dir": str(accu.resolve()), "digest": digest}
+    assert train_iam.main(args + TINY_TRAIN) is None  # the same maps: the finished IAM is skipped
+    test_iam.main(args)  # and exported
+    changed = sorted(accu.glob("*.png"))[0]
+    write_grey(changed, 255 - read_grey(changed))  # as a stage 1 trained again leaves them
+    for script, message in ((train_iam, "was trained on other accumulated maps than those now in"),
+                            (test_iam, "as they were then, and they have changed since")):
+        with pytest.raises(SystemExit):
+            script.main(args + (TINY_TRAIN if script is train_iam else ["--overwrite"]))
+        err = capsys.readouterr().err
+        assert message in err and "--overwrite" in err and "Traceback" not in err
+    assert train_iam.main(args + TINY_TRAIN + ["--overwrite"]) is not None  # trained on the new maps
+    test_iam.main(args + ["--overwrite"])
+    assert torch.load(tmp_path / "exp2" / "model" / "checkpoint_final.pth",
+                      weights_only=True)[TARGETS_KEY]["digest"] == folder_digest(accu, "*_*.png") != digest

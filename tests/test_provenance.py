@@ -279,3 +279,20 @@ def test_pipeline_names_its_own_way_to_redo_a_stale_stage(synthetic_root, tmp_pa
     ctx = RunContext(synthetic_root.root, tmp_path, PRESETS["demo"], device="cpu")
     with pytest.raises(StaleOutputError, match="(?s)another producer.*--from pseudo_label redoes this stage"):
         run_pipeline(ctx)
+
+
+def test_folder_digest_follows_the_names_and_contents_of_the_matching_files(tmp_path):
+    from nsrom.provenance import folder_digest
+
+    write_grey(tmp_path / "a_0.png", np.zeros((4, 4), np.uint8))
+    write_grey(tmp_path / "b_1.png", np.full((4, 4), 7, np.uint8))
+    first = folder_digest(tmp_path, "*_*.png")
+    (tmp_path / "notes.txt").write_text("not a map")
+    assert folder_digest(tmp_path, "*_*.png") == first
+    write_grey(tmp_path / "b_1.png", np.full((4, 4), 8, np.uint8))  # same size, other content
+    second = folder_digest(tmp_path, "*_*.png")
+    assert second != first
+    (tmp_path / "b_1.png").rename(tmp_path / "c_1.png")
+    assert folder_digest(tmp_path, "*_*.png") not in (first, second)
+    (tmp_path / "c_1.png").unlink()
+    assert folder_digest(tmp_path, "*_*.png") != folder_digest(tmp_path / "missing", "*_*.png")
