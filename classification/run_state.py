@@ -62,15 +62,17 @@ def changed_settings(args: argparse.Namespace, dirs: RunDirs) -> list[str]:
 def prepare_run(args: argparse.Namespace, dirs: RunDirs, accumulator: AttentionAccumulator | None) -> bool:
     """Check earlier outputs; returns False when the run is already complete (skip).
 
-    A finished run (final checkpoint) is skipped unless ``--overwrite``; a run
-    with partial outputs needs ``--resume`` (continue) or ``--overwrite``
-    (delete them and start over).
+    A finished run (final checkpoint) is skipped unless ``--overwrite``, and refused
+    (:class:`StaleOutputError`) when it was trained with other settings than this
+    command line's; a run with partial outputs needs ``--resume`` (continue) or
+    ``--overwrite`` (delete them and start over).
     """
     if dirs.checkpoint_final.is_file() and not args.overwrite:
+        if changed := changed_settings(args, dirs):  # its model is not what this command asks for
+            raise StaleOutputError(
+                f"{dirs.checkpoint_final} was trained with other settings ({'; '.join(changed)}); --overwrite "
+                f"trains again with these (replacing that run), or another --exp keeps both")
         log.info("%s exists: training already done (use --overwrite to train again)", dirs.checkpoint_final)
-        if changed := changed_settings(args, dirs):
-            log.warning("the finished run in %s was trained with other settings (%s): they are not applied; "
-                        "pass --overwrite to train again with them", dirs.root, "; ".join(changed))
         return False
     ensure_writable_dir(dirs.model)
     ensure_writable_dir(dirs.logs)

@@ -157,13 +157,10 @@ def cam_train(ctx: RunContext) -> dict:
         restart = None if k == 0 else state.get("running") != k  # a retry starts over unless it was under way
         record(k)
         args = train.build_parser().parse_args(cam_train_argv(ctx, first_seed + k if k else None, restart))
-        train.run(args)
-        report = read_report(run_root / REPORT_NAME)
-        if report is None or report.get("seed") != args.seed:  # a finished run of an earlier attempt was kept
+        if _finished_with_other_seed(ctx.runs_dir, args.seed):  # an earlier attempt's finished run was kept
             args.overwrite, args.resume = True, False
-            train.run(args)
-            report = read_report(run_root / REPORT_NAME)
-        attempts.append(report)
+        train.run(args)
+        attempts.append(read_report(run_root / REPORT_NAME))
         record(None)
     kept = best_attempt(attempts)
     if kept != len(attempts) - 1:
@@ -179,6 +176,19 @@ def cam_train(ctx: RunContext) -> dict:
     attempts[kept] = {**attempts[kept], KEPT: True}
     distributed.run_on_main(lambda: write_json(attempts_path, {"attempts": attempts, "running": None}))
     return {RECOGNITION_KEY: attempts}
+
+
+def _finished_with_other_seed(runs_dir, seed: int | None) -> bool:
+    """Whether stage 1's folder holds a finished run trained with another ``--seed`` (its ``train_args.json``)."""
+    from classification.run_layout import run_dirs
+
+    dirs = run_dirs(CLASSIFIER_EXP, runs_dir)
+    if not dirs.checkpoint_final.is_file() or not dirs.train_args.is_file():
+        return False
+    try:
+        return read_json(dirs.train_args).get("seed") != seed
+    except (NsromError, AttributeError):
+        return False
 
 
 def cam_export(ctx: RunContext) -> dict:

@@ -98,14 +98,18 @@ def test_export_skips_existing_maps_unless_overwrite(synthetic_root, runs):
     assert all(p.stat().st_mtime_ns != before[p] for p in others)
 
 
-def test_finished_training_is_skipped(synthetic_root, runs, capsys):
-    assert train.main(common(synthetic_root, runs) + TINY_TRAIN) is None
-    assert "other settings" not in capsys.readouterr().err  # the same command: skipped quietly
-    # another setting (and one that changes nothing trained): still skipped, but said so
-    assert train.main(common(synthetic_root, runs) + TINY_TRAIN + ["--accu-start-epoch", "0",
-                                                                    "--checkpoint-every-steps", "5"]) is None
+def test_finished_training_is_skipped_unless_other_settings_are_asked_for(synthetic_root, runs, capsys):
+    final = runs / "exp1" / "model" / "checkpoint_final.pth"
+    before = final.stat().st_mtime_ns
+    # the same command, or one that changes only how it runs (checkpoint cadence): skipped quietly
+    assert train.main(common(synthetic_root, runs) + TINY_TRAIN + ["--checkpoint-every-steps", "5"]) is None
+    assert "other settings" not in capsys.readouterr().err
+    # another setting: refused (its model is not what the command asks for), the finished run kept
+    with pytest.raises(SystemExit):
+        train.main(common(synthetic_root, runs) + TINY_TRAIN + ["--accu-start-epoch", "0"])
     err = capsys.readouterr().err
-    assert "trained with other settings (accu_start_epoch: 1 -> 0): they are not applied" in err and "--overwrite" in err
+    assert f"{final} was trained with other settings (accu_start_epoch: 1 -> 0); --overwrite trains again" in err
+    assert "Traceback" not in err and final.stat().st_mtime_ns == before
 
 
 def interrupted_at_epoch_2(args: list[str], monkeypatch) -> None:

@@ -169,21 +169,22 @@ def test_a_killed_attempt_resumes_with_its_own_seed(scripted):
     assert entries[RECOGNITION_KEY][0] == first and entries[RECOGNITION_KEY][1]["seed"] == 1
 
 
-def test_a_report_of_another_attempt_is_not_taken(scripted, monkeypatch):
+def test_a_finished_run_of_another_seed_is_trained_over(scripted):
+    """A finished stage-1 run of another --seed in the folder (an earlier attempt's, kept by a kill) would be
+    refused by train.py as a run of other settings; the attempt trains over it with its own seed."""
     ctx, fake = scripted(1, [False])
-    calls = []
-
-    def skipped_then_trained(args):  # the first call finds a finished run of another seed and skips
-        calls.append(args.overwrite)
-        if len(calls) == 1:
-            write_json(fake.run_root / REPORT_NAME, {"line": 0.9, "seed": 7, "average_precision": {},
-                                                     "unlearnt": []})
-        else:
-            fake(args)
-
-    monkeypatch.setattr(train, "run", skipped_then_trained)
+    run_root = ctx.runs_dir / "exp1"
+    (run_root / "model").mkdir(parents=True)
+    (run_root / "model" / "checkpoint_final.pth").write_bytes(b"")
+    write_json(run_root / "train_args.json", {"seed": 7})
+    write_json(run_root / REPORT_NAME, {"line": 0.9, "seed": 7, "average_precision": {}, "unlearnt": []})
     entries = stages.cam_train(ctx)
-    assert calls == [False, True] and entries[RECOGNITION_KEY][0]["seed"] == 0
+    assert fake.calls == [(0, "overwrite")] and entries[RECOGNITION_KEY][0]["seed"] == 0
+    write_json(run_root / "train_args.json", {"seed": 0})  # its own seed's finished run: kept (train.py skips it)
+    ctx, fake = scripted(1, [False], work="work")
+    (ctx.runs_dir / "exp1" / stages.ATTEMPTS_FILE).unlink()
+    stages.cam_train(ctx)
+    assert fake.calls == [(0, "resume")]
 
 
 def test_each_attempt_starts_in_empty_folders_and_the_others_are_set_aside(scripted):
