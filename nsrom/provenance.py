@@ -102,7 +102,8 @@ def files_digest(paths: list[Path]) -> str:
 
 def folder_digest(folder: Path, pattern: str) -> str:
     """A short SHA-256 of the names and contents of the files of ``folder`` that match ``pattern``, in name
-    order: any map added, removed or changed in the folder changes it (a few ms per thousand small PNGs)."""
+    order: any map added, removed or changed in the folder changes it (about 30 ms per thousand small PNGs
+    in the page cache)."""
     digest = hashlib.sha256()
     for path in sorted(Path(folder).glob(pattern)):
         if path.is_file():
