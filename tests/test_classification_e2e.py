@@ -430,3 +430,6 @@ def test_an_iam_of_other_accumulated_maps_is_not_skipped_nor_exported(synthetic_
     test_iam.main(args + ["--overwrite"])
     assert torch.load(tmp_path / "exp2" / "model" / "checkpoint_final.pth",
                       weights_only=True)[TARGETS_KEY]["digest"] == folder_digest(accu, "*_*.png") != digest
+    write_grey(changed, 255 - read_grey(changed))
+    accu.rename(tmp_path / "elsewhere")  # maps not on this machine (a checkpoint made elsewhere): not compared
+    test_iam.main(args + ["--overwrite"])
