@@ -31,15 +31,15 @@ from tqdm import tqdm
 
 from .classes import IGNORE_INDEX, write_class_names
 from .errors import ConfigError
+from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, classes_in_mask, write_cls_list, write_ids
+from .files import write_json
+from .images import write_grey, write_label, write_rgb
+from .objects import ObjectRecord, write_objects, write_record
 
 MAX_SIDE = 2048
 """The largest image side the generators make (tools/make_synthetic_voc.py, tools/blob_voc.py): a dataset of
 this kind at more would take minutes per image and gigabytes, and a typo such as 60000 would end in
 an allocation error half way through writing."""
-from .data import DataLayout, TRAIN_SPLIT, VAL_SPLIT, classes_in_mask, write_cls_list, write_ids
-from .files import write_json
-from .images import write_grey, write_label, write_rgb
-from .objects import ObjectRecord, write_objects, write_record
 
 SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "star")
 TEXTURES = ("solid", "stripes", "dots", "checker")

@@ -66,7 +66,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
     distributed.run_on_main(lambda: _start(state, ctx, from_stage))
     redo = distributed.run_on_main(lambda: set(state.redo()))
     main = distributed.current().is_main
-    descriptions = {s.name: s.description for s in STAGES}
+    settings = run_settings(ctx) if main else None  # as _start stored them: each done stage's marker keeps them
     for stage in STAGES:
         if stage.name not in selected:
             continue
@@ -89,10 +89,10 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
             update_results(ctx.results_path, entries)
             _warn_weak_classes(entries)
             state.mark_done(stage.name, seconds, {"result_keys": sorted(entries), ENTRIES_KEY: entries,
-                                                  SETTINGS_KEY: run_settings(ctx)})
+                                                  SETTINGS_KEY: settings})
             state.redone(stage.name)
             LOG.info("[%s] finished in %.1f s", stage.name, seconds)
-            _write_summary(ctx, state, descriptions)
+            _write_summary(ctx, state, settings)
         distributed.wait_for_all()
     return load_results(ctx.results_path)
 
@@ -220,7 +220,7 @@ def _start(state: StageState, ctx: RunContext, from_stage: str | None) -> None:
     state.clear(STAGE_NAMES[STAGE_NAMES.index(from_stage):])
     if ctx.results_path.is_file():  # scores of the stages to redo are no longer this run's
         update_results(ctx.results_path, {key: None for key in keys})
-        _write_summary(ctx, state, {s.name: s.description for s in STAGES})
+        _write_summary(ctx, state)
 
 
 ENTRIES_KEY = "entries"
@@ -246,7 +246,7 @@ def _restore_results(ctx: RunContext, state: StageState) -> None:
     lacking = [name for name in done if ENTRIES_KEY not in state.info(name)]
     for name in done:
         update_results(ctx.results_path, state.info(name).get(ENTRIES_KEY) or {})
-    _write_summary(ctx, state, {s.name: s.description for s in STAGES})
+    _write_summary(ctx, state)
     LOG.warning("results.json rebuilt from the stage markers (%s)%s", reason,
                 f"; stages done before markers kept their scores have none there: {', '.join(lacking)} "
                 f"(--from {lacking[0]} redoes them)" if lacking else "")
@@ -367,9 +367,15 @@ def stages_made_otherwise(state: StageState, now: dict) -> dict[str, list[str]]:
     return out
 
 
-def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, str]) -> None:
+DESCRIPTIONS = {s.name: s.description for s in STAGES}
+"""Each stage's line in results.md."""
+
+
+def _write_summary(ctx: RunContext, state: StageState, settings: dict | None = None) -> None:
+    """results.json's run-wide keys and results.md, from the markers; ``settings``: :func:`run_settings` when
+    the caller has them."""
     seconds = {name: state.seconds(name) for name in STAGE_NAMES if state.is_done(name)}
-    now = run_settings(ctx)
+    now = settings if settings is not None else run_settings(ctx)
     results = update_results(ctx.results_path, {"stage_seconds": seconds, "machine": machine_info(ctx.device),
                                                 SPLITS_KEY: {"train": ctx.train_split, "val": ctx.val_split},
                                                 SETTINGS_KEY: now,
@@ -377,4 +383,4 @@ def _write_summary(ctx: RunContext, state: StageState, descriptions: dict[str, s
                                                 OTHER_SETTINGS_KEY: stages_made_otherwise(state, now) or None})
     figures = [(caption, ctx.figure_path(name).relative_to(ctx.work_dir).as_posix())
                for name, caption in FIGURES.items() if ctx.figure_path(name).is_file()]
-    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, descriptions, figures))
+    write_markdown(ctx.work_dir / "results.md", render_markdown(results, seconds, DESCRIPTIONS, figures))
