@@ -2,9 +2,9 @@
 
 ``evaluate_cams`` (nsrom/evaluation.py) scores a CAM folder at every background
 threshold of a sweep and keeps the whole curve in results.json (``cam`` and
-``oacam``, key ``curve``: threshold -> mIoU). This draws mIoU (%) against the
-threshold for both, with each curve's best threshold marked: how sensitive the
-scores of stages 1b and 2 are to that one free parameter. Drawn with Pillow.
+``oacam``, key ``curve``: threshold -> mIoU; also ``accumulated``, stage 1's accumulated maps). This draws
+mIoU (%) against the threshold for each, with each curve's best threshold marked: how
+sensitive the scores of stages 1b and 2 are to that one free parameter. Drawn with Pillow.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 from nsrom.files import atomic_path
 
 LOG = logging.getLogger(__name__)
-SERIES = (("cam", "CAM (stage 1b)", (31, 119, 180)), ("oacam", "OA-CAM (stage 2)", (214, 39, 40)))
+SERIES = (("cam", "CAM (stage 1b)", (31, 119, 180)), ("accumulated", "accumulated maps (stage 1)", (44, 160, 44)),
+          ("oacam", "OA-CAM (stage 2)", (214, 39, 40)))
 """results.json key, legend, RGB colour of each curve."""
 WIDTH, HEIGHT = 640, 420
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 40, 56

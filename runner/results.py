@@ -1,7 +1,8 @@
 """``W/results.json`` and ``W/results.md``: the scores of every stage, and stage times.
 
 results.json keys (each an object with at least ``miou`` in [0, 1] and
-``class_iou`` by class name): ``cam``, ``oacam``, ``pseudo_label`` (and
+``class_iou`` by class name): ``cam``, ``accumulated`` (stage 1's
+accumulated maps, the IAM's targets), ``oacam``, ``pseudo_label`` (and
 ``ignored_fraction``), ``seg_round1``, ``seg_round1_crf``, ``masked_label``
 (and ``ignored_fraction``), ``seg_round2``, ``seg_round2_crf``; plus
 ``stage_seconds``. CAMs, OA-CAMs and labels are scored on train_aug, the
@@ -32,6 +33,7 @@ from nsrom.files import atomic_write_text, read_json, write_json
 
 RESULT_KEYS = {
     "cam": "CAM (stage 1b, train_aug, best bg threshold)",
+    "accumulated": "accumulated maps (stage 1 OAA, the IAM's targets, train_aug, best bg threshold)",
     "oacam": "OA-CAM (stage 2, train_aug, best bg threshold)",
     "pseudo_label": "pseudo labels (stage 3, train_aug, non-ignored pixels)",
     "seg_round1": "DeepLab-v2 round 1 (val)",
@@ -59,6 +61,9 @@ ERROR_ROWS = {
     "masked_label": "masked labels (stage 6, NSRM)",
 }
 """Rows of the table of where the training-set outputs go wrong (their ``error_kinds``, nsrom/error_kinds.py)."""
+
+ACCUMULATED_KEY = "accumulated"
+"""results.json key of stage 1's accumulated maps, scored like the CAMs (runner/stages.py, cam_export)."""
 
 POM_KEY = "pom"
 """results.json: whether stage 3 ran with POM (absent in runs made before this key: with POM)."""
@@ -350,7 +355,8 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 __all__ = [
-    "ERROR_ROWS", "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY", "RESULT_KEYS", "SPLITS_KEY",
+    "ACCUMULATED_KEY", "ERROR_ROWS", "KEPT", "MISSED_OBJECTS_KEY", "NOTES_KEY", "POM_KEY", "RECOGNITION_KEY",
+    "RESULT_KEYS", "SPLITS_KEY",
     "in_splits", "kept_attempt",
     "error_lines", "recognition_lines", "load_results", "update_results", "render_markdown",
     "weak_class_line", "weak_classes", "write_markdown", "write_json",

@@ -99,7 +99,7 @@ def run_pipeline(ctx: RunContext, from_stage: str | None = None, to_stage: str |
 
 def _warn_weak_classes(entries: dict) -> None:
     """Log the classes of a stage's scores that lie far below the others (a class not learnt)."""
-    for key in (k for k in RESULT_KEYS if k in entries):
+    for key in (k for k in RESULT_KEYS if entries.get(k) is not None):
         if line := weak_class_line(key, entries[key]):
             LOG.warning("far below the other classes: %s", line)
 

@@ -24,7 +24,7 @@ from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json, write_json
 from nsrom.objects import has_record
 from .context import CLASSIFIER_EXP, IAM_EXP, RunContext
-from .results import KEPT, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
+from .results import ACCUMULATED_KEY, KEPT, MISSED_OBJECTS_KEY, NOTES_KEY, POM_KEY, RECOGNITION_KEY
 from .seg_rounds import round_label_dir, seg_config, seg_paths, seg_scores
 from .stage_argv import (NO_CHECK, cam_train_argv, classification_args, gen_label_argv, iam_train_argv,
                          masked_label_argv, overwrite_flag, pom_rules)
@@ -192,9 +192,36 @@ def _finished_with_other_seed(runs_dir, seed: int | None) -> bool:
 
 
 def cam_export(ctx: RunContext) -> dict:
-    from classification import test
+    """Stage 1b: the CAMs, scored; and stage 1's accumulated maps, scored as the IAM's targets.
 
-    return _export(test, ctx, CLASSIFIER_EXP, "cam")
+    The accumulated maps (``runs/exp1/accu_att``, CAM resolution of the training
+    input) are resized to each image as the export resizes the CAMs and scored
+    alike (``accumulated``); a run without them (a classifier trained
+    elsewhere) gets a note instead.
+    """
+    from classification import test
+    from classification.run_layout import run_dirs
+
+    entries = _export(test, ctx, CLASSIFIER_EXP, "cam")
+    accu_dir = run_dirs(CLASSIFIER_EXP, ctx.runs_dir).accu_att
+
+    def score_accumulated() -> dict:
+        if not accu_dir.is_dir():
+            return {ACCUMULATED_KEY: None,  # an earlier run's score would not be this run's
+                    NOTES_KEY: {ACCUMULATED_KEY: f"not scored: no accumulated maps in {accu_dir}"}}
+        return score_train_output(ctx, ACCUMULATED_KEY, lambda: evaluate_cams(
+            ctx.layout, ctx.train_split, accu_dir, workers=ctx.preset.label_workers, resize=True))
+
+    return merge_entries(entries, distributed.run_on_main(score_accumulated))
+
+
+def merge_entries(first: dict | None, second: dict | None) -> dict:
+    """Two stages' worth of results.json entries as one, their notes joined."""
+    merged = {**(first or {}), **(second or {})}
+    notes = {**(first or {}).get(NOTES_KEY, {}), **(second or {}).get(NOTES_KEY, {})}
+    if notes:
+        merged[NOTES_KEY] = notes
+    return merged
 
 
 def iam_train(ctx: RunContext) -> None:
@@ -243,11 +270,7 @@ def pseudo_label(ctx: RunContext) -> dict:
     _gen_label(ctx, ctx.pseudo_no_pom_dir, without_pom=True)
     ablation = score_train_output(ctx, "pseudo_label_no_pom", lambda: evaluate_labels(
         ctx.layout, ctx.train_split, ctx.pseudo_no_pom_dir, ctx.preset.label_workers))
-    notes = {**ablation.pop(NOTES_KEY, {}), **entries.pop(NOTES_KEY, {})}
-    entries.update(ablation)
-    if notes:
-        entries[NOTES_KEY] = notes
-    return entries
+    return merge_entries(entries, ablation)
 
 
 def masked_label(ctx: RunContext) -> dict:

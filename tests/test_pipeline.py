@@ -7,9 +7,10 @@ import json
 import re
 
 import pytest
+from PIL import Image
 
 from nsrom.errors import ConfigError
-from nsrom.evaluation import evaluate_labels
+from nsrom.evaluation import evaluate_cams, evaluate_labels
 from nsrom.files import read_json
 from runner import run as runner, stages as stage_module
 from runner.context import RunContext
@@ -28,7 +29,7 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
-    assert set(results) == {"cam", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
+    assert set(results) == {"cam", "accumulated", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
                             "stage1_recognition", "splits", "settings", "stages_not_done"}
     assert results["stages_not_done"] == STAGE_NAMES[STAGE_NAMES.index("seg1_train"):]
     assert "Not done yet (no scores): seg1_train, seg1_test," in (work / "results.md").read_text()
@@ -58,6 +59,14 @@ def test_results_complete_and_consistent_with_files(finished_run, synthetic_root
     # Scores are those of the files on disk.
     again = evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_dir)
     assert again["miou"] == pytest.approx(results["pseudo_label"]["miou"])
+    # Stage 1's accumulated maps (kept at the CAM size of the training input), resized to each image and scored.
+    accu = ctx.runs_dir / "exp1" / "accu_att"
+    maps = sorted(accu.glob("*.png"))
+    assert maps and all(Image.open(p).size != Image.open(synthetic_root.image_path(p.stem.rsplit("_", 1)[0])).size
+                        for p in maps)
+    again = evaluate_cams(synthetic_root, "train_aug", accu, resize=True)
+    assert again["miou"] == pytest.approx(results["accumulated"]["miou"])
+    assert again["curve"] == pytest.approx(results["accumulated"]["curve"])
     crf = read_json(stage_module.seg_paths(ctx, "round2").score_path("val", crf=True))
     assert crf["Mean IoU"] == pytest.approx(results["seg_round2_crf"]["miou"])
     train_ids = synthetic_root.ids("train_aug")
@@ -357,6 +366,22 @@ def test_stage_3_without_pom_has_no_ablation_and_says_so(finished_run, synthetic
         evaluate_labels(synthetic_root, "train_aug", ctx.pseudo_no_pom_dir)["miou"])  # the ablation's labels
     md = (work / "results.md").read_text()
     assert "pseudo labels (stage 3 without POM: --no-pom," in md and "| without POM |" not in md
+
+
+def test_a_classifier_without_accumulated_maps_has_a_note_instead_of_their_score(finished_run, synthetic_root,
+                                                                                   tmp_path, tiny_preset):
+    import shutil
+
+    ctx, _ = finished_run
+    work = tmp_path / "work"
+    shutil.copytree(ctx.work_dir, work)
+    shutil.rmtree(work / "classification" / "runs" / "exp1" / "accu_att")  # e.g. a classifier trained elsewhere
+    results = run_pipeline(make_ctx(synthetic_root, work, tiny_preset), from_stage="cam_export", to_stage="cam_export")
+    assert "accumulated" not in results and "no accumulated maps in" in results["notes"]["accumulated"]
+    assert results["cam"]["miou"] == pytest.approx(evaluate_cams(synthetic_root, "train_aug",
+                                                                 work / "classification" / "runs" / "exp1" /
+                                                                 "attention")["miou"])
+    assert "- accumulated maps (stage 1 OAA" in (work / "results.md").read_text()
 
 
 def test_real_rerun_from_masked_label_rewrites_its_outputs(finished_run, synthetic_root, tiny_preset):
