@@ -216,7 +216,7 @@ def cam_export(ctx: RunContext) -> dict:
 
 
 def merge_entries(first: dict | None, second: dict | None) -> dict:
-    """Two stages' worth of results.json entries as one, their notes joined."""
+    """Two sets of a stage's results.json entries as one, their notes joined (the second's win on a key)."""
     merged = {**(first or {}), **(second or {})}
     notes = {**(first or {}).get(NOTES_KEY, {}), **(second or {}).get(NOTES_KEY, {})}
     if notes:
