@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from classification.run_layout import run_dirs
 from nsrom import distributed
 from nsrom.data_check import IMAGES, LISTS, MASKS, SALIENCY
 from nsrom.errors import NsromError
@@ -178,10 +180,8 @@ def cam_train(ctx: RunContext) -> dict:
     return {RECOGNITION_KEY: attempts}
 
 
-def _finished_with_other_seed(runs_dir, seed: int | None) -> bool:
+def _finished_with_other_seed(runs_dir: Path, seed: int | None) -> bool:
     """Whether stage 1's folder holds a finished run trained with another ``--seed`` (its ``train_args.json``)."""
-    from classification.run_layout import run_dirs
-
     dirs = run_dirs(CLASSIFIER_EXP, runs_dir)
     if not dirs.checkpoint_final.is_file() or not dirs.train_args.is_file():
         return False
@@ -200,7 +200,6 @@ def cam_export(ctx: RunContext) -> dict:
     elsewhere) gets a note instead.
     """
     from classification import test
-    from classification.run_layout import run_dirs
 
     entries = _export(test, ctx, CLASSIFIER_EXP, "cam")
     accu_dir = run_dirs(CLASSIFIER_EXP, ctx.runs_dir).accu_att

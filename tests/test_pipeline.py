@@ -29,8 +29,8 @@ def finished_run(synthetic_root, tmp_path_factory, tiny_preset):
     work = tmp_path_factory.mktemp("pipeline")
     ctx = make_ctx(synthetic_root, work, tiny_preset)
     results = run_pipeline(ctx, to_stage="pseudo_label")
-    assert set(results) == {"cam", "accumulated", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom", "stage_seconds", "machine",
-                            "stage1_recognition", "splits", "settings", "stages_not_done"}
+    assert set(results) == {"cam", "accumulated", "oacam", "pseudo_label", "pseudo_label_no_pom", "pom",
+                            "stage_seconds", "machine", "stage1_recognition", "splits", "settings", "stages_not_done"}
     assert results["stages_not_done"] == STAGE_NAMES[STAGE_NAMES.index("seg1_train"):]
     assert "Not done yet (no scores): seg1_train, seg1_test," in (work / "results.md").read_text()
     assert results["splits"] == {"train": "train_aug", "val": "val"}
