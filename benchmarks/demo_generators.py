@@ -8,7 +8,8 @@ For each generator and seed: make a dataset (``synthetic``: tools/make_synthetic
 with its defaults, the data of tools/demo.sh; ``blob``: tools/blob_voc.py, a
 differently made generator, with 4 to 6 classes and image sides up to
 ``--blob-max-size``), run ``pipeline.py --preset demo`` on it in a fresh
-process, read its results.json and print one row: CAM, OA-CAM, pseudo labels
+process, read its results.json and print one row: CAM, stage 1's accumulated
+maps (the IAM's targets), OA-CAM, pseudo labels
 (and the share ignored), both DeepLab rounds with CRF, where the pixels of the
 objects missing from the saliency map end up (background in the labels
 without and with POM, own class in the round-2 predictions), wall and CPU
@@ -73,7 +74,7 @@ from classification import train as cls_train
 from nsrom.files import write_json
 from runner.context import RunContext
 from runner.presets import get_preset
-from runner.results import KEPT, RECOGNITION_KEY, kept_attempt, weak_classes
+from runner.results import ACCUMULATED_KEY, KEPT, RECOGNITION_KEY, kept_attempt, weak_classes
 from segmentation.libs.utils.config import load_config
 from segmentation.libs.utils.paths import RunPaths
 
@@ -142,7 +143,8 @@ def summary(results: dict) -> dict:
         return float("nan") if value is None else 100 * value
 
     pct = {k: percent(key) for k, key in (
-        ("cam", "cam"), ("oacam", "oacam"), ("pseudo", "pseudo_label"), ("r1crf", "seg_round1_crf"),
+        ("cam", "cam"), ("accu", ACCUMULATED_KEY), ("oacam", "oacam"), ("pseudo", "pseudo_label"),
+        ("r1crf", "seg_round1_crf"),
         ("masked", "masked_label"), ("r2crf", "seg_round2_crf"))}
     pct["ignored"] = percent("pseudo_label", "ignored_fraction")
     missed = results.get("missed_objects", {})
@@ -359,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = planned_runs(args)
-    header = ("data", "CAM", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
+    header = ("data", "CAM", "accu", "OA-CAM", "pseudo", "ign%", "R1+CRF", "masked", "R2+CRF", "missed: bg noPOM",
               "bg POM", "own R1", "own R2", "wall s", "CPU s", "targets missed", "CAM: classes far below",
               "stage-1 attempts")
     print(f"{os.cpu_count()} CPU cores; columns are mIoU (%) except where named")
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                     for i, a in enumerate(recognition)]
         rows.append({**run.record, **r, **timing, "targets_missed": missed, "targets_not_scored": unscored,
                      "cam_classes_far_below": dict(lost), "stage1_attempts": attempts})
-        cells = [figure_cell(r[k]) for k in ("cam", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
+        cells = [figure_cell(r[k]) for k in ("cam", "accu", "oacam", "pseudo", "ignored", "r1crf", "masked", "r2crf",
                                              "bg_no_pom", "bg_pom", "r1_own", "r2_own")]
         targets = ", ".join(missed) or "none"
         if unscored:
