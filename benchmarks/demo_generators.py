@@ -144,8 +144,7 @@ def summary(results: dict) -> dict:
 
     pct = {k: percent(key) for k, key in (
         ("cam", "cam"), ("accu", ACCUMULATED_KEY), ("oacam", "oacam"), ("pseudo", "pseudo_label"),
-        ("r1crf", "seg_round1_crf"),
-        ("masked", "masked_label"), ("r2crf", "seg_round2_crf"))}
+        ("r1crf", "seg_round1_crf"), ("masked", "masked_label"), ("r2crf", "seg_round2_crf"))}
     pct["ignored"] = percent("pseudo_label", "ignored_fraction")
     missed = results.get("missed_objects", {})
     share = lambda key, outcome: 100 * missed[key][outcome] if key in missed else float("nan")  # noqa: E731

@@ -31,9 +31,12 @@ from nsrom.dataset_settings import DatasetSettings
 from nsrom.error_kinds import NEAR_PIXELS
 from nsrom.files import atomic_write_text, read_json, write_json
 
+ACCUMULATED_KEY = "accumulated"
+"""results.json key of stage 1's accumulated maps, scored like the CAMs (runner/stages.py, cam_export)."""
+
 RESULT_KEYS = {
     "cam": "CAM (stage 1b, train_aug, best bg threshold)",
-    "accumulated": "accumulated maps (stage 1 OAA, the IAM's targets, train_aug, best bg threshold)",
+    ACCUMULATED_KEY: "accumulated maps (stage 1 OAA, the IAM's targets, train_aug, best bg threshold)",
     "oacam": "OA-CAM (stage 2, train_aug, best bg threshold)",
     "pseudo_label": "pseudo labels (stage 3, train_aug, non-ignored pixels)",
     "seg_round1": "DeepLab-v2 round 1 (val)",
@@ -61,9 +64,6 @@ ERROR_ROWS = {
     "masked_label": "masked labels (stage 6, NSRM)",
 }
 """Rows of the table of where the training-set outputs go wrong (their ``error_kinds``, nsrom/error_kinds.py)."""
-
-ACCUMULATED_KEY = "accumulated"
-"""results.json key of stage 1's accumulated maps, scored like the CAMs (runner/stages.py, cam_export)."""
 
 POM_KEY = "pom"
 """results.json: whether stage 3 ran with POM (absent in runs made before this key: with POM)."""
